@@ -63,6 +63,8 @@ class Measurement:
     reason: str = ""
     device: Mapping[str, Any] = field(default_factory=dict)
     cost_s: float = 0.0  # wall seconds spent on this measurement, compile included
+    compile_s: float = 0.0  # of which waiting for (or doing) the compile
+    gpu_s: float = 0.0  # of which the GPU spent replaying graphs (warm-up replays included)
 
     @property
     def ok(self) -> bool:

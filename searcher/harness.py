@@ -1,0 +1,216 @@
+"""Timing configs of the fused MoE layer on a GPU, the way vLLM's tuner times them.
+
+One measurement: build the layer for the config, compile it (or take the result of a
+compile started ahead on a CPU thread), run it once eagerly, capture ``calls_per_graph``
+layer calls in one CUDA graph, replay it ``warmup`` times, then ``replays`` times with
+fresh random router logits copied in before each replay and CUDA events around the replay
+alone. Per-call time = replay time / calls_per_graph. Failures come back as a
+:class:`~searcher.measurement.Measurement` with a status and a reason, never raised.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
+
+from searcher.config import KernelConfig
+from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status, summarize_samples
+from searcher.shape import Shape
+
+if TYPE_CHECKING:  # pragma: no cover
+    from searcher.backends import Backend, LayerCall
+    from searcher.kernels.fused_moe import MoEInputs
+
+__all__ = ["Benchmarker", "GpuBenchmarker", "classify_error"]
+
+#: Fresh router-logit sets kept per batch size; replays cycle through them.
+LOGIT_SETS = 32
+
+
+class Benchmarker(Protocol):
+    """What the search needs from whatever produces measurements (GPU, replay, synthetic)."""
+
+    def measure(self, M: int, config: KernelConfig, fidelity: Fidelity) -> Measurement:
+        """Time ``config`` at batch size ``M``; failures are returned, not raised."""
+
+    def precompile(self, M: int, configs: Iterable[KernelConfig]) -> None:
+        """Hint: these configs will be measured soon (compile them ahead if useful)."""
+
+    def device_info(self) -> dict[str, Any]:
+        """The device and software versions attached to every measurement."""
+
+
+def classify_error(exc: BaseException) -> tuple[Status, str]:
+    """Map an exception from compiling or running a config to a status and a reason."""
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    # Triton's errors, matched by name so this module need not import triton.
+    if name == "OutOfResources":
+        return Status.OUT_OF_RESOURCES, f"{name}: {first}"
+    if name in ("CompilationError", "CompileTimeAssertionFailure", "MLIRCompilationError",
+                "PTXASError") or "compil" in name.lower():
+        return Status.COMPILE_ERROR, f"{name}: {first}"[:500]
+    if "out of resource" in first.lower() or "shared memory" in first.lower():
+        return Status.OUT_OF_RESOURCES, f"{name}: {first}"
+    return Status.RUNTIME_ERROR, f"{name}: {first}"[:500]
+
+
+class GpuBenchmarker:
+    """Measures configs of one layer shape on the current CUDA device.
+
+    Args:
+        shape: the layer.
+        backend: a backend object or name (``builtin`` by default).
+        seed: seeds the random inputs and router logits, so runs are comparable.
+        compile_threads: CPU threads compiling configs ahead (0 compiles inline).
+    """
+
+    def __init__(
+        self,
+        shape: Shape,
+        backend: Backend | str = "builtin",
+        seed: int = 0,
+        compile_threads: int = 4,
+    ) -> None:
+        import torch
+
+        from searcher.backends import get_backend
+        from searcher.device import current_device
+
+        self.shape = shape
+        self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        self.device = current_device()
+        self.seed = seed
+        self._torch = torch
+        self._inputs: dict[int, MoEInputs] = {}
+        self._logit_sets: dict[int, torch.Tensor] = {}
+        self._weights: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pool = ThreadPoolExecutor(compile_threads) if compile_threads > 0 else None
+        self._pending: dict[tuple[int, KernelConfig], Future] = {}
+        self._layers: dict[tuple[int, KernelConfig], LayerCall] = {}
+        self._lock = threading.Lock()
+
+    # -- inputs -----------------------------------------------------------------------
+    def inputs(self, M: int) -> MoEInputs:
+        """The problem tensors for batch size M (expert weights shared by every M)."""
+        if M not in self._inputs:
+            from searcher.kernels.fused_moe import TORCH_DTYPES, MoEInputs
+
+            torch = self._torch
+            gen = torch.Generator(device="cuda").manual_seed(self.seed * 1_000_003 + M)
+            s = self.shape
+            dtype = TORCH_DTYPES[s.dtype]
+            if self._weights is None:
+                wgen = torch.Generator(device="cuda").manual_seed(self.seed)
+                w1 = torch.randn(s.E, 2 * s.N, s.hidden, generator=wgen, device="cuda",
+                                 dtype=dtype)
+                w2 = torch.randn(s.E, s.hidden, s.N, generator=wgen, device="cuda", dtype=dtype)
+                self._weights = (w1, w2)
+            w1, w2 = self._weights
+            x = torch.randn(M, s.hidden, generator=gen, device="cuda", dtype=dtype)
+            logits = torch.empty(M, s.E, device="cuda", dtype=torch.float32)
+            self._logit_sets[M] = torch.randn(LOGIT_SETS, M, s.E, generator=gen, device="cuda",
+                                              dtype=torch.float32)
+            logits.copy_(self._logit_sets[M][0])
+            self._inputs[M] = MoEInputs(shape=s, M=M, x=x, logits=logits, w1=w1, w2=w2)
+        return self._inputs[M]
+
+    def device_info(self) -> dict[str, Any]:
+        info = self.device.to_dict()
+        info["backend"] = self.backend.name
+        return info
+
+    # -- compile ahead ----------------------------------------------------------------
+    def _layer(self, M: int, config: KernelConfig) -> LayerCall:
+        key = (M, config)
+        with self._lock:
+            layer = self._layers.get(key)
+            if layer is None:
+                layer = self.backend.layer(self.inputs(M), config)
+                self._layers[key] = layer
+        return layer
+
+    def precompile(self, M: int, configs: Iterable[KernelConfig]) -> None:
+        if self._pool is None:
+            return
+        for config in configs:
+            key = (M, config)
+            if key in self._pending:
+                continue
+            layer = self._layer(M, config)
+            self._pending[key] = self._pool.submit(_timed, layer.compile)
+
+    def _compile(self, M: int, config: KernelConfig, layer: LayerCall) -> float:
+        """Wait for (or do) the compile of ``config``; returns the seconds it cost here."""
+        future = self._pending.pop((M, config), None)
+        if future is None:
+            return _timed(layer.compile)
+        return future.result()
+
+    # -- measuring --------------------------------------------------------------------
+    def measure(self, M: int, config: KernelConfig, fidelity: Fidelity | str) -> Measurement:
+        if isinstance(fidelity, str):
+            fidelity = FIDELITIES[fidelity]
+        torch = self._torch
+        start = time.perf_counter()
+        device = self.device_info()
+        layer = None
+        graph = None
+        try:
+            layer = self._layer(M, config)
+            compile_s = self._compile(M, config, layer)
+            inputs = self.inputs(M)
+            logit_sets = self._logit_sets[M]
+            layer(inputs.logits)  # the eager call: loads the kernels, surfaces resource errors
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for _ in range(fidelity.calls_per_graph):
+                    layer(inputs.logits)
+            torch.cuda.synchronize()
+            begin = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            per_call: list[float] = []
+            gpu_ms = 0.0
+            for i in range(fidelity.warmup + fidelity.replays):
+                inputs.logits.copy_(logit_sets[i % LOGIT_SETS])
+                torch.cuda.synchronize()
+                begin.record()
+                graph.replay()
+                end.record()
+                end.synchronize()
+                elapsed_ms = begin.elapsed_time(end)
+                gpu_ms += elapsed_ms
+                if i >= fidelity.warmup:
+                    per_call.append(elapsed_ms * 1000.0 / fidelity.calls_per_graph)
+        except Exception as exc:  # a failed config is data, not a crash
+            status, reason = classify_error(exc)
+            return Measurement.failed(status, reason, fidelity.name,
+                                      cost_s=time.perf_counter() - start, device=device)
+        finally:
+            del graph
+            self._forget(M, config)
+        median, mean, spread = summarize_samples(per_call)
+        return Measurement(
+            status=Status.OK, fidelity=fidelity.name, median_us=median, mean_us=mean,
+            spread_us=spread, samples=len(per_call), device=device,
+            cost_s=time.perf_counter() - start, compile_s=compile_s, gpu_s=gpu_ms / 1000.0,
+        )
+
+    def _forget(self, M: int, config: KernelConfig) -> None:
+        with self._lock:
+            self._layers.pop((M, config), None)
+        self._pending.pop((M, config), None)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

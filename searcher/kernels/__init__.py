@@ -1,0 +1,1 @@
+"""Kernels searcher can tune. Importing this package imports torch and triton."""
