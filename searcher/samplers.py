@@ -1,0 +1,211 @@
+"""Optuna samplers, picked by name.
+
+A study spec names its sampler (``search.sampler``); :func:`make_sampler` builds it. Every
+sampler minimises the same objective (microseconds per layer call) over the encoded
+parameters that :meth:`searcher.space.Space.suggest` asks the trial for, so swapping one
+name for another changes how the space is searched, never what it holds.
+
+Optuna is imported inside the builders, so listing or validating specs does not load it.
+
+Decisions:
+    * ``tpe`` (default) is multivariate, because the six keys interact (a tile only fits in
+      shared memory with few pipeline stages; BLOCK_SIZE_M only pays off with many tokens),
+      and ``group=False``, because the space suggests the same parameters in every trial, so
+      there are no conditional sub-spaces for ``group`` to split (and ``group`` is still an
+      experimental Optuna argument). ``constant_liar=True`` keeps workers that share one
+      study from proposing the same config while a trial is running.
+    * ``constraints_func`` is passed to the samplers that model constraints (``tpe``,
+      ``gp``) and ignored by those that cannot use it (``cmaes``, ``random``, ``grid``).
+      Optuna 5 deprecates it in favour of ``trial.set_constraint(...)`` inside the
+      objective, which every constrained sampler reads without being told; the objective
+      should prefer that. The FutureWarning Optuna gives for the argument is left alone.
+    * ``grid`` walks the space's whole encoded grid (every combination of the values of
+      :meth:`Space.distributions`), each point once, then stops the study. Points that break
+      a space constraint are the objective's to reject without benchmarking.
+    * Seeds: workers sharing a study should pass *different* seeds to the stochastic
+      samplers (equal seeds make them propose the same random start-up configs) but the
+      *same* seed to ``grid`` (Optuna shuffles the grid with it, and equal shuffles are what
+      keeps workers off each other's points).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+
+from searcher.errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial
+
+__all__ = [
+    "SAMPLERS",
+    "SAMPLER_NAMES",
+    "DEFAULT_SAMPLER",
+    "DEFAULT_STARTUP_TRIALS",
+    "make_sampler",
+    "check_sampler_name",
+    "grid_search_space",
+]
+
+ConstraintsFunc = Callable[["FrozenTrial"], Sequence[float]]
+
+#: The sampler a spec gets when it names none.
+DEFAULT_SAMPLER = "tpe"
+
+#: Random trials before a model-based sampler starts modelling, when the caller gives none.
+DEFAULT_STARTUP_TRIALS = 8
+
+
+class _HasDistributions(Protocol):
+    def distributions(self) -> Mapping[str, Any]: ...
+
+
+def _tpe(seed: int | None, space: Any, constraints_func: ConstraintsFunc | None,
+         n_startup_trials: int) -> BaseSampler:
+    """Tree-structured Parzen estimator, multivariate, constant liar on."""
+    from optuna.samplers import TPESampler
+
+    return TPESampler(
+        seed=seed,
+        n_startup_trials=n_startup_trials,
+        multivariate=True,
+        group=False,
+        constant_liar=True,
+        constraints_func=constraints_func,
+    )
+
+
+def _gp(seed: int | None, space: Any, constraints_func: ConstraintsFunc | None,
+        n_startup_trials: int) -> BaseSampler:
+    """Gaussian-process Bayesian optimisation (needs torch; slower per trial than TPE)."""
+    from optuna.samplers import GPSampler
+
+    return GPSampler(
+        seed=seed,
+        n_startup_trials=n_startup_trials,
+        # Timings of one config differ by up to a few percent between runs.
+        deterministic_objective=False,
+        constraints_func=constraints_func,
+    )
+
+
+def _cmaes(seed: int | None, space: Any, constraints_func: ConstraintsFunc | None,
+           n_startup_trials: int) -> BaseSampler:
+    """CMA evolution strategy over the encoded integers; ignores constraints."""
+    from optuna.samplers import CmaEsSampler
+
+    return CmaEsSampler(
+        seed=seed,
+        n_startup_trials=n_startup_trials,
+        warn_independent_sampling=False,
+    )
+
+
+def _random(seed: int | None, space: Any, constraints_func: ConstraintsFunc | None,
+            n_startup_trials: int) -> BaseSampler:
+    """Uniform random search: the baseline every other sampler must beat."""
+    from optuna.samplers import RandomSampler
+
+    return RandomSampler(seed=seed)
+
+
+def _grid(seed: int | None, space: Any, constraints_func: ConstraintsFunc | None,
+          n_startup_trials: int) -> BaseSampler:
+    """Exhaustive search of the space's encoded grid, in a seeded random order."""
+    from optuna.samplers import GridSampler
+
+    if space is None:
+        raise SpecError("sampler 'grid' needs the search space to enumerate its grid")
+    return GridSampler(grid_search_space(space), seed=seed)
+
+
+#: Sampler builders by name. Each takes (seed, space, constraints_func, n_startup_trials).
+SAMPLERS: dict[str, Callable[[int | None, Any, ConstraintsFunc | None, int], BaseSampler]] = {
+    "tpe": _tpe,
+    "gp": _gp,
+    "cmaes": _cmaes,
+    "random": _random,
+    "grid": _grid,
+}
+
+#: The names :func:`make_sampler` accepts, sorted (for validators and ``--help``).
+SAMPLER_NAMES: tuple[str, ...] = tuple(sorted(SAMPLERS))
+
+
+def _did_you_mean(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_sampler_name(name: object) -> str:
+    """Return ``name`` if it names a sampler.
+
+    Raises:
+        SpecError: ``name`` is not one of :data:`SAMPLER_NAMES`; the message lists them
+            and suggests the closest.
+    """
+    if not isinstance(name, str) or name not in SAMPLERS:
+        hint = _did_you_mean(name, SAMPLER_NAMES) if isinstance(name, str) else ""
+        raise SpecError(
+            f"unknown sampler {name!r}; must be one of: {', '.join(SAMPLER_NAMES)}{hint}"
+        )
+    return name
+
+
+def grid_search_space(space: _HasDistributions) -> dict[str, list[Any]]:
+    """Every value of every encoded parameter of ``space``, as GridSampler wants it.
+
+    Integer distributions give ``low, low+step, ..., high``; categorical ones their choices.
+
+    Raises:
+        SpecError: a parameter's distribution cannot be listed (a continuous float).
+    """
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    grid: dict[str, list[Any]] = {}
+    for name, dist in space.distributions().items():
+        if isinstance(dist, IntDistribution):
+            grid[name] = list(range(dist.low, dist.high + 1, dist.step))
+        elif isinstance(dist, CategoricalDistribution):
+            grid[name] = list(dist.choices)
+        else:
+            raise SpecError(
+                f"sampler 'grid': parameter {name!r} has distribution {dist!r}; "
+                "a grid needs integer or categorical parameters"
+            )
+    return grid
+
+
+def make_sampler(
+    name: str,
+    seed: int | None,
+    *,
+    space: _HasDistributions | None = None,
+    constraints_func: ConstraintsFunc | None = None,
+    n_startup_trials: int | None = None,
+) -> BaseSampler:
+    """Build the Optuna sampler called ``name``.
+
+    Args:
+        name: one of :data:`SAMPLER_NAMES`.
+        seed: seeds the sampler's random numbers; None draws a fresh seed.
+        space: the search space; required by ``grid`` (its :meth:`distributions` give the
+            grid), unused by the others.
+        constraints_func: Optuna's constraints function (values <= 0 are feasible); used
+            by ``tpe`` and ``gp`` only. Prefer ``trial.set_constraint`` in the objective.
+        n_startup_trials: random trials before ``tpe``, ``gp`` or ``cmaes`` start
+            modelling; :data:`DEFAULT_STARTUP_TRIALS` when None.
+
+    Raises:
+        SpecError: the name is unknown, ``grid`` has no space, or ``n_startup_trials`` is
+            negative.
+    """
+    check_sampler_name(name)
+    if n_startup_trials is None:
+        n_startup_trials = DEFAULT_STARTUP_TRIALS
+    if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) \
+            or n_startup_trials < 0:
+        raise SpecError(f"startup trials = {n_startup_trials!r} must be an integer >= 0")
+    return SAMPLERS[name](seed, space, constraints_func, n_startup_trials)
