@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from searcher.errors import ConfigError, NoGPUError, SearcherError
+from searcher.errors import ConfigError, SearcherError
 
 __all__ = ["main"]
 
