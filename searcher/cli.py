@@ -22,7 +22,10 @@ EXIT_USAGE = 2
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # Tables written to a file or pipe keep their columns instead of wrapping at 80.
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 # -- bench ---------------------------------------------------------------------------
@@ -86,6 +89,234 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0 if all(r.measurement.ok for r in rows) else 1
 
 
+# -- shared options ------------------------------------------------------------------
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True,
+                   help="a study name (see `searcher list`) or a path to a study TOML file")
+    p.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL of the storage (default: the spec's, "
+                   "sqlite:///searcher.db in the current directory)")
+    p.add_argument("--batch-sizes", default=None, type=_int_list,
+                   help="comma-separated subset of the spec's batch sizes")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be positive integers")
+    return values
+
+
+def _load(args: argparse.Namespace):
+    from searcher.spec import find_spec, load_spec
+
+    spec = load_spec(find_spec(args.study))
+    if args.batch_sizes:
+        unknown = [m for m in args.batch_sizes if m not in spec.batch_sizes]
+        if unknown:
+            raise ConfigError(
+                f"--batch-sizes {','.join(map(str, unknown))}: not batch sizes of study "
+                f"{spec.name} ({', '.join(map(str, spec.batch_sizes))})")
+    return spec, args.storage or spec.storage
+
+
+# -- run -----------------------------------------------------------------------------
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="search the best config of every batch size of a study",
+                       description="Run or resume a study: one Optuna study per batch size, "
+                       "stored so that a killed run continues where it stopped.")
+    _study_args(p)
+    p.add_argument("--trials-per-m", type=int, default=None,
+                   help="override the spec's trial budget per batch size")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="override the spec's time budget for this run (seconds)")
+    p.add_argument("--allow-other-gpu", action="store_true",
+                   help="run a study made for another GPU on this one (results are stored "
+                   "and exported under this GPU's name)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--replay", metavar="DATASET.csv",
+                        help="replay recorded measurements instead of using a GPU")
+    source.add_argument("--synthetic", action="store_true",
+                        help="use a synthetic benchmarker (a made-up landscape; for demos)")
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="live table on stderr (default: when stderr is a terminal)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from searcher.run import make_benchmarker
+    from searcher.search import SearchOptions, run_search
+    from searcher.view import make_view
+
+    spec, storage = _load(args)
+    if args.trials_per_m is not None and args.trials_per_m < 1:
+        raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise ConfigError(f"--time-limit {args.time_limit}: must be positive")
+    bencher, device = make_benchmarker(spec, replay=args.replay, synthetic=args.synthetic,
+                                       allow_other_gpu=args.allow_other_gpu)
+    opts = SearchOptions(device=device, storage_url=storage, batch_sizes=args.batch_sizes,
+                         trials_per_m=args.trials_per_m, time_limit_s=args.time_limit)
+    summaries = run_search(spec, bencher, opts, view=make_view(args.live))
+    _print_summaries(spec, device, storage, summaries, args.json)
+    return 0
+
+
+def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) -> None:
+    from searcher.view import format_us
+
+    if as_json:
+        rows = []
+        for s in summaries:
+            if s is None:
+                continue
+            rows.append({
+                "M": s.M, "trials": s.trials, "full": s.complete, "pruned": s.pruned,
+                "failed": s.failed, "invalid": s.invalid, "duplicate": s.duplicate,
+                "best_us": s.best_us if s.best_config else None,
+                "winner": s.winner.to_dict() if s.winner else None, "winner_us": s.winner_us,
+                "default_us": s.default_us, "speedup": s.speedup, "cost_s": s.cost_s,
+                "wall_s": s.wall_s, "finalized": s.finalized,
+            })
+        print(json.dumps({"study": spec.name, "device": device, "storage": storage,
+                          "batch_sizes": rows}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{spec.name} on {device} ({storage})")
+    for col in ("M", "trials", "full", "pruned", "failed", "best us", "winner", "winner us",
+                "default us", "speedup", "measured s", "wall s"):
+        table.add_column(col, justify="left" if col == "winner" else "right")
+    total = 0.0
+    for s in summaries:
+        if s is None:
+            continue
+        total += s.wall_s
+        table.add_row(
+            str(s.M), str(s.trials), str(s.complete), str(s.pruned), str(s.failed),
+            format_us(s.best_us), s.winner.short() if s.winner else "-", format_us(s.winner_us),
+            format_us(s.default_us), f"{s.speedup:.3f}x" if s.speedup else "-",
+            f"{s.cost_s:.0f}", f"{s.wall_s:.0f}",
+        )
+    console = _console()
+    console.print(table)
+    console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min (on a GPU, "
+                  "the GPU minutes the search held the device)")
+
+
+# -- status --------------------------------------------------------------------------
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="what the storage holds for a study, per batch size")
+    _study_args(p)
+    p.add_argument("--device", default=None,
+                   help="the GPU whose studies to show (default: the spec's GPU)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from searcher.results import stored_devices, stored_summaries
+
+    spec, storage = _load(args)
+    device = args.device or spec.gpu
+    summaries = stored_summaries(spec, storage, device, batch_sizes=args.batch_sizes)
+    if all(s is None for s in summaries):
+        others = stored_devices(storage, spec)
+        hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
+        _console(stderr=True).print(f"{storage} holds no study of {spec.name} on {device}{hint}")
+    _print_summaries(spec, device, storage, summaries, args.json)
+    return 0
+
+
+# -- export --------------------------------------------------------------------------
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the winners as vLLM's config file",
+                       description="Write the best config of every batch size in vLLM's "
+                       "file format (E=..,N=..,device_name=...json).")
+    _study_args(p)
+    p.add_argument("--device", default=None,
+                   help="the GPU whose results to export (default: the spec's GPU)")
+    p.add_argument("--out", default=".", help="directory to write into (default: .)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    mode.add_argument("--merge", action="store_true",
+                      help="update an existing file's batch sizes, keeping its others")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from searcher.results import export_study
+
+    spec, storage = _load(args)
+    path = export_study(spec, storage, args.device or spec.gpu, args.out,
+                        overwrite=args.overwrite, merge=args.merge, batch_sizes=args.batch_sizes)
+    print(path)
+    return 0
+
+
+# -- list ----------------------------------------------------------------------------
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="the studies and search spaces available")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_list)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from searcher.space import load_space
+    from searcher.spec import list_specs, load_spec, spaces_dirs
+
+    studies, problems = [], []
+    for name, path in list_specs().items():
+        try:
+            spec = load_spec(path)
+        except SearcherError as exc:
+            problems.append(str(exc))
+            continue
+        studies.append({"name": name, "gpu": spec.gpu, "shape": spec.shape.label(),
+                        "space": spec.space.name, "batch_sizes": len(spec.batch_sizes),
+                        "trials_per_m": spec.trials_per_m, "path": str(path)})
+    spaces = []
+    seen: set[str] = set()
+    for folder in spaces_dirs():
+        for path in sorted(folder.glob("*.toml")):
+            if path.stem in seen:
+                continue
+            seen.add(path.stem)
+            try:
+                space = load_space(path)
+            except SearcherError as exc:
+                problems.append(str(exc))
+                continue
+            spaces.append({"name": space.name, "raw_size": space.raw_size(),
+                           "constraints": len(space.constraints), "path": str(path)})
+    if args.json:
+        print(json.dumps({"studies": studies, "spaces": spaces, "problems": problems}, indent=2))
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    t = Table(title="studies")
+    for col in ("name", "gpu", "shape", "space", "batch sizes", "trials/M"):
+        t.add_column(col)
+    for s in studies:
+        t.add_row(s["name"], s["gpu"], s["shape"], s["space"], str(s["batch_sizes"]),
+                  str(s["trials_per_m"] or "-"))
+    console.print(t)
+    t = Table(title="search spaces")
+    for col in ("name", "configs before constraints", "constraints", "path"):
+        t.add_column(col)
+    for s in spaces:
+        t.add_row(s["name"], str(s["raw_size"]), str(s["constraints"]), s["path"])
+    console.print(t)
+    for problem in problems:
+        _console(stderr=True).print(f"[yellow]skipped: {problem}[/yellow]")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -99,13 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_run, _add_status, _add_export, _add_list, _add_bench,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 some configs failed, 2 user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        import optuna
+
+        # searcher shows its own progress; Optuna's per-trial log lines would drown it.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    except ImportError:  # pragma: no cover - optuna is a dependency
+        pass
     try:
         return int(args.func(args) or 0)
     except SearcherError as exc:

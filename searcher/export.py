@@ -1,0 +1,320 @@
+"""Read and write vLLM's fused-MoE config files, byte for byte in vLLM's layout.
+
+A file is named ``E={E},N={N},device_name={DEV}{dtype}{block}.json`` and holds a JSON
+object: ``"triton_version"`` first, then one key per batch size M (a decimal string) mapping
+to the six config keys in vLLM's order, written with ``indent=4`` and a trailing newline.
+vLLM looks up a batch size by the nearest key (ties: the first key in file order), which
+:func:`nearest_config` reproduces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from searcher.config import KernelConfig
+from searcher.device import vllm_device_name
+from searcher.errors import ConfigError, ExportError
+
+__all__ = [
+    "DTYPE_SUFFIXES",
+    "config_file_name",
+    "render_config_file",
+    "read_config_file",
+    "write_config_file",
+    "nearest_config",
+]
+
+#: searcher's dtype names -> the ``dtype=`` selector vLLM puts in the file name (None: no
+#: selector). vLLM shares one file between bf16 and fp16 and names fp32 ``float32``.
+DTYPE_SUFFIXES: dict[str, str | None] = {
+    "bf16": None,
+    "fp16": None,
+    "fp32": "float32",
+    "fp8_w8a8": "fp8_w8a8",
+    "int8_w8a8": "int8_w8a8",
+    "int8_w8a16": "int8_w8a16",
+    "int4_w4a16": "int4_w4a16",
+    "int4_w4a8": "int4_w4a8",
+    "mxfp4_w4a4": "mxfp4_w4a4",
+}
+
+_TRITON_VERSION_KEY = "triton_version"
+# Batch-size keys as vLLM writes them: positive decimal integers without sign or padding,
+# so that reading and writing a file is an exact round trip.
+_BATCH_KEY = re.compile(r"[1-9][0-9]*")
+
+
+def config_file_name(
+    E: int,
+    N: int,
+    device_name: str,
+    dtype: str = "bf16",
+    block_shape: tuple[int, int] | None = None,
+) -> str:
+    """The file name vLLM looks for, e.g. ``E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json``.
+
+    Args:
+        E: number of experts.
+        N: intermediate size per partition (the N of ``w2``'s ``[E, H, N]``).
+        device_name: the GPU's name, raw (``"NVIDIA H100 80GB HBM3"``) or already in vLLM's
+            form; normalised with :func:`searcher.device.vllm_device_name`, which is
+            idempotent.
+        dtype: one of :data:`DTYPE_SUFFIXES`; bf16 and fp16 add no selector.
+        block_shape: ``(n, k)`` of block-quantised weights; adds ``,block_shape=[n,k]``.
+
+    Raises:
+        ExportError: E or N is not a positive integer, the device name is empty, the dtype
+            is unknown, or the block shape is not two positive integers.
+    """
+    for name, value in (("E", E), ("N", N)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ExportError(f"{name} = {value!r} must be a positive integer")
+    device = vllm_device_name(device_name)
+    if not device.strip("_"):
+        raise ExportError(f"device_name = {device_name!r} must name a GPU")
+    if dtype not in DTYPE_SUFFIXES:
+        raise ExportError(f"dtype = {dtype!r} must be one of: {', '.join(DTYPE_SUFFIXES)}")
+    suffix = DTYPE_SUFFIXES[dtype]
+    dtype_part = f",dtype={suffix}" if suffix else ""
+    block_part = ""
+    if block_shape is not None:
+        shape = tuple(block_shape)
+        if len(shape) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape
+        ):
+            raise ExportError(
+                f"block_shape = {block_shape!r} must be two positive integers, like (128, 128)"
+            )
+        block_part = f",block_shape=[{shape[0]},{shape[1]}]"
+    return f"E={E},N={N},device_name={device}{dtype_part}{block_part}.json"
+
+
+def render_config_file(triton_version: str, configs: Mapping[int, KernelConfig]) -> str:
+    """The text of a config file, exactly as vLLM's tuner writes it.
+
+    Batch sizes keep the order of ``configs`` (the tuning order); they are not re-sorted.
+
+    Args:
+        triton_version: the Triton version that tuned the configs, e.g. ``"3.6.0"``.
+        configs: batch size M -> config.
+
+    Raises:
+        ExportError: the version is not a non-empty string, there are no configs, or a key
+            is not a positive integer or a value not a :class:`KernelConfig`.
+    """
+    if not isinstance(triton_version, str) or not triton_version.strip():
+        raise ExportError(f"triton_version = {triton_version!r} must be a non-empty string")
+    if not configs:
+        raise ExportError("no configs to write: a vLLM config file needs at least one batch size")
+    body: dict[str, Any] = {_TRITON_VERSION_KEY: triton_version}
+    for M, config in configs.items():
+        if isinstance(M, bool) or not isinstance(M, int) or M < 1:
+            raise ExportError(f"batch size {M!r} must be a positive integer")
+        if not isinstance(config, KernelConfig):
+            raise ExportError(f"batch size {M}: {config!r} is not a KernelConfig")
+        body[str(M)] = config.to_dict()
+    return json.dumps(body, indent=4) + "\n"
+
+
+def _reject_duplicates(where: str):
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ExportError(f"{where}: key {key!r} appears more than once")
+            result[key] = value
+        return result
+
+    return hook
+
+
+def read_config_file(path: str | os.PathLike[str]) -> tuple[str | None, dict[int, KernelConfig]]:
+    """Parse a vLLM config file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``(triton_version, configs)``: the version, or None when the file has none (older
+        vLLM files), and batch size -> config in file order.
+
+    Raises:
+        ExportError: the file cannot be read, is not JSON, is not an object, has a key
+            that is not a positive decimal integer (besides ``triton_version``), repeats
+            a key, holds no batch sizes, or holds a config that is malformed. The message
+            names the file, the key and the rule.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicates(str(path)))
+    except json.JSONDecodeError as exc:
+        raise ExportError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{path}: must hold a JSON object, not {type(data).__name__}")
+
+    triton_version: str | None = None
+    configs: dict[int, KernelConfig] = {}
+    for key, value in data.items():
+        if key == _TRITON_VERSION_KEY:
+            if not isinstance(value, str):
+                raise ExportError(f"{path}: key {key!r} = {value!r} must be a string")
+            triton_version = value
+            continue
+        if not _BATCH_KEY.fullmatch(key):
+            raise ExportError(
+                f"{path}: key {key!r} is not a batch size; keys other than "
+                f"{_TRITON_VERSION_KEY!r} must be positive integers like \"64\""
+            )
+        if not isinstance(value, dict):
+            raise ExportError(
+                f"{path}: key {key!r} must map to an object of config keys, "
+                f"not {type(value).__name__}"
+            )
+        try:
+            configs[int(key)] = KernelConfig.from_dict(value, where=f"{path}: key {key!r}")
+        except ConfigError as exc:
+            raise ExportError(str(exc)) from None
+    if not configs:
+        raise ExportError(f"{path}: holds no batch-size keys")
+    return triton_version, configs
+
+
+def write_config_file(
+    path: str | os.PathLike[str],
+    triton_version: str,
+    configs: Mapping[int, KernelConfig],
+    *,
+    overwrite: bool = False,
+    merge: bool = False,
+) -> Path:
+    """Write a vLLM config file atomically.
+
+    The text goes to a temporary file in the same directory, is fsynced, and replaces
+    ``path`` with :func:`os.replace`; if anything fails, an existing file is untouched and
+    the temporary file is removed.
+
+    Without ``overwrite`` or ``merge`` an existing file is refused. With ``overwrite`` it is
+    replaced and the batch sizes keep the order of ``configs``. With ``merge`` the existing
+    file is read (and must be valid), its batch sizes are kept, ours replace or add to
+    them, and **all batch-size keys are written in ascending numeric order** (the order of
+    vLLM's own files); ``triton_version`` becomes ours. Merging into a file that does not
+    exist writes ``configs`` sorted the same way.
+
+    Args:
+        path: the file to write; its directory must exist and be writable.
+        triton_version: the Triton version that tuned ``configs``.
+        configs: batch size M -> config.
+        overwrite: replace an existing file.
+        merge: update an existing file's batch sizes.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ExportError: the file exists and neither flag is given, both flags are given, the
+            directory is missing or not writable, the existing file cannot be merged, the
+            configs cannot be rendered, or writing fails.
+    """
+    path = Path(path)
+    if overwrite and merge:
+        raise ExportError("pass either --overwrite or --merge, not both")
+    directory = path.parent
+    if not directory.exists():
+        raise ExportError(f"directory {directory} does not exist")
+    if not directory.is_dir():
+        raise ExportError(f"{directory} is not a directory, so {path.name} cannot go in it")
+    if path.is_dir():
+        raise ExportError(f"{path} is a directory, not a config file")
+
+    exists = path.exists()
+    if exists and not (overwrite or merge):
+        raise ExportError(
+            f"{path} exists; pass --overwrite to replace it or --merge to update its batch sizes"
+        )
+    ours = dict(configs)
+    if merge:
+        combined = dict(read_config_file(path)[1]) if exists else {}
+        combined.update(ours)
+        ours = {M: combined[M] for M in sorted(combined)}
+    text = render_config_file(triton_version, ours)
+
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ExportError(f"directory {directory} is not writable")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ExportError(
+            f"directory {directory} is not writable: {exc.strerror or exc}"
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, _file_mode(path if exists else None))
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise ExportError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def _file_mode(existing: Path | None) -> int:
+    """Keep an existing file's permissions; give a new one the usual umask-based ones."""
+    if existing is not None:
+        try:
+            return existing.stat().st_mode & 0o7777
+        except OSError:
+            pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename durable; not every platform or filesystem allows it.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def nearest_config(configs: Mapping[int, KernelConfig], M: int) -> KernelConfig:
+    """The config vLLM uses for batch size ``M``.
+
+    vLLM takes the key nearest to M by absolute difference; on a tie the first such key
+    in file (insertion) order wins, which is what :func:`min` does over a dict.
+
+    Raises:
+        ExportError: ``configs`` is empty.
+    """
+    if not configs:
+        raise ExportError(f"no configs to choose from for batch size {M}")
+    return configs[min(configs, key=lambda key: abs(key - M))]

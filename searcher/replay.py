@@ -1,0 +1,172 @@
+"""Replaying recorded measurements as if they came from the GPU.
+
+A dataset is a CSV file: ``#`` lines first hold metadata (``# key: value``: device,
+torch and triton versions, fidelity, command), then a header and one row per
+(batch size, config)::
+
+    M,BLOCK_SIZE_M,BLOCK_SIZE_N,BLOCK_SIZE_K,GROUP_SIZE_M,num_warps,num_stages,status,
+    median_us,spread_us,short_median_us,short_cost_s,full_cost_s,compile_s
+
+A replayed measurement of a recorded config returns its recorded status; its time is the
+recorded median (the short one at the short fidelity, where recorded) times noise drawn
+from the recorded spread; its cost is the recorded cost of that fidelity (plus the
+compile, the first time a config is seen). A config the dataset lacks comes back as a
+runtime error whose reason says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from searcher.config import CONFIG_KEYS, KernelConfig
+from searcher.errors import SearcherError
+from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
+
+__all__ = ["Record", "ReplayBenchmarker", "read_dataset", "write_dataset", "DATASET_COLUMNS"]
+
+DATASET_COLUMNS = ("M", *CONFIG_KEYS, "status", "median_us", "spread_us", "short_median_us",
+                   "short_cost_s", "full_cost_s", "compile_s")
+#: Costs charged where a dataset records none (seconds; measured on an H200, see README).
+DEFAULT_COSTS = {"short": 0.06, "full": 0.23, "long": 0.9, "compile": 1.0}
+
+
+class Record(dict):
+    """One dataset row, with typed fields."""
+
+
+def _num(text: str) -> float:
+    return math.inf if text in ("", "inf", "None") else float(text)
+
+
+def read_dataset(path: str | Path) -> tuple[dict[str, str], dict[tuple[int, KernelConfig], Record]]:
+    """Read a dataset file into (metadata, records by (M, config)).
+
+    Raises:
+        SearcherError: the file is missing or a row is malformed (file and line named).
+    """
+    path = Path(path)
+    meta: dict[str, str] = {}
+    rows: dict[tuple[int, KernelConfig], Record] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SearcherError(f"{path}: cannot read the dataset ({exc.strerror})") from None
+    body = []
+    for line in lines:
+        if line.startswith("#"):
+            key, _, value = line[1:].partition(":")
+            meta[key.strip()] = value.strip()
+        elif line.strip():
+            body.append(line)
+    reader = csv.DictReader(body)
+    missing = [c for c in ("M", *CONFIG_KEYS, "status", "median_us") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SearcherError(f"{path}: the header lacks column(s) {', '.join(missing)}")
+    for number, row in enumerate(reader, start=2):
+        try:
+            config = KernelConfig(*(int(row[k]) for k in CONFIG_KEYS))
+            record = Record(
+                M=int(row["M"]), config=config, status=Status(row["status"]),
+                median_us=_num(row["median_us"]), spread_us=_num(row.get("spread_us", "")),
+                short_median_us=_num(row.get("short_median_us", "")),
+                short_cost_s=_num(row.get("short_cost_s", "")),
+                full_cost_s=_num(row.get("full_cost_s", "")),
+                compile_s=_num(row.get("compile_s", "")),
+            )
+        except (KeyError, ValueError, SearcherError) as exc:
+            raise SearcherError(f"{path}: data line {number}: {exc}") from None
+        rows[(record["M"], config)] = record
+    return meta, rows
+
+
+def write_dataset(path: str | Path, meta: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> None:
+    """Write a dataset (metadata lines, header, rows) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as f:
+        for key, value in meta.items():
+            f.write(f"# {key}: {value}\n")
+        writer = csv.writer(f)
+        writer.writerow(DATASET_COLUMNS)
+        for r in records:
+            c: KernelConfig = r["config"]
+            values = [r["M"], *c.astuple(), r["status"].value if isinstance(r["status"], Status)
+                      else r["status"]]
+            for key in DATASET_COLUMNS[len(values):]:
+                v = r.get(key)
+                values.append("" if v is None or (isinstance(v, float) and math.isinf(v))
+                              else (f"{v:.4g}" if isinstance(v, float) else v))
+            writer.writerow(values)
+    tmp.replace(path)
+
+
+class ReplayBenchmarker:
+    """Serves a dataset's measurements, with noise from each config's recorded spread.
+
+    Args:
+        path: the dataset file.
+        seed: seeds the noise (different seeds give different but equally likely runs).
+        noise: False serves the recorded medians exactly.
+    """
+
+    def __init__(self, path: str | Path, seed: int = 0, noise: bool = True) -> None:
+        self.path = Path(path)
+        self.meta, self.records = read_dataset(self.path)
+        self.rng = random.Random(seed)
+        self.noise = noise
+        self.seen: set[tuple[int, KernelConfig]] = set()
+        self.charged_s = 0.0
+
+    def device_info(self) -> dict[str, Any]:
+        info = {k: self.meta[k] for k in ("name", "vllm_name", "torch_version",
+                                          "triton_version") if k in self.meta}
+        info["backend"] = f"replay of {self.path.name}"
+        return info
+
+    def precompile(self, M: int, configs: Iterable[KernelConfig]) -> None:
+        pass
+
+    def batch_sizes(self) -> list[int]:
+        return sorted({M for M, _ in self.records})
+
+    def measure(self, M: int, config: KernelConfig, fidelity: Fidelity | str) -> Measurement:
+        fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
+        record = self.records.get((M, config))
+        device = self.device_info()
+        if record is None:
+            return Measurement.failed(
+                Status.RUNTIME_ERROR, f"not in the recorded dataset {self.path.name}",
+                fid.name, device=device)
+        compile_s = 0.0
+        if (M, config) not in self.seen:
+            self.seen.add((M, config))
+            compile_s = _finite(record["compile_s"], DEFAULT_COSTS["compile"])
+        cost_key = "short_cost_s" if fid.name == "short" else "full_cost_s"
+        cost = _finite(record[cost_key], DEFAULT_COSTS[fid.name])
+        if fid.name == "long":
+            cost *= FIDELITIES["long"].replays / FIDELITIES["full"].replays
+        cost += compile_s
+        self.charged_s += cost
+        if record["status"] is not Status.OK:
+            return Measurement.failed(record["status"], f"recorded {record['status'].value}",
+                                      fid.name, cost_s=cost, device=device)
+        median = record["median_us"]
+        if fid.name == "short" and math.isfinite(record["short_median_us"]):
+            median = record["short_median_us"]
+        spread = _finite(record["spread_us"], 0.0)
+        # The spread is the IQR of per-replay times: per-replay sigma ~ IQR / 1.35, and the
+        # median of n replays has a standard error of about 1.25 sigma / sqrt(n).
+        sigma = spread / 1.35 * 1.2533 / math.sqrt(fid.replays)
+        value = median + (self.rng.gauss(0.0, sigma) if self.noise and sigma > 0 else 0.0)
+        return Measurement(status=Status.OK, fidelity=fid.name, median_us=max(value, 1e-3),
+                           mean_us=max(value, 1e-3), spread_us=spread, samples=fid.replays,
+                           device=device, cost_s=cost, compile_s=compile_s)
+
+
+def _finite(value: float, default: float) -> float:
+    return value if math.isfinite(value) else default

@@ -1,0 +1,91 @@
+"""What a storage holds for a study spec: per-batch-size summaries and the winners to
+export. Needs optuna, not a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from searcher.config import KernelConfig
+from searcher.errors import ExportError, StorageError
+from searcher.search import MSummary, iter_studies, summarize_study
+from searcher.spec import StudySpec
+
+__all__ = ["stored_summaries", "stored_devices", "winners", "export_study"]
+
+
+def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str = "search",
+                     batch_sizes: Sequence[int] | None = None) -> list[MSummary | None]:
+    """The summary of each batch size's stored study (None where none is stored)."""
+    from searcher.storage import open_storage
+
+    storage = open_storage(storage_url)
+    return [summarize_study(study, M) if study is not None else None
+            for M, study in iter_studies(storage, kind, spec, device,
+                                         batch_sizes or spec.batch_sizes)]
+
+
+def stored_devices(storage_url: str, spec: StudySpec, kind: str = "search") -> list[str]:
+    """Devices for which the storage holds studies of this spec's shape."""
+    import optuna
+
+    from searcher.storage import KERNEL, open_storage
+
+    prefix = f"{KERNEL}:{kind}:{spec.shape.label()}:"
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage_url),
+                                                                   include_best_trial=False)]
+    return sorted({n[len(prefix):].rsplit(":M=", 1)[0] for n in names if n.startswith(prefix)})
+
+
+def winners(spec: StudySpec, storage_url: str, device: str,
+            batch_sizes: Sequence[int] | None = None) -> tuple[dict[int, KernelConfig], str]:
+    """The config to export for each batch size, and the Triton version that tuned them.
+
+    The winner of the finalists' side-by-side run where one exists, else the best
+    completed trial.
+
+    Raises:
+        ExportError: a batch size has no completed trial (never filled silently).
+    """
+    from searcher.storage import open_storage, study_name
+
+    storage = open_storage(storage_url)
+    chosen: dict[int, KernelConfig] = {}
+    missing = []
+    triton_version = None
+    for M, study in iter_studies(storage, "search", spec, device, batch_sizes or spec.batch_sizes):
+        summary = summarize_study(study, M) if study is not None else None
+        config = summary and (summary.winner or summary.best_config)
+        if config is None:
+            missing.append(M)
+            continue
+        chosen[M] = config
+        info = study.user_attrs.get("device_info") or {}
+        triton_version = triton_version or info.get("triton_version")
+    if missing:
+        have = stored_devices(storage_url, spec)
+        hint = f"; studies of this shape exist for: {', '.join(have)}" if have and device not in have else ""
+        raise ExportError(
+            f"study {spec.name} on {device}: batch size(s) {', '.join(map(str, missing))} have "
+            f"no completed trial in {storage_url} (e.g. study "
+            f"{study_name('search', spec.shape, device, missing[0])!r}); run "
+            f"`searcher run --study {spec.name}` to finish them, or export fewer with "
+            f"--batch-sizes{hint}"
+        )
+    if triton_version is None:
+        raise StorageError(f"study {spec.name} on {device}: no Triton version is stored")
+    return chosen, triton_version
+
+
+def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | Path,
+                 overwrite: bool = False, merge: bool = False,
+                 batch_sizes: Sequence[int] | None = None) -> Path:
+    """Write the winners in vLLM's file format under ``out_dir``; returns the file."""
+    from searcher.export import config_file_name, write_config_file
+
+    configs, triton_version = winners(spec, storage_url, device, batch_sizes)
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir}: not a directory")
+    path = out_dir / config_file_name(spec.shape.E, spec.shape.N, device, spec.shape.dtype)
+    return write_config_file(path, triton_version, configs, overwrite=overwrite, merge=merge)

@@ -1,0 +1,602 @@
+"""The search: one Optuna study per batch size, pruned early, resumable, warm-started.
+
+A trial of batch size M:
+
+1. asks the sampler for a config (enqueued warm starts come first);
+2. never benchmarks a config that breaks a space constraint (stored as ``invalid``), nor
+   one already measured in this study (``duplicate``); neither counts against the budget;
+3. times it at the short fidelity and reports that to the pruner; a config that cannot
+   win stops there (``pruned``);
+4. otherwise times it at full fidelity; the trial's value is the full median (us).
+
+Compile errors, out-of-resources and runtime faults are stored on the trial with their
+reason and count against the budget (they cost GPU time). Optuna sees them, and
+constraint violations, as PRUNED trials with a violated constraint, so TPE learns to
+stay away from them; searcher's own status is the trial's ``status`` user attribute.
+
+Several trials are asked at once so their configs compile on CPU threads while the GPU
+measures the one before (TPE's constant liar keeps the batch diverse).
+
+When M's budget is spent, its best ``finalists`` configs and vLLM's default config are
+re-measured interleaved at the long fidelity; the fastest median there is M's winner,
+stored on the study with the default's time measured side by side.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+
+from searcher.config import KernelConfig
+from searcher.default import vllm_default_config
+from searcher.measurement import Measurement, Status
+from searcher.space import make_context
+from searcher.storage import (
+    HEARTBEAT_INTERVAL_S,
+    MAX_RETRY,
+    open_study,
+    process_alive,
+    worker_identity,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+    from searcher.harness import Benchmarker
+    from searcher.spec import StudySpec
+
+__all__ = [
+    "SearchOptions",
+    "MSummary",
+    "RunView",
+    "run_search",
+    "summarize_study",
+    "COUNTED_STATUSES",
+    "NullView",
+    "iter_studies",
+    "recover_stale_trials",
+]
+
+#: Statuses of trials that were measured and so count against the budget.
+COUNTED_STATUSES = frozenset({
+    "ok", "pruned", Status.COMPILE_ERROR.value, Status.OUT_OF_RESOURCES.value,
+    Status.RUNTIME_ERROR.value, Status.TIMEOUT.value,
+})
+#: Consecutive asks that yield nothing to measure before a random unmeasured valid config
+#: is enqueued instead (the sampler keeps proposing invalid or already measured configs).
+MAX_IDLE_ASKS = 60
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a run behaves beyond what the spec says."""
+
+    device: str  # vLLM device name the studies are stored under
+    storage_url: str
+    batch_sizes: Sequence[int] | None = None  # None: the spec's
+    trials_per_m: int | None = None  # None: the spec's
+    time_limit_s: float | None = None  # None: the spec's
+    ask_batch: int = 6  # trials asked at once so their compiles overlap measurement
+    finalist_rounds: int = 2
+    final_fidelity: str = "long"
+    kind: str = "search"
+
+
+@dataclass
+class MSummary:
+    """What is stored for one batch size, for views, status and export."""
+
+    M: int
+    trials: int = 0  # counted (measured) trials
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    best_us: float = math.inf
+    best_config: KernelConfig | None = None
+    default_us: float | None = None  # default config measured in the finalists' run
+    winner: KernelConfig | None = None
+    winner_us: float | None = None
+    cost_s: float = 0.0  # sum of measurement wall times
+    wall_s: float = 0.0  # wall time of the search loops and finalist runs
+    finalized: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.default_us and self.winner_us:
+            return self.default_us / self.winner_us
+        return None
+
+
+class RunView(Protocol):
+    """Live progress (a rich view on stderr, a plain log, or nothing in tests)."""
+
+    def start(self, batch_sizes: Sequence[int], budget_per_m: int | None) -> None: ...
+
+    def update(self, summary: MSummary) -> None: ...
+
+    def finish_m(self, summary: MSummary) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullView:
+    def start(self, batch_sizes: Sequence[int], budget_per_m: int | None) -> None:
+        pass
+
+    def update(self, summary: MSummary) -> None:
+        pass
+
+    def finish_m(self, summary: MSummary) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# -- trial bookkeeping ------------------------------------------------------------------
+def _status(trial: optuna.trial.FrozenTrial) -> str | None:
+    return trial.user_attrs.get("status")
+
+
+def _config_of(trial: optuna.trial.FrozenTrial) -> KernelConfig | None:
+    data = trial.user_attrs.get("config")
+    return KernelConfig.from_dict(data) if data else None
+
+
+def summarize_study(study: optuna.Study, M: int) -> MSummary:
+    """Count a stored study's trials by status and read its best and final results."""
+    from optuna.trial import TrialState
+
+    s = MSummary(M=M)
+    for t in study.get_trials(deepcopy=False):
+        status = _status(t)
+        if status in COUNTED_STATUSES:
+            s.trials += 1
+            s.cost_s += float(t.user_attrs.get("cost_s", 0.0))
+        if status == "ok" and t.state == TrialState.COMPLETE:
+            s.complete += 1
+            if t.value is not None and t.value < s.best_us:
+                s.best_us, s.best_config = t.value, _config_of(t)
+        elif status == "pruned":
+            s.pruned += 1
+        elif status == "invalid":
+            s.invalid += 1
+        elif status == "duplicate":
+            s.duplicate += 1
+        elif status in COUNTED_STATUSES:
+            s.failed += 1
+    attrs = study.user_attrs
+    s.wall_s = float(attrs.get("wall_s", 0.0))
+    final = attrs.get("final")
+    if final:
+        s.finalized = final.get("trials") == s.trials
+        s.winner = KernelConfig.from_dict(final["winner"])
+        s.winner_us = final["winner_us"]
+        s.default_us = final.get("default_us")
+    return s
+
+
+class _Heartbeat:
+    """Records Optuna heartbeats for every trial this process has asked and not told."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        self.storage = storage
+        self.enabled = is_heartbeat_enabled(storage)
+        self.trial_ids: set[int] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        if self.enabled:
+            self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+            self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.stop.wait(min(HEARTBEAT_INTERVAL_S, 5)):
+            with self.lock:
+                ids = list(self.trial_ids)
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # a finished trial or a hiccup: the next beat retries
+                    pass
+
+    def add(self, trial_id: int) -> None:
+        if self.enabled:
+            self.storage.record_heartbeat(trial_id)
+        with self.lock:
+            self.trial_ids.add(trial_id)
+
+    def remove(self, trial_id: int) -> None:
+        with self.lock:
+            self.trial_ids.discard(trial_id)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+def recover_stale_trials(study: optuna.Study) -> int:
+    """Fail and re-enqueue trials left RUNNING by a process that died.
+
+    On this host a trial whose process is gone is stale at once; a trial of another host
+    is stale once its heartbeat is older than the grace period (Optuna's mechanism).
+    Returns how many trials were recovered.
+    """
+    from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+    from optuna.trial import TrialState
+
+    me = worker_identity()
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    storage = study._storage
+    recovered = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
+        if host != me["host"] or pid is None or pid == me["pid"] or process_alive(pid):
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                retry(study, storage.get_trial(t._trial_id))
+                recovered += 1
+        except Exception:  # another process got there first
+            continue
+    before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    fail_stale_trials(study)
+    recovered += len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
+    return recovered
+
+
+# -- the run ----------------------------------------------------------------------------
+class _Searcher:
+    def __init__(self, spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
+                 view: RunView, clock: Callable[[], float]) -> None:
+        from searcher.storage import open_storage
+
+        self.spec = spec
+        self.bencher = bencher
+        self.opts = opts
+        self.view = view
+        self.clock = clock
+        self.storage = open_storage(opts.storage_url)
+        self.heartbeat = _Heartbeat(self.storage)
+        self.identity = worker_identity()
+        self.winners: dict[int, KernelConfig] = {}
+        self._valid: dict[int, list[tuple[KernelConfig, list[int]]]] = {}
+
+    # study of one M
+    def study(self, M: int, n_existing: int = 0) -> optuna.Study:
+        from searcher.pruners import make_pruner
+        from searcher.samplers import make_sampler
+
+        spec = self.spec
+        # A run that resumes gets its own seed, so it does not replay the first run's draws.
+        seed = zlib.crc32(f"{spec.seed}:{M}:{n_existing}".encode())
+        sampler = make_sampler(spec.sampler, seed, space=spec.space,
+                               n_startup_trials=spec.startup_trials)
+        pruner = make_pruner(spec.pruner, **spec.pruner_options())
+        return open_study(self.storage, self.opts.kind, spec.shape, self.opts.device, M,
+                          spec.space, sampler, pruner, self.opts.storage_url)
+
+    def run(self, batch_sizes: Sequence[int], budget: int | None,
+            deadline: float | None) -> list[MSummary]:
+        summaries = []
+        self.view.start(batch_sizes, budget)
+        try:
+            for i, M in enumerate(batch_sizes):
+                m_deadline = None
+                if deadline is not None:
+                    left = deadline - self.clock()
+                    m_deadline = self.clock() + max(0.0, left) / (len(batch_sizes) - i)
+                summaries.append(self.run_m(M, budget, m_deadline))
+        finally:
+            self.view.close()
+            self.heartbeat.close()
+        return summaries
+
+    def run_m(self, M: int, budget: int | None, deadline: float | None) -> MSummary:
+        probe = self.study(M)
+        recover_stale_trials(probe)
+        existing = len(probe.get_trials(deepcopy=False))
+        study = self.study(M, existing) if existing else probe
+        ctx = make_context(self.spec.shape, M, self.spec.gpu_facts)
+        if "device_info" not in study.user_attrs:
+            study.set_user_attr("device_info", self.bencher.device_info())
+        started = self.clock()
+        self.warm_start(study, M, ctx)
+        summary = summarize_study(study, M)
+        self.view.update(summary)
+        idle = 0
+        try:
+            while not self._done(summary, budget, deadline):
+                want = self.opts.ask_batch
+                if budget is not None:
+                    want = min(want, budget - summary.trials)
+                batch = self.ask_batch(study, M, ctx, max(1, want))
+                if not batch:
+                    idle += 1
+                    if idle >= 3 and not self.enqueue_unmeasured(study, M, ctx):
+                        break  # every valid config of the space is measured
+                    continue
+                idle = 0
+                self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
+                for i, (trial, config, source) in enumerate(batch):
+                    if self._done(summary, budget, deadline):
+                        for rest, cfg, _ in batch[i:]:
+                            self.tell_skipped(study, rest, cfg)
+                        break
+                    self.evaluate(study, trial, M, config, source)
+                    summary = summarize_study(study, M)
+                    self.view.update(summary)
+        finally:
+            study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
+                                + self.clock() - started)
+        summary = summarize_study(study, M)
+        if summary.complete and not summary.finalized and (
+                budget is None or summary.trials >= budget or self._out_of_configs(study, M, ctx)):
+            self.finalize(study, M)
+            summary = summarize_study(study, M)
+        if summary.winner is not None:
+            self.winners[M] = summary.winner
+        elif summary.best_config is not None:
+            self.winners[M] = summary.best_config
+        self.view.finish_m(summary)
+        return summary
+
+    def _done(self, summary: MSummary, budget: int | None, deadline: float | None) -> bool:
+        if budget is not None and summary.trials >= budget:
+            return True
+        return deadline is not None and self.clock() >= deadline
+
+    # warm start
+    def warm_start(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> None:
+        """Enqueue vLLM's default config and the winners of the nearest finished batch
+        sizes, once per study."""
+        if study.user_attrs.get("warm_started"):
+            return
+        candidates: list[tuple[KernelConfig, str]] = [
+            (vllm_default_config(M, self.spec.shape.E), "default")]
+        done = sorted(self.winners, key=lambda m: (abs(math.log2(m) - math.log2(M)), m))
+        for other in done[:2]:
+            candidates.append((self.winners[other], f"neighbour M={other}"))
+        seen: set[KernelConfig] = set()
+        for config, source in candidates:
+            if config in seen or not self.spec.space.is_valid(config, ctx):
+                continue
+            seen.add(config)
+            study.enqueue_trial(self.spec.space.to_params(config),
+                                user_attrs={"source": source}, skip_if_exists=True)
+        study.set_user_attr("warm_started", True)
+
+    def enqueue_unmeasured(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> bool:
+        measured = self.measured_configs(study)
+        rest = [c for c in self.spec.space.enumerate(ctx) if c not in measured]
+        if not rest:
+            return False
+        config = random.Random(len(measured)).choice(rest)
+        study.enqueue_trial(self.spec.space.to_params(config),
+                            user_attrs={"source": "fallback (sampler stuck)"})
+        return True
+
+    def _out_of_configs(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> bool:
+        return len(self.measured_configs(study)) >= len(self.spec.space.enumerate(ctx))
+
+    def nearest_valid(self, M: int, ctx: dict[str, int], config: KernelConfig,
+                      exclude: set[KernelConfig]) -> KernelConfig | None:
+        """The valid config closest to ``config`` in the space's ordinal encoding (sum of
+        steps along each parameter's value list), skipping ``exclude``."""
+        space = self.spec.space
+        if M not in self._valid:
+            self._valid[M] = [(c, list(space.to_params(c).values())) for c in space.enumerate(ctx)]
+        here = list(space.to_params(config).values())
+        best, best_d = None, math.inf
+        for candidate, code in self._valid[M]:
+            if candidate in exclude:
+                continue
+            d = sum(abs(a - b) for a, b in zip(code, here))
+            if d < best_d:
+                best, best_d = candidate, d
+        return best
+
+    @staticmethod
+    def measured_configs(study: optuna.Study) -> dict[KernelConfig, Any]:
+        out = {}
+        for t in study.get_trials(deepcopy=False):
+            if _status(t) in COUNTED_STATUSES:
+                out[_config_of(t)] = t
+        return out
+
+    # asking
+    def ask_batch(self, study: optuna.Study, M: int, ctx: dict[str, int],
+                  want: int) -> list[tuple[Any, KernelConfig, str]]:
+        """Ask until ``want`` trials have something to measure (or too many asks were
+        idle); invalid and duplicate configs are told at once without measuring."""
+        from optuna.trial import TrialState
+
+        measured = self.measured_configs(study)
+        batch: list[tuple[Any, KernelConfig, str]] = []
+        in_batch: set[KernelConfig] = set()
+        for _ in range(MAX_IDLE_ASKS + want):
+            if len(batch) == want:
+                break
+            trial = study.ask()
+            config = self.spec.space.suggest(trial)
+            source = trial.user_attrs.get("source") or "sampler"
+            trial.set_user_attr("config", config.to_dict())
+            broken = self.spec.space.violations(config, ctx)
+            if broken:
+                trial.set_user_attr("status", "invalid")
+                trial.set_user_attr("reason", "breaks " + ", ".join(broken))
+                trial.set_constraint("valid", 1.0)
+                study.tell(trial, state=TrialState.PRUNED)
+                # In a heavily constrained space (the extended one at small M keeps ~3%)
+                # rejection alone wastes many asks: also queue the nearest valid config
+                # not yet measured, so the sampler's intent is still explored.
+                nearest = self.nearest_valid(M, ctx, config, set(measured) | in_batch)
+                if nearest is not None:
+                    study.enqueue_trial(self.spec.space.to_params(nearest),
+                                        user_attrs={"source": f"nearest valid to trial {trial.number}"})
+                continue
+            if config in measured or config in in_batch:
+                trial.set_user_attr("status", "duplicate")
+                if config in measured:
+                    trial.set_user_attr("duplicate_of", measured[config].number)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            for key, value in self.identity.items():
+                trial.set_user_attr(key, value)
+            self.heartbeat.add(trial._trial_id)
+            in_batch.add(config)
+            batch.append((trial, config, source))
+        return batch
+
+    def tell_skipped(self, study: optuna.Study, trial: Any, config: KernelConfig) -> None:
+        """A trial asked ahead but not measured (budget or time ran out): give its config
+        back to the queue for a later run, and close the trial."""
+        from optuna.trial import TrialState
+
+        trial.set_user_attr("status", "not_run")
+        study.tell(trial, state=TrialState.FAIL)
+        self.heartbeat.remove(trial._trial_id)
+        study.enqueue_trial(self.spec.space.to_params(config),
+                            user_attrs={"source": trial.user_attrs.get("source", "sampler")},
+                            skip_if_exists=True)
+
+    # measuring
+    def evaluate(self, study: optuna.Study, trial: Any, M: int, config: KernelConfig,
+                 source: str) -> None:
+        from optuna.trial import TrialState
+
+        cost = 0.0
+        try:
+            short = self.bencher.measure(M, config, "short")
+            cost += short.cost_s
+            trial.set_user_attr("short", _brief(short))
+            if not short.ok:
+                self._tell_failed(study, trial, short, cost)
+                return
+            trial.report(short.median_us, step=0)
+            if trial.should_prune():
+                trial.set_user_attr("status", "pruned")
+                trial.set_user_attr("cost_s", cost)
+                trial.set_constraint("valid", 0.0)
+                study.tell(trial, state=TrialState.PRUNED)
+                return
+            full = self.bencher.measure(M, config, "full")
+            cost += full.cost_s
+            trial.set_user_attr("full", _brief(full))
+            if not full.ok:
+                self._tell_failed(study, trial, full, cost)
+                return
+            trial.set_user_attr("status", "ok")
+            trial.set_user_attr("cost_s", cost)
+            trial.set_constraint("valid", 0.0)
+            study.tell(trial, full.median_us)
+        finally:
+            self.heartbeat.remove(trial._trial_id)
+
+    @staticmethod
+    def _tell_failed(study: optuna.Study, trial: Any, m: Measurement, cost: float) -> None:
+        from optuna.trial import TrialState
+
+        trial.set_user_attr("status", m.status.value)
+        trial.set_user_attr("reason", m.reason)
+        trial.set_user_attr("cost_s", cost)
+        trial.set_constraint("valid", 1.0)
+        study.tell(trial, state=TrialState.PRUNED)
+
+    # finalists
+    def finalize(self, study: optuna.Study, M: int) -> None:
+        """Re-measure the best configs and the default, interleaved, at a longer fidelity,
+        and store the real winner (not a lucky sample)."""
+        from optuna.trial import TrialState
+
+        started = self.clock()
+        complete = sorted(
+            (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if _status(t) == "ok"),
+            key=lambda t: t.value,
+        )
+        finalists: list[KernelConfig] = []
+        for t in complete:
+            config = _config_of(t)
+            if config not in finalists:
+                finalists.append(config)
+            if len(finalists) == max(1, self.spec.finalists):
+                break
+        default = vllm_default_config(M, self.spec.shape.E)
+        entries = finalists + ([default] if default not in finalists else [])
+        times: dict[KernelConfig, list[float]] = {c: [] for c in entries}
+        for _ in range(self.opts.finalist_rounds):
+            for config in entries:
+                m = self.bencher.measure(M, config, self.opts.final_fidelity)
+                times[config].append(m.median_us if m.ok else math.inf)
+        medians = {c: statistics.median(v) for c, v in times.items()}
+        # The default competes too: where the search found nothing faster side by side,
+        # the default is the winner (as vLLM's own tuned files keep it at tiny batches).
+        winner = min(entries, key=lambda c: medians[c])
+        if not math.isfinite(medians[winner]):
+            return
+        study.set_user_attr("final", {
+            "fidelity": self.opts.final_fidelity,
+            "rounds": self.opts.finalist_rounds,
+            "trials": summarize_study(study, M).trials,
+            "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
+                         "default": c == default} for c in entries],
+            "winner": winner.to_dict(),
+            "winner_us": medians[winner],
+            "default_us": medians[default] if math.isfinite(medians[default]) else None,
+        })
+        study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
+                            + self.clock() - started)
+
+
+def _brief(m: Measurement) -> dict[str, Any]:
+    data = {"status": m.status.value, "median_us": m.median_us, "spread_us": m.spread_us,
+            "samples": m.samples, "cost_s": m.cost_s, "compile_s": m.compile_s}
+    return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in data.items()}
+
+
+def run_search(
+    spec: StudySpec,
+    bencher: Benchmarker,
+    opts: SearchOptions,
+    view: RunView | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[MSummary]:
+    """Run (or resume) the search of every batch size of ``spec`` and return summaries.
+
+    Args:
+        spec: the validated study spec.
+        bencher: where measurements come from (GPU, replay or synthetic).
+        opts: device name, storage and overrides of the spec's budget.
+        view: live progress; nothing is shown when None.
+        clock: seconds, for the time budget (tests pass a fake one).
+    """
+    batch_sizes = list(opts.batch_sizes or spec.batch_sizes)
+    budget = opts.trials_per_m if opts.trials_per_m is not None else spec.trials_per_m
+    limit = opts.time_limit_s if opts.time_limit_s is not None else spec.time_limit_s
+    deadline = clock() + limit if limit else None
+    searcher = _Searcher(spec, bencher, opts, view or NullView(), clock)
+    return searcher.run(batch_sizes, budget, deadline)
+
+
+def iter_studies(storage: Any, kind: str, spec: StudySpec, device: str,
+                 batch_sizes: Iterable[int]) -> Iterable[tuple[int, optuna.Study | None]]:
+    """The stored study of each batch size (None where nothing is stored)."""
+    from searcher.storage import load_existing_study, study_name
+
+    for M in batch_sizes:
+        yield M, load_existing_study(storage, study_name(kind, spec.shape, device, M))
+

@@ -1,0 +1,281 @@
+"""The search pipeline on a CPU: the real study, pruning, resume and export code, with the
+synthetic and replay benchmarkers standing in for the GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from searcher.config import KernelConfig
+from searcher.default import vllm_default_config
+from searcher.errors import StorageError
+from searcher.export import read_config_file
+from searcher.measurement import Status
+from searcher.results import export_study, winners
+from searcher.search import SearchOptions, run_search, summarize_study
+from searcher.space import make_context
+from searcher.spec import load_spec
+from searcher.storage import open_storage, study_name
+from searcher.synthetic import SyntheticBenchmarker
+
+ROOT = Path(__file__).resolve().parent.parent
+H100 = "NVIDIA_H100_80GB_HBM3"
+
+
+@pytest.fixture
+def spec():
+    return load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+
+
+def _run(spec, tmp_path, bencher=None, **kw):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    url = kw.pop("storage", f"sqlite:///{tmp_path / 's.db'}")
+    bencher = bencher or SyntheticBenchmarker(spec.shape, device=H100, seed=1)
+    opts = SearchOptions(device=H100, storage_url=url, **kw)
+    return run_search(spec, bencher, opts), bencher, url
+
+
+def _trials(url, spec, M, kind="search"):
+    study = optuna.load_study(study_name=study_name(kind, spec.shape, H100, M),
+                              storage=open_storage(url))
+    return study, study.get_trials(deepcopy=False)
+
+
+def test_study_names_are_deterministic(spec):
+    name = study_name("search", spec.shape, H100, 64)
+    assert name == "fused_moe:search:E=64,N=1408,H=2048,top_k=6,bf16:NVIDIA_H100_80GB_HBM3:M=64"
+    assert study_name("search", load_spec(spec.path).shape, H100, 64) == name
+    assert study_name("search", spec.shape, H100, 128) != name
+    assert study_name("grid", spec.shape, H100, 64) != name
+
+
+def test_budget_counts_measured_trials_and_invalid_ones_are_never_benchmarked(spec, tmp_path):
+    ext = dataclasses.replace(spec, space=load_spec(ROOT / "studies" / "h100-qwen3-30b-a3b.toml").space)
+    summaries, bencher, url = _run(ext, tmp_path, batch_sizes=[1], trials_per_m=15)
+    s = summaries[0]
+    assert s.trials == 15
+    ctx = make_context(ext.shape, 1, ext.gpu_facts)
+    for M, config, _ in bencher.calls:
+        assert ext.space.is_valid(config, ctx), f"benchmarked an invalid config {config}"
+    _, trials = _trials(url, ext, 1)
+    invalid = [t for t in trials if t.user_attrs.get("status") == "invalid"]
+    assert s.invalid == len(invalid)
+    assert all("breaks" in t.user_attrs["reason"] for t in invalid)
+    # Every counted trial measured a different config.
+    counted = [t.user_attrs["config"] for t in trials
+               if t.user_attrs.get("status") in ("ok", "pruned")]
+    assert len(counted) == len({json.dumps(c, sort_keys=True) for c in counted})
+
+
+def test_warm_start_measures_the_default_first_and_neighbours_winners(spec, tmp_path):
+    summaries, bencher, url = _run(spec, tmp_path, batch_sizes=[64, 96], trials_per_m=6)
+    _, trials = _trials(url, spec, 64)
+    assert KernelConfig.from_dict(trials[0].user_attrs["config"]) == vllm_default_config(64, 64)
+    assert trials[0].user_attrs["source"] == "default"
+    _, trials96 = _trials(url, spec, 96)
+    sources = [t.user_attrs.get("source") for t in trials96[:2]]
+    assert sources[0] == "default"
+    winner64 = summaries[0].winner
+    if winner64 != vllm_default_config(96, 64):
+        assert sources[1] == "neighbour M=64"
+        assert KernelConfig.from_dict(trials96[1].user_attrs["config"]) == winner64
+
+
+def test_pruning_lowers_the_measured_cost_per_trial(spec, tmp_path):
+    costs = {}
+    for pruner in ("ratio", "none"):
+        s = dataclasses.replace(spec, pruner=pruner, pruner_ratio=1.1 if pruner == "ratio" else 1.1)
+        summaries, _, _ = _run(s, tmp_path / pruner, batch_sizes=[64, 1024], trials_per_m=30)
+        costs[pruner] = sum(x.cost_s for x in summaries) / sum(x.trials for x in summaries)
+        if pruner == "ratio":
+            assert sum(x.pruned for x in summaries) > 0
+        else:
+            assert sum(x.pruned for x in summaries) == 0
+    # The synthetic GPU charges 1 s of compile per config either way, a short measurement
+    # 0.06 s and a full one 0.25 s, so pruning can save at most ~20% per trial here.
+    assert costs["ratio"] < 0.95 * costs["none"], costs
+
+
+def test_failures_are_stored_with_their_reason(spec, tmp_path):
+    # The 1,920 space holds configs over the shared-memory limit; make them likely.
+    wide = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    from searcher.space import load_space
+
+    wide = dataclasses.replace(wide, space=load_space(ROOT / "spaces" / "vllm-1920.toml"),
+                               sampler="random")
+    summaries, _, url = _run(wide, tmp_path, batch_sizes=[1024], trials_per_m=40)
+    _, trials = _trials(url, wide, 1024)
+    failed = [t for t in trials if t.user_attrs.get("status") == Status.OUT_OF_RESOURCES.value]
+    assert failed, "40 random configs of the 1,920 space should hit the shared-memory limit"
+    assert all("shared memory" in t.user_attrs["reason"] for t in failed)
+    assert summaries[0].failed == len([t for t in trials if t.user_attrs.get("status") in
+                                        ("out_of_resources", "compile_error", "runtime_error")])
+
+
+def test_finalists_are_remeasured_side_by_side_with_the_default(spec, tmp_path):
+    summaries, bencher, url = _run(spec, tmp_path, batch_sizes=[256], trials_per_m=20)
+    study, _ = _trials(url, spec, 256)
+    final = study.user_attrs["final"]
+    entries = final["entries"]
+    assert any(e["default"] for e in entries)
+    assert all(len(e["times_us"]) == 2 for e in entries)
+    best = min(entries, key=lambda e: e["median_us"])
+    assert final["winner"] == best["config"]
+    assert summaries[0].speedup == pytest.approx(final["default_us"] / final["winner_us"])
+    long_calls = [c for c in bencher.calls if c[2] == "long"]
+    assert len(long_calls) == 2 * len(entries)
+    # Interleaved: the first round visits every entry before the second starts.
+    assert [c[1] for c in long_calls[: len(entries)]] == [c[1] for c in long_calls[len(entries):]]
+
+
+def test_budget_counts_trials_across_runs(spec, tmp_path):
+    _run(spec, tmp_path, batch_sizes=[32], trials_per_m=5)
+    summaries, _, url = _run(spec, tmp_path, batch_sizes=[32], trials_per_m=9)
+    assert summaries[0].trials == 9
+    summaries, bencher, _ = _run(spec, tmp_path, batch_sizes=[32], trials_per_m=9)
+    assert summaries[0].trials == 9
+    assert not [c for c in bencher.calls if c[2] != "long"], "a finished budget measures nothing"
+
+
+def test_resume_refuses_a_study_made_with_another_space(spec, tmp_path):
+    _run(spec, tmp_path, batch_sizes=[8], trials_per_m=3)
+    other = dataclasses.replace(spec, space=load_spec(ROOT / "studies" / "h100-mixtral-8x7b.toml").space)
+    with pytest.raises(StorageError, match="was made with space 'vllm-432'.*'extended'"):
+        _run(other, tmp_path, batch_sizes=[8], trials_per_m=3)
+
+
+def test_export_reads_back_as_the_stored_winners(spec, tmp_path):
+    Ms = [1, 16, 256]
+    summaries, _, url = _run(spec, tmp_path, batch_sizes=Ms, trials_per_m=8)
+    path = export_study(spec, url, H100, tmp_path, batch_sizes=Ms)
+    assert path.name == "E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json"
+    version, configs = read_config_file(path)
+    assert version == "synthetic"
+    assert list(configs) == Ms
+    assert configs == {s.M: s.winner for s in summaries}
+    stored, _ = winners(spec, url, H100, Ms)
+    assert stored == configs
+    text = path.read_text()
+    assert text.startswith('{\n    "triton_version": "synthetic",\n    "1": {\n        "BLOCK_SIZE_M"')
+    assert text.endswith("}\n")
+
+
+def test_export_refuses_a_batch_size_without_trials(spec, tmp_path):
+    from searcher.errors import ExportError
+
+    _, _, url = _run(spec, tmp_path, batch_sizes=[1], trials_per_m=3)
+    with pytest.raises(ExportError, match=r"batch size\(s\) 2 have no completed trial"):
+        export_study(spec, url, H100, tmp_path, batch_sizes=[1, 2])
+    assert not list(tmp_path.glob("E=*.json"))
+
+
+def test_replay_benchmarker_serves_a_recorded_dataset(spec, tmp_path):
+    from searcher.replay import ReplayBenchmarker, write_dataset
+
+    synth = SyntheticBenchmarker(spec.shape, device=H100)
+    ctx = make_context(spec.shape, 64, spec.gpu_facts)
+    records = []
+    for config in spec.space.enumerate(ctx):
+        t = synth.true_time(64, config)
+        records.append({"M": 64, "config": config, "status": Status.OK, "median_us": t,
+                        "spread_us": 0.01 * t, "short_median_us": t, "short_cost_s": 0.05,
+                        "full_cost_s": 0.2, "compile_s": 1.0})
+    data = tmp_path / "grid.csv"
+    write_dataset(data, {"name": "NVIDIA H100 80GB HBM3", "vllm_name": H100,
+                         "triton_version": "3.6.0", "torch_version": "2.11.0"}, records)
+    replay = ReplayBenchmarker(data, noise=False)
+    assert replay.measure(64, records[5]["config"], "full").median_us == pytest.approx(
+        records[5]["median_us"], rel=1e-3)
+    summaries, _, _ = _run(spec, tmp_path, bencher=replay, batch_sizes=[64], trials_per_m=30)
+    optimum = min(r["median_us"] for r in records)
+    assert summaries[0].winner_us <= optimum * 1.10
+    missing = replay.measure(32, records[0]["config"], "short")
+    assert missing.status is Status.RUNTIME_ERROR and "not in the recorded dataset" in missing.reason
+
+
+def _study_file(tmp_path: Path, trials: int) -> Path:
+    path = tmp_path / "kill.toml"
+    path.write_text(textwrap.dedent(f"""
+        schema = 1
+        kernel = "fused_moe"
+        gpu = "{H100}"
+        [shape]
+        E = 64
+        N = 1408
+        hidden = 2048
+        top_k = 6
+        [search]
+        space = "{ROOT / 'spaces' / 'vllm-432.toml'}"
+        batch_sizes = [16, 64]
+        trials_per_m = {trials}
+        pruner = "none"
+        [storage]
+        url = "sqlite:///{tmp_path / 'kill.db'}"
+    """))
+    return path
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_finishes_the_budget_without_losing_or_remeasuring(tmp_path):
+    study_path = _study_file(tmp_path, trials=12)
+    # Each synthetic trial then takes ~0.4 s of real time.
+    env = dict(os.environ, SEARCHER_SYNTHETIC_SLEEP="0.3")
+    cmd = [sys.executable, "-m", "searcher.cli", "run", "--study", str(study_path),
+           "--synthetic", "--no-live"]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    spec = load_spec(study_path)
+    url = spec.storage
+    # Kill it once a few trials of M=16 are complete and one is in flight.
+    deadline = time.time() + 120
+    before = []
+    storage = open_storage(url)
+    name = study_name("search", spec.shape, H100, 16)
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        except KeyError:
+            continue
+        done = [t for t in trials if t.state.is_finished()]
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        if len(done) >= 4 and running:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            before = [(t.number, t.value, t.user_attrs.get("config")) for t in
+                      _trials(url, spec, 16)[1] if t.state == optuna.trial.TrialState.COMPLETE]
+            break
+    else:
+        proc.kill()
+        pytest.fail("the run finished or never started before it could be killed")
+    assert before, "no completed trial before the kill"
+
+    rerun = subprocess.run(cmd, env=dict(env, SEARCHER_SYNTHETIC_SLEEP="0"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    for M in (16, 64):
+        study, trials = _trials(url, spec, M)
+        s = summarize_study(study, M)
+        assert s.trials == 12, f"M={M}: budget not finished exactly"
+        configs = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
+                   if t.user_attrs.get("status") in ("ok", "pruned")]
+        assert len(configs) == len(set(configs)), f"M={M}: a config was measured twice"
+        assert s.winner is not None
+    _, trials = _trials(url, spec, 16)
+    after = {t.number: (t.number, t.value, t.user_attrs.get("config")) for t in trials}
+    for row in before:
+        assert after[row[0]] == row, "a completed trial changed or was lost"
+    interrupted = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    assert len(interrupted) == 1
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted[0].number]
+    assert retried and retried[0].user_attrs.get("config") == interrupted[0].user_attrs["config"]
