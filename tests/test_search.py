@@ -275,7 +275,11 @@ def test_resume_after_sigkill_finishes_the_budget_without_losing_or_remeasuring(
     after = {t.number: (t.number, t.value, t.user_attrs.get("config")) for t in trials}
     for row in before:
         assert after[row[0]] == row, "a completed trial changed or was lost"
+    # Trials are asked a few at a time (their compiles overlap measurement), so the kill
+    # can leave several RUNNING; each is failed as interrupted and its config retried.
     interrupted = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
-    assert len(interrupted) == 1
-    retried = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted[0].number]
-    assert retried and retried[0].user_attrs.get("config") == interrupted[0].user_attrs["config"]
+    assert interrupted
+    for t in interrupted:
+        retried = [r for r in trials if r.system_attrs.get("failed_trial") == t.number]
+        assert retried, f"trial {t.number} was not retried"
+        assert retried[0].params == t.params
