@@ -93,6 +93,17 @@ def _driver_version() -> str:
     except Exception:
         pass
     try:
+        import subprocess
+
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
         from pathlib import Path
 
         text = Path("/proc/driver/nvidia/version").read_text()
