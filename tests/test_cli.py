@@ -1,0 +1,99 @@
+"""The CLI in-process: exit codes and one-line messages for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from searcher.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_bench_without_a_gpu_says_so_in_one_line(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["bench", "-M", "64", "--default"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs a CUDA GPU" in err
+
+
+def test_run_without_a_gpu_names_the_replay_option(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["run", "--study", "h100-e64-n1408"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err and "--replay" in err and "--synthetic" in err
+
+
+def test_unknown_study_lists_the_available_ones(capsys):
+    assert main(["run", "--study", "h100-e64-n1048", "--synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert "h100-e64-n1048" in err and "h100-e64-n1408" in err
+
+
+def test_study_for_another_gpu_is_refused_without_the_flag(capsys, in_tmp):
+    from searcher.replay import write_dataset
+
+    data = in_tmp / "h200.csv"
+    write_dataset(data, {"name": "NVIDIA H200", "vllm_name": "NVIDIA_H200",
+                         "triton_version": "3.6.0"}, [])
+    assert main(["run", "--study", "h100-e64-n1408", "--replay", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "NVIDIA_H100_80GB_HBM3" in err and "NVIDIA_H200" in err and "--allow-other-gpu" in err
+
+
+def test_malformed_study_file_is_named(capsys, in_tmp):
+    bad = in_tmp / "bad.toml"
+    bad.write_text("schema = 1\nkernel = 'fused_moe'\n[shape\nE = 1\n")
+    assert main(["status", "--study", str(bad)]) == 2
+    assert "bad.toml" in capsys.readouterr().err
+
+
+def test_run_status_export_round_trip_and_refusals(capsys, in_tmp):
+    args = ["--study", "h100-e64-n1408", "--batch-sizes", "1,64"]
+    assert main(["run", *args, "--synthetic", "--trials-per-m", "6", "--no-live", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["M"] for r in out["batch_sizes"]] == [1, 64]
+    assert all(r["trials"] == 6 for r in out["batch_sizes"])
+    assert (in_tmp / "searcher.db").exists(), "the default storage is ./searcher.db"
+
+    assert main(["status", *args, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [r["trials"] for r in status["batch_sizes"]] == [6, 6]
+
+    assert main(["export", *args, "--out", str(in_tmp)]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.name == "E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json"
+    before = path.read_bytes()
+    assert main(["export", *args, "--out", str(in_tmp)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    # Export of a batch size never run is refused and writes nothing.
+    assert main(["export", "--study", "h100-e64-n1408", "--out", str(in_tmp), "--overwrite"]) == 2
+    assert "no completed trial" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_bad_batch_size_option(capsys):
+    assert main(["status", "--study", "h100-e64-n1408", "--batch-sizes", "3"]) == 2
+    assert "not batch sizes of study h100-e64-n1408" in capsys.readouterr().err
+
+
+def test_list_shows_studies_and_spaces(capsys):
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"a100-e64-n1408", "h100-e64-n1408", "h200-e64-n1408"} <= {s["name"] for s in data["studies"]}
+    sizes = {s["name"]: s["raw_size"] for s in data["spaces"]}
+    assert sizes["vllm-432"] == 432 and sizes["vllm-1920"] == 1920
