@@ -179,8 +179,10 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "failed": s.failed, "invalid": s.invalid, "duplicate": s.duplicate,
                 "best_us": s.best_us if s.best_config else None,
                 "winner": s.winner.to_dict() if s.winner else None, "winner_us": s.winner_us,
-                "default_us": s.default_us, "speedup": s.speedup, "cost_s": s.cost_s,
+                "default_us": s.default_us, "speedup": s.speedup, "noise": s.noise,
+                "within_noise": s.within_noise, "cost_s": s.cost_s,
                 "wall_s": s.wall_s, "finalized": s.finalized,
+                "device_info": s.extra.get("device_info"),
             })
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
                           "batch_sizes": rows}, indent=2))
@@ -199,11 +201,17 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         table.add_row(
             str(s.M), str(s.trials), str(s.complete), str(s.pruned), str(s.failed),
             format_us(s.best_us), s.winner.short() if s.winner else "-", format_us(s.winner_us),
-            format_us(s.default_us), f"{s.speedup:.3f}x" if s.speedup else "-",
+            format_us(s.default_us), _speedup_text(s),
             f"{s.cost_s:.0f}", f"{s.wall_s:.0f}",
         )
     console = _console()
     console.print(table)
+    infos = {json.dumps(s.extra["device_info"], sort_keys=True) for s in summaries
+             if s is not None and s.extra.get("device_info")}
+    for info in map(json.loads, sorted(infos)):
+        console.print(f"measured on {info.get('name', '?')} (torch {info.get('torch_version', '?')}, "
+                      f"triton {info.get('triton_version', '?')}, driver "
+                      f"{info.get('driver_version', '?')}, backend {info.get('backend', '?')})")
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min (on a GPU, "
                   "the GPU minutes the search held the device)")
 
@@ -214,7 +222,10 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
     _study_args(p)
     p.add_argument("--device", default=None,
                    help="the GPU whose studies to show (default: the spec's GPU)")
-    p.add_argument("--json", action="store_true")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--markdown", action="store_true",
+                     help="a Markdown table (for a README or a pull request)")
     p.set_defaults(func=_run_status)
 
 
@@ -228,8 +239,46 @@ def _run_status(args: argparse.Namespace) -> int:
         others = stored_devices(storage, spec)
         hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
         _console(stderr=True).print(f"{storage} holds no study of {spec.name} on {device}{hint}")
+    if args.markdown:
+        print(_markdown(spec, device, summaries))
+        return 0
     _print_summaries(spec, device, storage, summaries, args.json)
     return 0
+
+
+def _speedup_text(s) -> str:
+    if s.speedup is None:
+        return "-"
+    return f"{s.speedup:.3f}" + (" (= within noise)" if s.within_noise else "")
+
+
+def _markdown(spec, device: str, summaries) -> str:
+    from searcher.view import format_us
+
+    lines = [
+        "| M | trials | full | pruned | failed | winner (BM/BN/BK/GM/warps/stages) | winner us "
+        "| default us | speedup | noise % | GPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    total = 0.0
+    info = None
+    for s in summaries:
+        if s is None:
+            continue
+        total += s.wall_s
+        info = info or s.extra.get("device_info")
+        w = s.winner
+        label = "/".join(str(v) for v in w.astuple()) if w else "-"
+        lines.append(
+            f"| {s.M} | {s.trials} | {s.complete} | {s.pruned} | {s.failed} | {label} | "
+            f"{format_us(s.winner_us)} | {format_us(s.default_us)} | {_speedup_text(s)} | "
+            f"{f'{100 * s.noise:.1f}' if s.noise is not None else '-'} | {s.wall_s:.0f} |")
+    if info:
+        lines.append("")
+        lines.append(f"{spec.name} on {info.get('name')} (torch {info.get('torch_version')}, triton "
+                     f"{info.get('triton_version')}, backend {info.get('backend')}); GPU time "
+                     f"{total / 60:.1f} min.")
+    return "\n".join(lines)
 
 
 # -- export --------------------------------------------------------------------------
