@@ -216,6 +216,58 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                   "the GPU minutes the search held the device)")
 
 
+# -- grid ----------------------------------------------------------------------------
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("grid", help="measure the exhaustive grid of a study's space",
+                       description="Time every valid config of the study's space at every "
+                       "batch size (short, then full), stored under the grid's own study "
+                       "names; rerun to resume. --dataset writes what is stored as a CSV "
+                       "that --replay can serve.")
+    _study_args(p)
+    p.add_argument("--limit-per-m", type=int, default=None,
+                   help="measure at most this many configs per batch size (a random sample)")
+    p.add_argument("--time-limit", type=float, default=None, help="stop after this long (s)")
+    p.add_argument("--dataset", default=None, metavar="FILE.csv",
+                   help="afterwards, write the stored grid as a replay dataset")
+    p.add_argument("--no-run", action="store_true", help="measure nothing (with --dataset)")
+    p.add_argument("--allow-other-gpu", action="store_true")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--replay", metavar="DATASET.csv")
+    source.add_argument("--synthetic", action="store_true")
+    p.set_defaults(func=_run_grid)
+
+
+def _run_grid(args: argparse.Namespace) -> int:
+    from searcher.grid import run_grid, write_grid_dataset
+
+    spec, storage = _load(args)
+    device = None
+    if not args.no_run:
+        from searcher.run import make_benchmarker
+
+        bencher, device = make_benchmarker(spec, replay=args.replay, synthetic=args.synthetic,
+                                           allow_other_gpu=args.allow_other_gpu)
+        err = _console(stderr=True)
+
+        def progress(g) -> None:
+            if g["measured"] % 50 == 0 or g["measured"] == g["size"]:
+                err.print(f"grid M={g['M']}: {g['measured']}/{g['size']} measured, best "
+                          f"{g['best_us'] or float('nan'):.1f} us")
+
+        for g in run_grid(spec, bencher, device, storage, batch_sizes=args.batch_sizes,
+                          limit_per_m=args.limit_per_m, time_limit_s=args.time_limit,
+                          progress=progress):
+            print(f"M={g['M']}: {g['measured']}/{g['size']} measured ({g['failed']} failed), "
+                  f"best {g['best_us'] or float('nan'):.1f} us"
+                  f"{' ' + g['best_config'].short() if g['best_config'] else ''}, "
+                  f"{g['wall_s']:.0f} s")
+    if args.dataset:
+        path = write_grid_dataset(spec, storage, device or spec.gpu, args.dataset,
+                                  batch_sizes=args.batch_sizes)
+        print(path)
+    return 0
+
+
 # -- status --------------------------------------------------------------------------
 def _add_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="what the storage holds for a study, per batch size")
@@ -380,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_status, _add_export, _add_list, _add_bench,
+    _add_run, _add_grid, _add_status, _add_export, _add_list, _add_bench,
 ]
 
 

@@ -60,6 +60,6 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
         check_gpu(spec, device, allow_other_gpu)
         from searcher.harness import GpuBenchmarker
 
-        return GpuBenchmarker(spec.shape, backend=spec.backend, seed=seed, compile_threads=6), device
+        return GpuBenchmarker(spec.shape, backend=spec.backend, seed=seed, compile_threads=12), device
     check_gpu(spec, device, allow_other_gpu)
     return bencher, device

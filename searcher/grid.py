@@ -1,0 +1,212 @@
+"""The exhaustive grid: every valid config of a study's space at every batch size, timed
+with the same harness and method as the search, stored in the same storage under its own
+study names (kind ``grid``), resumable after a kill.
+
+Each config is timed at the short fidelity and then in full (no pruning), so a recorded
+grid can later be replayed faithfully to any search setup, pruning included. Configs are
+visited in a seeded random order: a grid cut short is a uniform random sample, and the
+visiting order doubles as "the grid in random order" for comparisons.
+
+A measured config is stored as one finished trial (value = full median, status and reason
+in user attributes); nothing is left RUNNING, so a kill loses at most the config in flight.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from searcher.config import KernelConfig
+from searcher.measurement import Measurement
+from searcher.search import _brief
+from searcher.space import make_context
+from searcher.storage import open_storage, open_study
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+    from searcher.harness import Benchmarker
+    from searcher.spec import StudySpec
+
+__all__ = ["GridSummary", "run_grid", "grid_order", "grid_records", "write_grid_dataset",
+           "PRECOMPILE_AHEAD"]
+
+#: Configs handed to the compile threads ahead of the one being measured.
+PRECOMPILE_AHEAD = 12
+
+
+class GridSummary(dict):
+    """M, size (valid configs), measured, ok, failed, best_us, best_config, wall_s."""
+
+
+def grid_order(spec: StudySpec, M: int) -> list[KernelConfig]:
+    """The valid configs of M in the grid's seeded random visiting order."""
+    configs = spec.space.enumerate(make_context(spec.shape, M, spec.gpu_facts))
+    random.Random(f"{spec.seed}:{M}").shuffle(configs)
+    return configs
+
+
+def _measured(study: optuna.Study) -> dict[KernelConfig, Any]:
+    out = {}
+    for t in study.get_trials(deepcopy=False):
+        data = t.user_attrs.get("config")
+        if data and t.user_attrs.get("status"):
+            out[KernelConfig.from_dict(data)] = t
+    return out
+
+
+def _store(study: optuna.Study, spec: StudySpec, config: KernelConfig, order: int,
+           short: Measurement, full: Measurement | None) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    attrs: dict[str, Any] = {"config": config.to_dict(), "order": order, "short": _brief(short)}
+    cost = short.cost_s
+    if full is not None:
+        attrs["full"] = _brief(full)
+        cost += full.cost_s
+    final = full if full is not None else short
+    attrs["status"] = final.status.value
+    attrs["cost_s"] = cost
+    if not final.ok:
+        attrs["reason"] = final.reason
+    trial = optuna.trial.create_trial(
+        params=spec.space.to_params(config),
+        distributions=spec.space.distributions(),
+        value=final.median_us if final.ok else None,
+        state=TrialState.COMPLETE if final.ok else TrialState.FAIL,
+        user_attrs=attrs,
+    )
+    study.add_trial(trial)
+
+
+def run_grid(
+    spec: StudySpec,
+    bencher: Benchmarker,
+    device: str,
+    storage_url: str,
+    batch_sizes: Sequence[int] | None = None,
+    limit_per_m: int | None = None,
+    time_limit_s: float | None = None,
+    progress: Callable[[GridSummary], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[GridSummary]:
+    """Measure (or resume measuring) the grid of every batch size.
+
+    Args:
+        limit_per_m: stop each batch size after this many measured configs (a random
+            sample of the grid); None measures all of them.
+        time_limit_s: stop the whole run after this long (rerun to continue).
+        progress: called after every measured config.
+    """
+    from optuna.samplers import RandomSampler
+
+    from searcher.pruners import make_pruner
+
+    storage = open_storage(storage_url)
+    deadline = clock() + time_limit_s if time_limit_s else None
+    summaries = []
+    for M in batch_sizes or spec.batch_sizes:
+        study = open_study(storage, "grid", spec.shape, device, M, spec.space,
+                           RandomSampler(seed=spec.seed), make_pruner("none"), storage_url)
+        if "device_info" not in study.user_attrs:
+            study.set_user_attr("device_info", bencher.device_info())
+        order = grid_order(spec, M)
+        measured = _measured(study)
+        todo = [(i, c) for i, c in enumerate(order) if c not in measured]
+        if limit_per_m is not None:
+            todo = todo[: max(0, limit_per_m - len(measured))]
+        started = clock()
+        try:
+            for k, (i, config) in enumerate(todo):
+                if deadline is not None and clock() >= deadline:
+                    break
+                if k % PRECOMPILE_AHEAD == 0:
+                    bencher.precompile(M, [c for _, c in todo[k: k + 2 * PRECOMPILE_AHEAD]])
+                short = bencher.measure(M, config, "short")
+                full = bencher.measure(M, config, "full") if short.ok else None
+                _store(study, spec, config, i, short, full)
+                if progress is not None:
+                    progress(summarize_grid(study, M, len(order)))
+        finally:
+            study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
+                                + clock() - started)
+        summaries.append(summarize_grid(study, M, len(order)))
+        if deadline is not None and clock() >= deadline:
+            break
+    return summaries
+
+
+def summarize_grid(study: optuna.Study, M: int, size: int) -> GridSummary:
+    s = GridSummary(M=M, size=size, measured=0, ok=0, failed=0, best_us=None,
+                    best_config=None, cost_s=0.0, wall_s=float(study.user_attrs.get("wall_s", 0.0)))
+    for t in study.get_trials(deepcopy=False):
+        if not t.user_attrs.get("status"):
+            continue
+        s["measured"] += 1
+        s["cost_s"] += float(t.user_attrs.get("cost_s", 0.0))
+        if t.value is not None:
+            s["ok"] += 1
+            if s["best_us"] is None or t.value < s["best_us"]:
+                s["best_us"], s["best_config"] = t.value, KernelConfig.from_dict(t.user_attrs["config"])
+        else:
+            s["failed"] += 1
+    return s
+
+
+def grid_records(study: optuna.Study, M: int) -> list[dict[str, Any]]:
+    """The stored grid of one batch size as dataset records (see :mod:`searcher.replay`)."""
+    from searcher.measurement import Status
+
+    rows = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs.get("order", 0)):
+        if not t.user_attrs.get("status"):
+            continue
+        short = t.user_attrs.get("short") or {}
+        full = t.user_attrs.get("full") or {}
+        rows.append({
+            "M": M, "config": KernelConfig.from_dict(t.user_attrs["config"]),
+            "status": Status(t.user_attrs["status"]),
+            "median_us": full.get("median_us"), "spread_us": full.get("spread_us"),
+            "short_median_us": short.get("median_us"),
+            "short_cost_s": (short.get("cost_s") or 0.0) - (short.get("compile_s") or 0.0),
+            "full_cost_s": full.get("cost_s"),
+            "compile_s": short.get("compile_s"),
+        })
+    return rows
+
+
+def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str,
+                       batch_sizes: Sequence[int] | None = None) -> str:
+    """Write every stored grid measurement of ``spec`` on ``device`` as a replay dataset."""
+    from searcher.errors import StorageError
+    from searcher.replay import write_dataset
+    from searcher.storage import load_existing_study, study_name
+
+    storage = open_storage(storage_url)
+    records: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    sizes = {}
+    for M in batch_sizes or spec.batch_sizes:
+        study = load_existing_study(storage, study_name("grid", spec.shape, device, M))
+        if study is None:
+            continue
+        info = info or dict(study.user_attrs.get("device_info") or {})
+        rows = grid_records(study, M)
+        sizes[M] = f"{len(rows)}/{len(grid_order(spec, M))}"
+        records.extend(rows)
+    if not records:
+        raise StorageError(f"{storage_url} holds no grid of study {spec.name} on {device}; "
+                           f"run `searcher grid --study {spec.name}` first")
+    meta = {k: info[k] for k in ("name", "vllm_name", "torch_version", "triton_version",
+                                 "driver_version", "backend") if k in info}
+    meta.update({
+        "study": spec.name, "shape": spec.shape.label(), "space": spec.space.name,
+        "space_fingerprint": spec.space.fingerprint(),
+        "fidelity": "short then full per config (see searcher.measurement.FIDELITIES)",
+        "measured": ", ".join(f"M={M}: {v}" for M, v in sizes.items()),
+        "source": f"searcher grid --study {spec.name} (storage {storage_url})",
+    })
+    write_dataset(path, meta, records)
+    return path
