@@ -100,7 +100,7 @@ def write_dataset(path: str | Path, meta: Mapping[str, Any], records: Iterable[M
             for key in DATASET_COLUMNS[len(values):]:
                 v = r.get(key)
                 values.append("" if v is None or (isinstance(v, float) and math.isinf(v))
-                              else (f"{v:.4g}" if isinstance(v, float) else v))
+                              else (f"{v:.6g}" if isinstance(v, float) else v))
             writer.writerow(values)
     tmp.replace(path)
 
