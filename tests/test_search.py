@@ -289,3 +289,37 @@ def test_resume_after_sigkill_finishes_the_budget_without_losing_or_remeasuring(
         retried = [r for r in trials if r.system_attrs.get("failed_trial") == t.number]
         assert retried, f"trial {t.number} was not retried"
         assert retried[0].params == t.params
+
+
+def test_time_limit_stops_a_run_and_the_next_run_continues(spec, tmp_path):
+    ticks = iter(range(100_000))
+    clock = lambda: float(next(ticks))  # noqa: E731 - each call advances one second
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    opts = SearchOptions(device=H100, storage_url=url, batch_sizes=[8, 16], trials_per_m=30,
+                         time_limit_s=40)
+    first = run_search(spec, bench, opts, clock=clock)
+    assert all(s.trials < 30 for s in first), [s.trials for s in first]
+    assert sum(s.trials for s in first) > 0
+    second = run_search(spec, bench, dataclasses.replace(opts, time_limit_s=None))
+    assert [s.trials for s in second] == [30, 30]
+
+
+def test_live_view_renders(spec):
+    import io
+
+    from rich.console import Console
+
+    from searcher.search import MSummary
+    from searcher.view import RichView
+
+    view = RichView()
+    view.console = Console(file=io.StringIO(), width=120, force_terminal=True)
+    view.start([1, 64], 40)
+    view.update(MSummary(M=1, trials=12, complete=5, pruned=6, failed=1, best_us=39.0))
+    view.finish_m(MSummary(M=1, trials=40, complete=20, pruned=19, failed=1, best_us=38.0,
+                           winner=KernelConfig(16, 32, 128, 1, 4, 4), winner_us=38.5,
+                           default_us=39.5))
+    view.close()
+    text = view.console.file.getvalue()
+    assert "38.5" in text and "1.026x" in text and "40/40" in text

@@ -1,0 +1,80 @@
+"""searcher grid on a CPU with the synthetic benchmarker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from searcher.grid import grid_order, run_grid, write_grid_dataset
+from searcher.measurement import Status
+from searcher.replay import ReplayBenchmarker, read_dataset
+from searcher.space import load_space
+from searcher.spec import load_spec
+from searcher.storage import open_storage, study_name
+from searcher.synthetic import SyntheticBenchmarker
+
+ROOT = Path(__file__).resolve().parent.parent
+H100 = "NVIDIA_H100_80GB_HBM3"
+
+
+@pytest.fixture
+def spec():
+    return load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+
+
+def test_order_is_a_seeded_permutation_of_the_valid_configs(spec):
+    order = grid_order(spec, 64)
+    assert len(order) == 432 == len(set(order))
+    assert order == grid_order(spec, 64)
+    assert order != grid_order(spec, 128)
+
+
+def test_grid_resumes_and_never_measures_a_config_twice(spec, tmp_path):
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    first = run_grid(spec, bench, H100, url, batch_sizes=[64], limit_per_m=25)[0]
+    assert first["measured"] == 25
+    second = run_grid(spec, bench, H100, url, batch_sizes=[64], limit_per_m=60)[0]
+    assert second["measured"] == 60
+    measured = [c for M, c, fid in bench.calls if fid == "short"]
+    assert len(measured) == len(set(measured)) == 60
+    # Visited in the grid's order: the first 60 of the permutation.
+    assert set(measured) == set(grid_order(spec, 64)[:60])
+    study = optuna.load_study(study_name=study_name("grid", spec.shape, H100, 64),
+                              storage=open_storage(url))
+    assert not [t for t in study.trials if not t.state.is_finished()]
+
+
+def test_failures_are_stored_and_the_dataset_round_trips(spec, tmp_path):
+    import dataclasses
+
+    wide = dataclasses.replace(spec, space=load_space(ROOT / "spaces" / "vllm-1920.toml"))
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    bench = SyntheticBenchmarker(wide.shape, device=H100)
+    g = run_grid(wide, bench, H100, url, batch_sizes=[256], limit_per_m=120)[0]
+    assert g["failed"] > 0 and g["ok"] + g["failed"] == 120
+    path = write_grid_dataset(wide, url, H100, str(tmp_path / "d.csv"))
+    meta, records = read_dataset(path)
+    assert meta["vllm_name"] == H100 and meta["space"] == "vllm-1920"
+    assert len(records) == 120
+    failed = [r for r in records.values() if r["status"] is Status.OUT_OF_RESOURCES]
+    assert len(failed) == g["failed"]
+    replay = ReplayBenchmarker(path, noise=False)
+    ok = next(r for r in records.values() if r["status"] is Status.OK)
+    assert replay.measure(256, ok["config"], "full").median_us == pytest.approx(ok["median_us"], rel=1e-5)
+    bad = replay.measure(256, failed[0]["config"], "short")
+    assert bad.status is Status.OUT_OF_RESOURCES
+
+
+def test_grid_time_limit_stops_and_a_rerun_continues(spec, tmp_path):
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    ticks = iter(range(10_000))
+    clock = lambda: float(next(ticks))  # noqa: E731 - one second per call
+    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    g = run_grid(spec, bench, H100, url, batch_sizes=[8, 16], time_limit_s=30, clock=clock)
+    assert len(g) == 1 and 0 < g[0]["measured"] < 432
+    done = g[0]["measured"]
+    g2 = run_grid(spec, bench, H100, url, batch_sizes=[8], limit_per_m=done + 5)[0]
+    assert g2["measured"] == done + 5
