@@ -10,8 +10,8 @@ torch and triton versions, fidelity, command), then a header and one row per
 A replayed measurement of a recorded config returns its recorded status; its time is the
 recorded median (the short one at the short fidelity, where recorded) times noise drawn
 from the recorded spread; its cost is the recorded cost of that fidelity (plus the
-compile, the first time a config is seen). A config the dataset lacks comes back as a
-runtime error whose reason says so.
+compile, the first time a config is seen). A config the dataset lacks comes back as
+``invalid`` (free, not counted against a budget) with a reason that says so.
 """
 
 from __future__ import annotations
@@ -139,8 +139,10 @@ class ReplayBenchmarker:
         record = self.records.get((M, config))
         device = self.device_info()
         if record is None:
+            # Outside what can be replayed: like a constraint violation, it costs nothing
+            # and does not count against a budget.
             return Measurement.failed(
-                Status.RUNTIME_ERROR, f"not in the recorded dataset {self.path.name}",
+                Status.INVALID, f"not in the recorded dataset {self.path.name}",
                 fid.name, device=device)
         compile_s = 0.0
         if (M, config) not in self.seen:

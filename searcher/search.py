@@ -86,6 +86,7 @@ class SearchOptions:
     finalist_rounds: int = 2
     final_fidelity: str = "long"
     kind: str = "search"
+    warm_start: bool = True  # enqueue vLLM's default and neighbours' winners first
 
 
 @dataclass
@@ -191,6 +192,7 @@ def summarize_study(study: optuna.Study, M: int) -> MSummary:
         s.winner = KernelConfig.from_dict(final["winner"])
         s.winner_us = final["winner_us"]
         s.default_us = final.get("default_us")
+        s.extra["final_cost_s"] = final.get("cost_s", 0.0)
         # How much the winner's and the default's own rounds disagree: a speedup smaller
         # than this is noise.
         spreads = [(max(e["times_us"]) - min(e["times_us"])) / e["median_us"]
@@ -362,6 +364,7 @@ class _Searcher:
                 budget is None or summary.trials >= budget or self._out_of_configs(study, M, ctx)):
             self.finalize(study, M)
             summary = summarize_study(study, M)
+        summary.extra["study"] = study
         if summary.winner is not None:
             self.winners[M] = summary.winner
         elif summary.best_config is not None:
@@ -378,7 +381,7 @@ class _Searcher:
     def warm_start(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> None:
         """Enqueue vLLM's default config and the winners of the nearest finished batch
         sizes, once per study."""
-        if study.user_attrs.get("warm_started"):
+        if study.user_attrs.get("warm_started") or not self.opts.warm_start:
             return
         candidates: list[tuple[KernelConfig, str]] = [
             (vllm_default_config(M, self.spec.shape.E), "default")]
@@ -532,7 +535,9 @@ class _Searcher:
     def _tell_failed(study: optuna.Study, trial: Any, m: Measurement, cost: float) -> None:
         from optuna.trial import TrialState
 
-        trial.set_user_attr("status", m.status.value)
+        # A benchmarker may itself declare a config outside what it can measure (a replay
+        # of a dataset that lacks it): stored as invalid, free, like a broken constraint.
+        trial.set_user_attr("status", "invalid" if m.status is Status.INVALID else m.status.value)
         trial.set_user_attr("reason", m.reason)
         trial.set_user_attr("cost_s", cost)
         trial.set_constraint("valid", 1.0)
@@ -560,9 +565,11 @@ class _Searcher:
         default = vllm_default_config(M, self.spec.shape.E)
         entries = finalists + ([default] if default not in finalists else [])
         times: dict[KernelConfig, list[float]] = {c: [] for c in entries}
+        cost = 0.0
         for _ in range(self.opts.finalist_rounds):
             for config in entries:
                 m = self.bencher.measure(M, config, self.opts.final_fidelity)
+                cost += m.cost_s
                 times[config].append(m.median_us if m.ok else math.inf)
         medians = {c: statistics.median(v) for c, v in times.items()}
         # The default competes too: where the search found nothing faster side by side,
@@ -579,6 +586,7 @@ class _Searcher:
             "winner": winner.to_dict(),
             "winner_us": medians[winner],
             "default_us": medians[default] if math.isfinite(medians[default]) else None,
+            "cost_s": cost,
         })
         study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
                             + self.clock() - started)

@@ -73,6 +73,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    if url == "memory://":  # nothing persists: for benchmarks of the search itself
+        from optuna.storages import InMemoryStorage
+
+        return InMemoryStorage()
     journal = _journal_path(url)
     try:
         if journal is not None:

@@ -206,7 +206,7 @@ def test_replay_benchmarker_serves_a_recorded_dataset(spec, tmp_path):
     winner = next(r["median_us"] for r in records if r["config"] == summaries[0].winner)
     assert recorded.index(winner) < 0.05 * len(recorded), "winner not among the best 5%"
     missing = replay.measure(32, records[0]["config"], "short")
-    assert missing.status is Status.RUNTIME_ERROR and "not in the recorded dataset" in missing.reason
+    assert missing.status is Status.INVALID and "not in the recorded dataset" in missing.reason
 
 
 def _study_file(tmp_path: Path, trials: int) -> Path:
