@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from searcher.errors import ConfigError, SearcherError
@@ -268,6 +269,96 @@ def _run_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- compare -------------------------------------------------------------------------
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="the search against the grid, the default and a file",
+                       description="Per batch size: grid best, search winner, gap, trials and "
+                       "GPU time of each, trials to 1%% and 3%% of the grid's best, vLLM's "
+                       "default and (--against) an existing vLLM config file. On a GPU the "
+                       "finalists are re-measured side by side, interleaved.")
+    _study_args(p)
+    p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
+    p.add_argument("--against", default=None, metavar="FILE.json",
+                   help="an existing vLLM config file to compare with")
+    p.add_argument("--out", default=".", help="directory for the CSV and the PNGs")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved re-measurement rounds")
+    p.add_argument("--no-remeasure", action="store_true",
+                   help="use stored times only (the default without a GPU)")
+    p.add_argument("--replay", metavar="DATASET.csv",
+                   help="re-measure by replaying a dataset instead of a GPU")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from searcher.compare import compare, plot_best_so_far, write_csv
+    from searcher.view import format_us
+
+    spec, storage = _load(args)
+    device = args.device or spec.gpu
+    against = None
+    if args.against:
+        from searcher.export import read_config_file
+
+        _, against = read_config_file(args.against)
+    bencher = None
+    if args.replay and not args.no_remeasure:
+        from searcher.replay import ReplayBenchmarker
+
+        bencher = ReplayBenchmarker(args.replay, seed=spec.seed)
+    elif not args.no_remeasure:
+        from searcher.device import cuda_available
+
+        if cuda_available():
+            from searcher.run import make_benchmarker
+
+            bencher, here = make_benchmarker(spec, allow_other_gpu=True)
+            if here != device:
+                raise ConfigError(f"re-measuring {device}'s results needs that GPU; this one "
+                                  f"is {here} (pass --no-remeasure to compare stored times)")
+        else:
+            _console(stderr=True).print("no CUDA GPU: comparing stored times (no side-by-side "
+                                        "re-measurement)")
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ConfigError(f"--out {out}: not a directory")
+    rows = compare(spec, storage, device, against=against, bencher=bencher, rounds=args.rounds,
+                   batch_sizes=args.batch_sizes)
+    csv_path = write_csv(rows, out / f"compare-{spec.name}-{device}.csv")
+    pngs = [plot_best_so_far(r, out / f"compare-{spec.name}-{device}-M{r.M}.png",
+                             f"{spec.name} on {device}, M={r.M}") for r in rows]
+    if args.json:
+        print(json.dumps({"study": spec.name, "device": device, "csv": str(csv_path),
+                          "png": [str(p) for p in pngs if p], "rows": [r.to_dict() for r in rows]},
+                         indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{spec.name} on {device}: search against the grid ({storage})")
+    cols = ["M", "grid best us", "grid trials", "grid GPU s", "search us", "gap %",
+            "search trials", "search GPU s", "to 1%", "to 3%", "default us"]
+    if against:
+        cols.append("file us")
+    labels = sorted({k for r in rows for k in r.remeasured})
+    cols += [f"re-measured {k}" for k in labels]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in rows:
+        cells = [str(r.M), format_us(r.grid_best_us), f"{r.grid_trials}/{r.grid_size}",
+                 f"{r.grid_gpu_s:.0f}", format_us(r.search_best_us),
+                 "-" if r.gap_pct is None else f"{r.gap_pct:+.2f}", str(r.search_trials),
+                 f"{r.search_gpu_s:.0f}", str(r.trials_to_1pct or "-"),
+                 str(r.trials_to_3pct or "-"), format_us(r.default_us)]
+        if against:
+            cells.append(format_us(r.against_us))
+        cells += [format_us(r.remeasured.get(k)) for k in labels]
+        table.add_row(*cells)
+    console = _console()
+    console.print(table)
+    console.print(f"CSV: {csv_path}; plots: {', '.join(str(p) for p in pngs if p) or 'none'}")
+    return 0
+
+
 # -- status --------------------------------------------------------------------------
 def _add_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="what the storage holds for a study, per batch size")
@@ -432,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_grid, _add_status, _add_export, _add_list, _add_bench,
+    _add_run, _add_grid, _add_compare, _add_status, _add_export, _add_list, _add_bench,
 ]
 
 

@@ -1,0 +1,246 @@
+"""``searcher compare``: was the search worth it? The search against the exhaustive grid,
+vLLM's default and optionally an existing vLLM config file, per batch size.
+
+For each M: the grid's best, the search's winner, the gap between them, trials and GPU
+time spent by each, and the trials the search needed to come within 1% and 3% of the
+grid's best. Times of configs come from the grid where it measured them (one measurement
+set, so paired), else from the search's own measurements. With a benchmarker, the
+finalists (grid best, search winner, default, the file's config) are re-measured side by
+side, interleaved, in one run, so their ratios are fair. Outputs a table, a CSV and one
+PNG per M of best-so-far time against trials for the search and for the grid visited in
+random orders (a band over several orders).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from searcher.config import KernelConfig
+from searcher.default import vllm_default_config
+from searcher.search import COUNTED_STATUSES, summarize_study
+from searcher.storage import load_existing_study, open_storage, study_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+    from searcher.harness import Benchmarker
+    from searcher.spec import StudySpec
+
+__all__ = ["CompareRow", "compare", "write_csv", "plot_best_so_far"]
+
+#: Random orders of the grid drawn for the band in the plots.
+GRID_ORDERS = 20
+
+
+@dataclass
+class CompareRow:
+    M: int
+    grid_best_us: float | None = None
+    grid_best: KernelConfig | None = None
+    grid_trials: int = 0
+    grid_size: int = 0
+    grid_gpu_s: float = 0.0
+    search_best_us: float | None = None  # the search's winner, timed as said above
+    search_winner: KernelConfig | None = None
+    search_trials: int = 0
+    search_gpu_s: float = 0.0
+    gap_pct: float | None = None  # search winner over grid best, in %
+    trials_to_1pct: int | None = None
+    trials_to_3pct: int | None = None
+    default_us: float | None = None
+    against: KernelConfig | None = None
+    against_us: float | None = None
+    remeasured: dict[str, float] = field(default_factory=dict)  # label -> median us
+    curves: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("curves")
+        for key in ("grid_best", "search_winner", "against"):
+            value = getattr(self, key)
+            d[key] = value.to_dict() if value else None
+        return d
+
+
+def _values(study: optuna.Study | None) -> list[tuple[KernelConfig, float | None, str]]:
+    """(config, full median or None, status) of counted trials, in trial order."""
+    if study is None:
+        return []
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        status = t.user_attrs.get("status")
+        if status in COUNTED_STATUSES and t.user_attrs.get("config"):
+            out.append((KernelConfig.from_dict(t.user_attrs["config"]),
+                        t.value if status == "ok" else None, status))
+    return out
+
+
+def _best_so_far(values: Sequence[float | None]) -> list[float]:
+    best, out = math.inf, []
+    for v in values:
+        if v is not None and v < best:
+            best = v
+        out.append(best)
+    return out
+
+
+def compare(
+    spec: StudySpec,
+    storage_url: str,
+    device: str,
+    *,
+    against: dict[int, KernelConfig] | None = None,
+    bencher: Benchmarker | None = None,
+    rounds: int = 3,
+    fidelity: str = "long",
+    batch_sizes: Sequence[int] | None = None,
+) -> list[CompareRow]:
+    """Compare the stored search and grid of every batch size (see the module docstring)."""
+    from searcher.export import nearest_config
+    from searcher.grid import grid_order
+
+    storage = open_storage(storage_url)
+    rows = []
+    for M in batch_sizes or spec.batch_sizes:
+        search = load_existing_study(storage, study_name("search", spec.shape, device, M))
+        grid = load_existing_study(storage, study_name("grid", spec.shape, device, M))
+        row = CompareRow(M=M)
+        grid_vals = _values(grid)
+        grid_time = {c: v for c, v, _ in grid_vals if v is not None}
+        if grid is not None:
+            row.grid_trials = len(grid_vals)
+            row.grid_size = len(grid_order(spec, M))
+            row.grid_gpu_s = float(grid.user_attrs.get("wall_s", 0.0))
+            if grid_time:
+                row.grid_best, row.grid_best_us = min(grid_time.items(), key=lambda kv: kv[1])
+        search_vals = _values(search)
+
+        def time_of(config: KernelConfig | None, fallback: float | None = None) -> float | None:
+            if config is None:
+                return None
+            return grid_time.get(config, fallback)
+
+        if search is not None:
+            s = summarize_study(search, M)
+            row.search_trials = s.trials
+            row.search_gpu_s = s.wall_s
+            row.search_winner = s.winner or s.best_config
+            own = {c: v for c, v, _ in search_vals if v is not None}
+            row.search_best_us = time_of(row.search_winner, s.winner_us or own.get(row.search_winner))
+            row.default_us = time_of(vllm_default_config(M, spec.shape.E), s.default_us)
+            paired = [time_of(c, v) if v is not None else None for c, v, _ in search_vals]
+            if row.grid_best_us:
+                for pct, attr in ((1.01, "trials_to_1pct"), (1.03, "trials_to_3pct")):
+                    hit = next((i + 1 for i, b in enumerate(_best_so_far(paired))
+                                if b <= pct * row.grid_best_us), None)
+                    setattr(row, attr, hit)
+            row.curves["search"] = _best_so_far(paired)
+        else:
+            row.default_us = time_of(vllm_default_config(M, spec.shape.E))
+        if row.grid_best_us and row.search_best_us:
+            row.gap_pct = 100.0 * (row.search_best_us / row.grid_best_us - 1.0)
+        if against:
+            row.against = nearest_config(against, M)
+            row.against_us = time_of(row.against)
+        if grid_vals:
+            values = [v for _, v, _ in grid_vals]
+            orders = []
+            for seed in range(GRID_ORDERS):
+                shuffled = values[:]
+                random.Random(seed).shuffle(shuffled)
+                orders.append(_best_so_far(shuffled))
+            row.curves["grid"] = orders
+        if bencher is not None:
+            row.remeasured = remeasure(bencher, M, {
+                "grid best": row.grid_best, "search": row.search_winner,
+                "vLLM default": vllm_default_config(M, spec.shape.E), "file": row.against,
+            }, rounds, fidelity)
+        rows.append(row)
+    return rows
+
+
+def remeasure(bencher: Benchmarker, M: int, configs: dict[str, KernelConfig | None],
+              rounds: int, fidelity: str) -> dict[str, float]:
+    """Median of ``rounds`` interleaved measurements of each distinct config."""
+    distinct: dict[KernelConfig, list[str]] = {}
+    for label, config in configs.items():
+        if config is not None:
+            distinct.setdefault(config, []).append(label)
+    times: dict[KernelConfig, list[float]] = {c: [] for c in distinct}
+    for _ in range(rounds):
+        for config in distinct:
+            m = bencher.measure(M, config, fidelity)
+            times[config].append(m.median_us if m.ok else math.inf)
+    out = {}
+    for config, labels in distinct.items():
+        for label in labels:
+            out[label] = statistics.median(times[config])
+    return out
+
+
+def write_csv(rows: Sequence[CompareRow], path: str | Path) -> Path:
+    path = Path(path)
+    fields = ["M", "grid_best_us", "grid_best", "grid_trials", "grid_size", "grid_gpu_s",
+              "search_best_us", "search_winner", "search_trials", "search_gpu_s", "gap_pct",
+              "trials_to_1pct", "trials_to_3pct", "default_us", "against", "against_us"]
+    labels = sorted({k for r in rows for k in r.remeasured})
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields + [f"remeasured {k} us" for k in labels])
+        for r in rows:
+            d = r.to_dict()
+            cells = []
+            for k in fields:
+                v = d[k]
+                if isinstance(v, dict):
+                    v = "/".join(str(x) for x in v.values())
+                cells.append("" if v is None else v)
+            w.writerow(cells + [r.remeasured.get(k, "") for k in labels])
+    return path
+
+
+def plot_best_so_far(row: CompareRow, path: str | Path, title: str) -> Path | None:
+    """PNG of best-so-far time against trials: the search, and the grid in random orders
+    (median and 10-90% band). None when there is nothing to plot."""
+    if not row.curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    if "grid" in row.curves:
+        arr = np.array(row.curves["grid"], dtype=float)
+        arr[~np.isfinite(arr)] = np.nan
+        x = np.arange(1, arr.shape[1] + 1)
+        ax.fill_between(x, np.nanpercentile(arr, 10, axis=0), np.nanpercentile(arr, 90, axis=0),
+                        color="tab:gray", alpha=0.3, label=f"grid, random order (10-90%, {len(arr)} orders)")
+        ax.plot(x, np.nanmedian(arr, axis=0), color="tab:gray", lw=1.2, label="grid, median order")
+    if "search" in row.curves:
+        y = np.array(row.curves["search"], dtype=float)
+        y[~np.isfinite(y)] = np.nan
+        ax.plot(np.arange(1, len(y) + 1), y, color="tab:blue", lw=2, label="searcher")
+    if row.default_us:
+        ax.axhline(row.default_us, color="tab:red", ls="--", lw=1, label="vLLM default")
+    if row.grid_best_us:
+        ax.axhline(row.grid_best_us, color="black", ls=":", lw=1, label="grid best")
+        ax.set_ylim(row.grid_best_us * 0.98, row.grid_best_us * 1.25)
+    ax.set_xscale("log")
+    ax.set_xlabel("measured configs (trials)")
+    ax.set_ylabel("best time so far (us per layer call)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

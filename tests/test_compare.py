@@ -1,0 +1,93 @@
+"""searcher compare on a CPU: grid and search from the synthetic benchmarker, re-measured
+by replay."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from searcher.cli import main
+from searcher.compare import compare
+from searcher.config import KernelConfig
+from searcher.default import vllm_default_config
+from searcher.export import write_config_file
+from searcher.grid import run_grid, write_grid_dataset
+from searcher.replay import ReplayBenchmarker
+from searcher.search import SearchOptions, run_search
+from searcher.spec import load_spec
+from searcher.synthetic import SyntheticBenchmarker
+
+ROOT = Path(__file__).resolve().parent.parent
+H100 = "NVIDIA_H100_80GB_HBM3"
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    url = f"sqlite:///{tmp / 'c.db'}"
+    bench = SyntheticBenchmarker(spec.shape, device=H100, noise=0.0)
+    run_grid(spec, bench, H100, url, batch_sizes=[64, 1024])
+    run_search(spec, SyntheticBenchmarker(spec.shape, device=H100, seed=3), SearchOptions(
+        device=H100, storage_url=url, batch_sizes=[64, 1024], trials_per_m=25))
+    dataset = write_grid_dataset(spec, url, H100, str(tmp / "grid.csv"))
+    return spec, url, dataset, tmp
+
+
+def test_rows_against_the_grid(stored):
+    spec, url, _, _ = stored
+    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    rows = compare(spec, url, H100, batch_sizes=[64, 1024])
+    for row in rows:
+        valid = [c for c in spec.space.enumerate({"E": 64, "N": 1408, "hidden": 2048, "top_k": 6,
+                                                  "dtype_bytes": 2, "M": row.M,
+                                                  "smem_per_block": 232448, "sm_count": 132})]
+        ok = [c for c in valid if bench.measure(row.M, c, "full").ok]
+        # A noiseless grid: its best is the landscape's best among configs that run.
+        assert row.grid_best_us == pytest.approx(min(bench.true_time(row.M, c) for c in ok))
+        assert row.grid_trials == row.grid_size == 432
+        assert row.search_trials == 25
+        assert row.gap_pct == pytest.approx(100 * (row.search_best_us / row.grid_best_us - 1))
+        assert row.gap_pct >= -1e-9  # paired times: nothing beats the grid's best
+        curve = row.curves["search"]
+        if row.trials_to_1pct is not None:
+            assert curve[row.trials_to_1pct - 1] <= 1.01 * row.grid_best_us
+            assert row.trials_to_1pct == 1 or curve[row.trials_to_1pct - 2] > 1.01 * row.grid_best_us
+            assert row.trials_to_3pct <= row.trials_to_1pct
+        default = vllm_default_config(row.M, 64)
+        assert row.default_us == pytest.approx(bench.true_time(row.M, default))
+        assert len(row.curves["grid"]) == 20
+
+
+def test_against_a_file_and_replayed_remeasurement(stored):
+    spec, url, dataset, tmp = stored
+    cfg = KernelConfig(32, 64, 64, 1, 4, 3)
+    f = write_config_file(tmp / "theirs.json", "3.0.0", {1: cfg, 2048: KernelConfig(128, 128, 64, 1, 8, 3)})
+    from searcher.export import read_config_file
+
+    _, against = read_config_file(f)
+    rows = compare(spec, url, H100, against=against, bencher=ReplayBenchmarker(dataset, noise=False),
+                   rounds=2, batch_sizes=[64])
+    row = rows[0]
+    assert row.against == cfg  # nearest key to 64 is 1
+    assert set(row.remeasured) == {"grid best", "search", "vLLM default", "file"}
+    assert row.remeasured["grid best"] == pytest.approx(row.grid_best_us, rel=1e-4)
+
+
+def test_cli_writes_csv_and_pngs(stored, capsys):
+    spec, url, _, tmp = stored
+    out = tmp / "out"
+    out.mkdir()
+    assert main(["compare", "--study", "h100-e64-n1408", "--storage", url, "--batch-sizes",
+                 "64,1024", "--out", str(out), "--no-remeasure", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["M"] for r in data["rows"]] == [64, 1024]
+    with open(data["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["M"]) for r in rows] == [64, 1024]
+    for png in data["png"]:
+        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data["png"]) == 2
