@@ -8,11 +8,10 @@ message. Both expose the same small interface, so the harness times either one.
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from searcher.config import KernelConfig
-from searcher.errors import BackendError
+from searcher.errors import BackendError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -165,8 +164,7 @@ def get_backend(name: str) -> Backend:
         BackendError: unknown name (with the known ones), or the backend cannot run here.
     """
     if name not in BACKENDS:
-        close = difflib.get_close_matches(name, BACKENDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, BACKENDS)
         raise BackendError(
             f"unknown backend {name!r}; must be one of: {', '.join(sorted(BACKENDS))}{hint}"
         )

@@ -101,6 +101,18 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated subset of the spec's batch sizes")
 
 
+def _source_args(p: argparse.ArgumentParser) -> None:
+    """Where measurements come from: this GPU (default), a replay, or a synthetic one."""
+    p.add_argument("--allow-other-gpu", action="store_true",
+                   help="run a study made for another GPU on this one (results are stored "
+                   "and exported under this GPU's name)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--replay", metavar="DATASET.csv",
+                        help="replay recorded measurements instead of using a GPU")
+    source.add_argument("--synthetic", action="store_true",
+                        help="use a synthetic benchmarker (a made-up landscape; for demos)")
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -134,14 +146,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="override the spec's trial budget per batch size")
     p.add_argument("--time-limit", type=float, default=None,
                    help="override the spec's time budget for this run (seconds)")
-    p.add_argument("--allow-other-gpu", action="store_true",
-                   help="run a study made for another GPU on this one (results are stored "
-                   "and exported under this GPU's name)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--replay", metavar="DATASET.csv",
-                        help="replay recorded measurements instead of using a GPU")
-    source.add_argument("--synthetic", action="store_true",
-                        help="use a synthetic benchmarker (a made-up landscape; for demos)")
+    _source_args(p)
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="live table on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -231,10 +236,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, metavar="FILE.csv",
                    help="afterwards, write the stored grid as a replay dataset")
     p.add_argument("--no-run", action="store_true", help="measure nothing (with --dataset)")
-    p.add_argument("--allow-other-gpu", action="store_true")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--replay", metavar="DATASET.csv")
-    source.add_argument("--synthetic", action="store_true")
+    _source_args(p)
     p.set_defaults(func=_run_grid)
 
 

@@ -7,7 +7,11 @@ and the rule they broke.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 __all__ = [
+    "did_you_mean",
     "SearcherError",
     "ConfigError",
     "SpaceError",
@@ -49,3 +53,13 @@ class StorageError(SearcherError):
 
 class ExportError(SearcherError):
     """A vLLM config file cannot be written or read."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ``" (did you mean 'x'?)"`` suffix for an unknown ``word``, or ``""``.
+
+    Matching ignores case, so ``block_size_m`` finds ``BLOCK_SIZE_M``.
+    """
+    by_lower = {c.lower(): c for c in choices}
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[match[0]]!r}?)" if match else ""

@@ -16,13 +16,12 @@ anything runs, and a constraint can be required to give a boolean at load time.
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterable, Literal, Mapping
+from typing import Callable, Collection, Literal, Mapping
 
-from searcher.errors import SpaceError
+from searcher.errors import SpaceError, did_you_mean
 
 __all__ = ["Expression", "compile_expression", "did_you_mean", "FUNCTIONS"]
 
@@ -36,16 +35,6 @@ _MAX_EXPONENT = 1024
 def _cdiv(a: float, b: float) -> float:
     """Ceiling division, as Triton's ``cdiv``."""
     return -(-a // b)
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """A ``" (did you mean 'x'?)"`` suffix for an unknown ``word``, or ``""``.
-
-    Matching ignores case, so ``block_size_m`` finds ``BLOCK_SIZE_M``.
-    """
-    by_lower = {c.lower(): c for c in choices}
-    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean {by_lower[match[0]]!r}?)" if match else ""
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ and cached; it pickles and compares like any module-level class.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from searcher.errors import SpecError
+from searcher.errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import optuna
@@ -198,10 +197,6 @@ PRUNERS: dict[str, PrunerEntry] = {
 PRUNER_NAMES: tuple[str, ...] = tuple(sorted(PRUNERS))
 
 
-def _did_you_mean(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
 
 def check_pruner_name(name: object) -> str:
     """Return ``name`` if it names a pruner.
@@ -211,7 +206,7 @@ def check_pruner_name(name: object) -> str:
             suggests the closest.
     """
     if not isinstance(name, str) or name not in PRUNERS:
-        hint = _did_you_mean(name, PRUNER_NAMES) if isinstance(name, str) else ""
+        hint = did_you_mean(name, PRUNER_NAMES) if isinstance(name, str) else ""
         raise SpecError(
             f"unknown pruner {name!r}; must be one of: {', '.join(PRUNER_NAMES)}{hint}"
         )
@@ -235,7 +230,7 @@ def make_pruner(name: str, **options: Any) -> optuna.pruners.BasePruner:
     unknown = sorted(set(options) - set(entry.defaults))
     if unknown:
         takes = ", ".join(entry.defaults) or "no options"
-        hint = _did_you_mean(unknown[0], list(entry.defaults))
+        hint = did_you_mean(unknown[0], list(entry.defaults))
         raise SpecError(
             f"pruner {name!r} has no option {unknown[0]!r}{hint}; it takes: {takes}"
         )

@@ -30,10 +30,9 @@ Decisions:
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
-from searcher.errors import SpecError
+from searcher.errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from optuna.samplers import BaseSampler
@@ -134,10 +133,6 @@ SAMPLERS: dict[str, Callable[[int | None, Any, ConstraintsFunc | None, int], Bas
 SAMPLER_NAMES: tuple[str, ...] = tuple(sorted(SAMPLERS))
 
 
-def _did_you_mean(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
 
 def check_sampler_name(name: object) -> str:
     """Return ``name`` if it names a sampler.
@@ -147,7 +142,7 @@ def check_sampler_name(name: object) -> str:
             and suggests the closest.
     """
     if not isinstance(name, str) or name not in SAMPLERS:
-        hint = _did_you_mean(name, SAMPLER_NAMES) if isinstance(name, str) else ""
+        hint = did_you_mean(name, SAMPLER_NAMES) if isinstance(name, str) else ""
         raise SpecError(
             f"unknown sampler {name!r}; must be one of: {', '.join(SAMPLER_NAMES)}{hint}"
         )

@@ -458,32 +458,27 @@ class _Searcher:
                 trial.set_user_attr("reason", "breaks " + ", ".join(broken))
                 trial.set_constraint("valid", 1.0)
                 study.tell(trial, state=TrialState.PRUNED)
-                # In a heavily constrained space (the extended one at small M keeps ~3%)
-                # rejection alone wastes many asks: also queue the nearest valid config
-                # not yet measured, so the sampler's intent is still explored.
-                nearest = self.nearest_valid(M, ctx, config, set(measured) | in_batch)
-                if nearest is not None:
-                    study.enqueue_trial(self.spec.space.to_params(nearest),
-                                        user_attrs={"source": f"nearest valid to trial {trial.number}"})
-                continue
-            if config in measured or config in in_batch:
+            elif config in measured or config in in_batch:
                 trial.set_user_attr("status", "duplicate")
                 if config in measured:
                     trial.set_user_attr("duplicate_of", measured[config].number)
                 study.tell(trial, state=TrialState.FAIL)
-                # TPE keeps proposing the best configs of a small discrete space again (on
-                # an H200 run of the 432 space: 2,988 duplicates for 720 trials); measure
-                # the nearest config not measured yet instead, a local step from its pick.
-                nearest = self.nearest_valid(M, ctx, config, set(measured) | in_batch)
-                if nearest is not None:
-                    study.enqueue_trial(self.spec.space.to_params(nearest),
-                                        user_attrs={"source": f"nearest new to trial {trial.number}"})
+            else:
+                for key, value in self.identity.items():
+                    trial.set_user_attr(key, value)
+                self.heartbeat.add(trial._trial_id)
+                in_batch.add(config)
+                batch.append((trial, config, source))
                 continue
-            for key, value in self.identity.items():
-                trial.set_user_attr(key, value)
-            self.heartbeat.add(trial._trial_id)
-            in_batch.add(config)
-            batch.append((trial, config, source))
+            # Nothing to measure in this proposal. Rejection alone wastes many asks: the
+            # extended space keeps ~3% of its raw grid at small M, and TPE re-proposes the
+            # best configs of a small space (an H200 run of the 432 space: 2,988 duplicates
+            # for 720 trials). Queue the nearest valid config not measured yet instead, a
+            # local step from the sampler's pick.
+            nearest = self.nearest_valid(M, ctx, config, set(measured) | in_batch)
+            if nearest is not None:
+                study.enqueue_trial(self.spec.space.to_params(nearest),
+                                    user_attrs={"source": f"nearest to trial {trial.number}"})
         return batch
 
     def tell_skipped(self, study: optuna.Study, trial: Any, config: KernelConfig) -> None:

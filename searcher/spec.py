@@ -57,7 +57,6 @@ Decisions:
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import tomllib
@@ -66,7 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, cast
 
 from searcher.device import KNOWN_GPUS, GpuFacts, vllm_device_name
-from searcher.errors import SpaceError, SpecError
+from searcher.errors import SpaceError, SpecError, did_you_mean
 from searcher.pruners import DEFAULT_PRUNER, DEFAULT_RATIO, check_pruner_name
 from searcher.samplers import DEFAULT_SAMPLER, DEFAULT_STARTUP_TRIALS, check_sampler_name
 from searcher.shape import Shape
@@ -207,17 +206,13 @@ def list_specs(dirs: Sequence[Path] | None = None) -> dict[str, Path]:
     return _available(studies_dirs() if dirs is None else dirs)
 
 
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
 
 def _not_found(kind: str, name: str, dirs: Sequence[Path]) -> SpecError:
     available = _available(dirs)
     listed = ", ".join(available) if available else "none"
     where = ", ".join(str(d) for d in dirs)
     return SpecError(
-        f"unknown {kind} {name!r}{_did_you_mean(name, available)}; "
+        f"unknown {kind} {name!r}{did_you_mean(name, available)}; "
         f"available: {listed}; looked for {name}.toml in: {where}"
     )
 
@@ -318,7 +313,7 @@ class _Checker:
                 where = f"{section}.{key}" if section else key
                 scope = f"[{section}]" if section else "the top level"
                 raise self.error(
-                    f"unknown key {where!r}{_did_you_mean(key, allowed)}; "
+                    f"unknown key {where!r}{did_you_mean(key, allowed)}; "
                     f"{scope} takes: {', '.join(allowed)}"
                 )
 
@@ -385,7 +380,7 @@ class _Checker:
             raise self.error(f"{shown} must not be empty")
         if choices is not None and value not in choices:
             raise self.error(
-                f"{shown} must be one of: {', '.join(choices)}{_did_you_mean(value, choices)}"
+                f"{shown} must be one of: {', '.join(choices)}{did_you_mean(value, choices)}"
             )
         return value
 
@@ -416,7 +411,7 @@ def _gpu(check: _Checker, data: Mapping[str, Any]) -> tuple[str, GpuFacts]:
     if table is None:
         if gpu not in KNOWN_GPUS:
             raise check.error(
-                f"gpu = {gpu!r} is not a GPU searcher knows{_did_you_mean(gpu, KNOWN_GPUS)} "
+                f"gpu = {gpu!r} is not a GPU searcher knows{did_you_mean(gpu, KNOWN_GPUS)} "
                 f"(known: {', '.join(KNOWN_GPUS)}); for another GPU add a [gpu_facts] table "
                 f"with {' and '.join(_GPU_FACTS_KEYS)}"
             )
