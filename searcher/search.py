@@ -68,6 +68,8 @@ COUNTED_STATUSES = frozenset({
     "ok", "pruned", Status.COMPILE_ERROR.value, Status.OUT_OF_RESOURCES.value,
     Status.RUNTIME_ERROR.value, Status.TIMEOUT.value,
 })
+#: Consecutive configs the benchmarker cannot measure before a batch size is given up.
+MAX_UNMEASURABLE = 30
 #: Consecutive asks that yield nothing to measure before a random unmeasured valid config
 #: is enqueued instead (the sampler keeps proposing invalid or already measured configs).
 MAX_IDLE_ASKS = 60
@@ -176,7 +178,7 @@ def summarize_study(study: optuna.Study, M: int) -> MSummary:
                 s.best_us, s.best_config = t.value, _config_of(t)
         elif status == "pruned":
             s.pruned += 1
-        elif status == "invalid":
+        elif status in ("invalid", "unmeasurable"):
             s.invalid += 1
         elif status == "duplicate":
             s.duplicate += 1
@@ -334,7 +336,7 @@ class _Searcher:
         self.warm_start(study, M, ctx)
         summary = summarize_study(study, M)
         self.view.update(summary)
-        idle = 0
+        idle = unmeasurable = 0
         try:
             while not self._done(summary, budget, deadline):
                 want = self.opts.ask_batch
@@ -353,9 +355,14 @@ class _Searcher:
                         for rest, cfg, _ in batch[i:]:
                             self.tell_skipped(study, rest, cfg)
                         break
-                    self.evaluate(study, trial, M, config, source)
+                    if self.evaluate(study, trial, M, config, source) == "unmeasurable":
+                        unmeasurable += 1
+                    else:
+                        unmeasurable = 0
                     summary = summarize_study(study, M)
                     self.view.update(summary)
+                if unmeasurable >= MAX_UNMEASURABLE:
+                    break  # e.g. a replayed dataset without this batch size
         finally:
             study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
                                 + self.clock() - started)
@@ -429,9 +436,10 @@ class _Searcher:
 
     @staticmethod
     def measured_configs(study: optuna.Study) -> dict[KernelConfig, Any]:
+        """Configs already tried: measured, or found unmeasurable by the benchmarker."""
         out = {}
         for t in study.get_trials(deepcopy=False):
-            if _status(t) in COUNTED_STATUSES:
+            if _status(t) in COUNTED_STATUSES or _status(t) == "unmeasurable":
                 out[_config_of(t)] = t
         return out
 
@@ -495,7 +503,8 @@ class _Searcher:
 
     # measuring
     def evaluate(self, study: optuna.Study, trial: Any, M: int, config: KernelConfig,
-                 source: str) -> None:
+                 source: str) -> str:
+        """Measure one trial's config and tell the study; returns the trial's status."""
         from optuna.trial import TrialState
 
         cost = 0.0
@@ -504,39 +513,41 @@ class _Searcher:
             cost += short.cost_s
             trial.set_user_attr("short", _brief(short))
             if not short.ok:
-                self._tell_failed(study, trial, short, cost)
-                return
+                return self._tell_failed(study, trial, short, cost)
             trial.report(short.median_us, step=0)
             if trial.should_prune():
                 trial.set_user_attr("status", "pruned")
                 trial.set_user_attr("cost_s", cost)
                 trial.set_constraint("valid", 0.0)
                 study.tell(trial, state=TrialState.PRUNED)
-                return
+                return "pruned"
             full = self.bencher.measure(M, config, "full")
             cost += full.cost_s
             trial.set_user_attr("full", _brief(full))
             if not full.ok:
-                self._tell_failed(study, trial, full, cost)
-                return
+                return self._tell_failed(study, trial, full, cost)
             trial.set_user_attr("status", "ok")
             trial.set_user_attr("cost_s", cost)
             trial.set_constraint("valid", 0.0)
             study.tell(trial, full.median_us)
+            return "ok"
         finally:
             self.heartbeat.remove(trial._trial_id)
 
     @staticmethod
-    def _tell_failed(study: optuna.Study, trial: Any, m: Measurement, cost: float) -> None:
+    def _tell_failed(study: optuna.Study, trial: Any, m: Measurement, cost: float) -> str:
         from optuna.trial import TrialState
 
         # A benchmarker may itself declare a config outside what it can measure (a replay
-        # of a dataset that lacks it): stored as invalid, free, like a broken constraint.
-        trial.set_user_attr("status", "invalid" if m.status is Status.INVALID else m.status.value)
+        # of a dataset that lacks it): stored as unmeasurable, free like a broken
+        # constraint, and never proposed again.
+        status = "unmeasurable" if m.status is Status.INVALID else m.status.value
+        trial.set_user_attr("status", status)
         trial.set_user_attr("reason", m.reason)
         trial.set_user_attr("cost_s", cost)
         trial.set_constraint("valid", 1.0)
         study.tell(trial, state=TrialState.PRUNED)
+        return status
 
     # finalists
     def finalize(self, study: optuna.Study, M: int) -> None:

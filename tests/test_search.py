@@ -207,6 +207,10 @@ def test_replay_benchmarker_serves_a_recorded_dataset(spec, tmp_path):
     assert recorded.index(winner) < 0.05 * len(recorded), "winner not among the best 5%"
     missing = replay.measure(32, records[0]["config"], "short")
     assert missing.status is Status.INVALID and "not in the recorded dataset" in missing.reason
+    # A batch size the dataset lacks ends (nothing measurable) instead of looping forever.
+    summaries, _, _ = _run(spec, tmp_path / "missing", bencher=replay, batch_sizes=[32],
+                           trials_per_m=5)
+    assert summaries[0].trials == 0 and summaries[0].invalid >= 30
 
 
 def _study_file(tmp_path: Path, trials: int) -> Path:
