@@ -122,8 +122,12 @@ def main() -> int:
     for setup in args.setups.split(","):
         for warm in (False, True):
             key = f"{setup}/{'warm' if warm else 'cold'}"
-            runs = [one_run(spec, args.dataset, records, optimum, setup, warm, seed, budget,
-                            batch_sizes) for seed in range(args.seeds)]
+            runs = []
+            for seed in range(args.seeds):
+                runs.append(one_run(spec, args.dataset, records, optimum, setup, warm, seed,
+                                    budget, batch_sizes))
+                print(f"  {key} seed {seed}: {time.time() - started:.0f} s", file=sys.stderr,
+                      flush=True)
             results[key] = runs
             print(f"  {key}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
 
