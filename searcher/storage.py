@@ -90,18 +90,41 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs["connect_args"] = {"timeout": 60}
         else:
             engine_kwargs["pool_pre_ping"] = True
-        return RDBStorage(
+        storage = RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=HEARTBEAT_INTERVAL_S,
             grace_period=GRACE_PERIOD_S,
             heartbeat_stale_trial_callback=retry,
         )
+        if url.startswith("sqlite"):
+            _fast_sqlite(storage)
+        return storage
     except ImportError as exc:
         raise StorageError(f"storage {url!r}: a database driver is missing ({exc})") from None
     except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"storage {url!r} cannot be opened: {first}") from None
+
+
+def _fast_sqlite(storage: Any) -> None:
+    """Write-ahead logging with ``synchronous=NORMAL`` on every connection.
+
+    Optuna commits once per attribute it stores; with SQLite's default rollback journal
+    each commit waits for the disk (about 0.4 s of storage per trial was measured). WAL
+    commits survive a killed process (only a power cut can lose the last ones) and let
+    readers (``searcher status``) work while a run writes.
+    """
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
 
 
 def expected_attrs(kind: str, shape: Shape, device: str, M: int, space: Space) -> dict[str, Any]:
