@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from searcher.config import KernelConfig
 from searcher.measurement import Measurement
-from searcher.search import _brief
 from searcher.space import make_context
 from searcher.storage import open_storage, open_study
 
@@ -61,10 +60,10 @@ def _store(study: optuna.Study, spec: StudySpec, config: KernelConfig, order: in
     import optuna
     from optuna.trial import TrialState
 
-    attrs: dict[str, Any] = {"config": config.to_dict(), "order": order, "short": _brief(short)}
+    attrs: dict[str, Any] = {"config": config.to_dict(), "order": order, "short": short.brief()}
     cost = short.cost_s
     if full is not None:
-        attrs["full"] = _brief(full)
+        attrs["full"] = full.brief()
         cost += full.cost_s
     final = full if full is not None else short
     attrs["status"] = final.status.value

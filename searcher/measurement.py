@@ -94,6 +94,14 @@ class Measurement:
                 data[key] = None
         return data
 
+    def brief(self) -> dict[str, Any]:
+        """The fields stored on a trial (no device; infinities as None)."""
+        data = {"status": self.status.value, "median_us": self.median_us,
+                "spread_us": self.spread_us, "samples": self.samples, "cost_s": self.cost_s,
+                "compile_s": self.compile_s}
+        return {k: (None if isinstance(v, float) and math.isinf(v) else v)
+                for k, v in data.items()}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
         kwargs = dict(data)

@@ -511,7 +511,7 @@ class _Searcher:
         try:
             short = self.bencher.measure(M, config, "short")
             cost += short.cost_s
-            trial.set_user_attr("short", _brief(short))
+            trial.set_user_attr("short", short.brief())
             if not short.ok:
                 return self._tell_failed(study, trial, short, cost)
             trial.report(short.median_us, step=0)
@@ -523,7 +523,7 @@ class _Searcher:
                 return "pruned"
             full = self.bencher.measure(M, config, "full")
             cost += full.cost_s
-            trial.set_user_attr("full", _brief(full))
+            trial.set_user_attr("full", full.brief())
             if not full.ok:
                 return self._tell_failed(study, trial, full, cost)
             trial.set_user_attr("status", "ok")
@@ -596,12 +596,6 @@ class _Searcher:
         })
         study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
                             + self.clock() - started)
-
-
-def _brief(m: Measurement) -> dict[str, Any]:
-    data = {"status": m.status.value, "median_us": m.median_us, "spread_us": m.spread_us,
-            "samples": m.samples, "cost_s": m.cost_s, "compile_s": m.compile_s}
-    return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in data.items()}
 
 
 def run_search(
