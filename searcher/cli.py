@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -113,6 +115,39 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                         help="use a synthetic benchmarker (a made-up landscape; for demos)")
 
 
+def _worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", default="1", metavar="N|auto",
+                   help="worker processes sharing the storage: one per GPU (each sees one "
+                   "GPU); auto = one per visible GPU (default 1)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # I/N, set for workers
+
+
+def _spawn_workers(args: argparse.Namespace, storage: str, drop: Sequence[str] = (),
+                   extra: Sequence[str] = ()) -> int | None:
+    """Start ``--workers`` worker processes and wait for them; None when this process is
+    to do the work itself (one worker, or it is a worker)."""
+    from searcher.workers import child_argv, resolve_workers, run_workers
+
+    if args.worker is not None:
+        return None
+    n, gpus = resolve_workers(args.workers, uses_gpu=not (args.replay or args.synthetic))
+    if n == 1:
+        return None
+    from searcher.storage import open_storage
+
+    open_storage(storage)  # create its tables once, before workers race to
+    argvs = [child_argv(args.argv, drop, i, n, extra) for i in range(n)]
+    where = f"GPUs {','.join(gpus)}" if gpus else "CPU"
+    _console(stderr=True).print(f"{n} workers on {where}, storage {storage}")
+    return run_workers(argvs, gpus)
+
+
+def _worker_index(args: argparse.Namespace) -> tuple[int, int]:
+    from searcher.workers import parse_worker
+
+    return parse_worker(args.worker) if args.worker else (0, 1)
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -147,6 +182,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, default=None,
                    help="override the spec's time budget for this run (seconds)")
     _source_args(p)
+    _worker_args(p)
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="live table on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -163,13 +199,39 @@ def _run_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
     if args.time_limit is not None and args.time_limit <= 0:
         raise ConfigError(f"--time-limit {args.time_limit}: must be positive")
+    code = _spawn_workers(args, storage, extra=["--no-live"])
+    if code is not None:  # the workers are done: show what the storage holds now
+        from searcher.results import stored_summaries
+
+        device = _stored_device(args, spec)
+        summaries = stored_summaries(spec, storage, device, batch_sizes=args.batch_sizes)
+        _print_summaries(spec, device, storage, summaries, args.json)
+        if code == 130:
+            raise KeyboardInterrupt  # stopped on request: say how to resume
+        return code
+    worker, workers = _worker_index(args)
     bencher, device = make_benchmarker(spec, replay=args.replay, synthetic=args.synthetic,
                                        allow_other_gpu=args.allow_other_gpu)
     opts = SearchOptions(device=device, storage_url=storage, batch_sizes=args.batch_sizes,
-                         trials_per_m=args.trials_per_m, time_limit_s=args.time_limit)
+                         trials_per_m=args.trials_per_m, time_limit_s=args.time_limit,
+                         worker=worker, workers=workers)
     summaries = run_search(spec, bencher, opts, view=make_view(args.live))
-    _print_summaries(spec, device, storage, summaries, args.json)
+    if args.worker is None:
+        _print_summaries(spec, device, storage, summaries, args.json)
     return 0
+
+
+def _stored_device(args: argparse.Namespace, spec) -> str:
+    """The device name workers stored their studies under (without opening a GPU)."""
+    if args.replay:
+        from searcher.replay import read_dataset
+
+        return read_dataset(args.replay)[0].get("vllm_name") or spec.gpu
+    if args.synthetic:
+        return spec.gpu
+    from searcher.device import current_device
+
+    return current_device().vllm_name
 
 
 def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) -> None:
@@ -237,6 +299,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                    help="afterwards, write the stored grid as a replay dataset")
     p.add_argument("--no-run", action="store_true", help="measure nothing (with --dataset)")
     _source_args(p)
+    _worker_args(p)
     p.set_defaults(func=_run_grid)
 
 
@@ -245,8 +308,21 @@ def _run_grid(args: argparse.Namespace) -> int:
 
     spec, storage = _load(args)
     device = None
-    if not args.no_run:
+    code = None if args.no_run else _spawn_workers(args, storage, drop=["--dataset"])
+    if code is not None:  # the workers are done: show what the storage holds now
+        from searcher.grid import stored_grid_summaries
+
+        device = _stored_device(args, spec)
+        for g in stored_grid_summaries(spec, storage, device, args.batch_sizes):
+            _print_grid_line(g)
+        if code == 130:
+            raise KeyboardInterrupt  # stopped on request: say how to resume
+        if code:
+            return code
+    elif not args.no_run:
         from searcher.run import make_benchmarker
+
+        worker, workers = _worker_index(args)
 
         bencher, device = make_benchmarker(spec, replay=args.replay, synthetic=args.synthetic,
                                            allow_other_gpu=args.allow_other_gpu)
@@ -259,16 +335,20 @@ def _run_grid(args: argparse.Namespace) -> int:
 
         for g in run_grid(spec, bencher, device, storage, batch_sizes=args.batch_sizes,
                           limit_per_m=args.limit_per_m, time_limit_s=args.time_limit,
-                          progress=progress):
-            print(f"M={g['M']}: {g['measured']}/{g['size']} measured ({g['failed']} failed), "
-                  f"best {g['best_us'] or float('nan'):.1f} us"
-                  f"{' ' + g['best_config'].short() if g['best_config'] else ''}, "
-                  f"{g['wall_s']:.0f} s")
+                          progress=progress, worker=worker, workers=workers):
+            _print_grid_line(g)
     if args.dataset:
         path = write_grid_dataset(spec, storage, device or spec.gpu, args.dataset,
                                   batch_sizes=args.batch_sizes)
         print(path)
     return 0
+
+
+def _print_grid_line(g) -> None:
+    print(f"M={g['M']}: {g['measured']}/{g['size']} measured ({g['failed']} failed), "
+          f"best {g['best_us'] or float('nan'):.1f} us"
+          f"{' ' + g['best_config'].short() if g['best_config'] else ''}, "
+          f"{g['wall_s']:.0f} s")
 
 
 # -- compare -------------------------------------------------------------------------
@@ -529,10 +609,27 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
+def _raise_interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 some configs failed, 2 user error)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # workers are started with the same arguments
+    if args.command in ("run", "grid"):
+        # Ctrl-C or SIGTERM: stop after the measurement in progress; Ctrl-C again: now.
+        from searcher.stop import graceful_signals
+
+        err = _console(stderr=True)
+        restore = graceful_signals(lambda text: err.print(f"[yellow]{text}[/yellow]"))
+    elif threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        restore = lambda: signal.signal(signal.SIGTERM, previous)  # noqa: E731
+    else:
+        restore = lambda: None  # noqa: E731
     try:
         import optuna
 
@@ -548,8 +645,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _console(stderr=True).print(f"[red]searcher {args.command}: {exc}[/red]")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _console(stderr=True).print(f"[yellow]searcher {args.command}: interrupted[/yellow]")
+        _console(stderr=True).print(f"[yellow]searcher {args.command}: interrupted; what was "
+                                    "measured is stored, rerun the same command to resume[/yellow]")
         return 130
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from searcher.config import KernelConfig
 from searcher.default import vllm_default_config
 from searcher.search import COUNTED_STATUSES, summarize_study
-from searcher.storage import load_existing_study, open_storage, study_name
+from searcher.storage import load_existing_study, open_storage, stored_wall_time, study_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -116,7 +116,7 @@ def compare(
         if grid is not None:
             row.grid_trials = len(grid_vals)
             row.grid_size = len(grid_order(spec, M))
-            row.grid_gpu_s = float(grid.user_attrs.get("wall_s", 0.0))
+            row.grid_gpu_s = stored_wall_time(grid.user_attrs)
             if grid_time:
                 row.grid_best, row.grid_best_us = min(grid_time.items(), key=lambda kv: kv[1])
         search_vals = _values(search)

@@ -9,6 +9,10 @@ visiting order doubles as "the grid in random order" for comparisons.
 
 A measured config is stored as one finished trial (value = full median, status and reason
 in user attributes); nothing is left RUNNING, so a kill loses at most the config in flight.
+
+Workers sharing a storage split each batch size's visiting order by position (worker i of n
+measures positions i, i+n, ...), so no config is measured twice, and they start at
+different batch sizes so they do not all compile for the same one at once.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from searcher.config import KernelConfig
 from searcher.measurement import Measurement
 from searcher.space import make_context
-from searcher.storage import open_storage, open_study
+from searcher.stop import Stopped, stop_requested
+from searcher.storage import add_wall_time, open_storage, open_study, stored_wall_time
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -29,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from searcher.spec import StudySpec
 
 __all__ = ["GridSummary", "run_grid", "grid_order", "grid_records", "write_grid_dataset",
-           "PRECOMPILE_AHEAD"]
+           "stored_grid_summaries", "PRECOMPILE_AHEAD"]
 
 #: Configs handed to the compile threads ahead of the one being measured.
 PRECOMPILE_AHEAD = 12
@@ -90,14 +95,17 @@ def run_grid(
     time_limit_s: float | None = None,
     progress: Callable[[GridSummary], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    worker: int = 0,
+    workers: int = 1,
 ) -> list[GridSummary]:
     """Measure (or resume measuring) the grid of every batch size.
 
     Args:
-        limit_per_m: stop each batch size after this many measured configs (a random
-            sample of the grid); None measures all of them.
+        limit_per_m: measure only the first this many configs of each batch size's
+            visiting order (a random sample of the grid); None measures all of them.
         time_limit_s: stop the whole run after this long (rerun to continue).
         progress: called after every measured config.
+        worker, workers: this process's share when several share the storage.
     """
     from optuna.samplers import RandomSampler
 
@@ -105,20 +113,23 @@ def run_grid(
 
     storage = open_storage(storage_url)
     deadline = clock() + time_limit_s if time_limit_s else None
+    sizes = list(batch_sizes or spec.batch_sizes)
+    k = (worker * len(sizes)) // workers
     summaries = []
-    for M in batch_sizes or spec.batch_sizes:
+    for M in sizes[k:] + sizes[:k]:
         study = open_study(storage, "grid", spec.shape, device, M, spec.space,
                            RandomSampler(seed=spec.seed), make_pruner("none"), storage_url)
         if "device_info" not in study.user_attrs:
             study.set_user_attr("device_info", bencher.device_info())
         order = grid_order(spec, M)
         measured = _measured(study)
-        todo = [(i, c) for i, c in enumerate(order) if c not in measured]
-        if limit_per_m is not None:
-            todo = todo[: max(0, limit_per_m - len(measured))]
+        sample = order if limit_per_m is None else order[:limit_per_m]
+        todo = [(i, c) for i, c in enumerate(sample) if i % workers == worker and c not in measured]
         started = clock()
         try:
             for k, (i, config) in enumerate(todo):
+                if stop_requested():
+                    raise Stopped
                 if deadline is not None and clock() >= deadline:
                     break
                 if k % PRECOMPILE_AHEAD == 0:
@@ -129,8 +140,7 @@ def run_grid(
                 if progress is not None:
                     progress(summarize_grid(study, M, len(order)))
         finally:
-            study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
-                                + clock() - started)
+            add_wall_time(study, clock() - started)
         summaries.append(summarize_grid(study, M, len(order)))
         if deadline is not None and clock() >= deadline:
             break
@@ -139,7 +149,7 @@ def run_grid(
 
 def summarize_grid(study: optuna.Study, M: int, size: int) -> GridSummary:
     s = GridSummary(M=M, size=size, measured=0, ok=0, failed=0, best_us=None,
-                    best_config=None, cost_s=0.0, wall_s=float(study.user_attrs.get("wall_s", 0.0)))
+                    best_config=None, cost_s=0.0, wall_s=stored_wall_time(study.user_attrs))
     for t in study.get_trials(deepcopy=False):
         if not t.user_attrs.get("status"):
             continue
@@ -152,6 +162,20 @@ def summarize_grid(study: optuna.Study, M: int, size: int) -> GridSummary:
         else:
             s["failed"] += 1
     return s
+
+
+def stored_grid_summaries(spec: StudySpec, storage_url: str, device: str,
+                          batch_sizes: Sequence[int] | None = None) -> list[GridSummary]:
+    """The summary of each batch size's stored grid (batch sizes with none are left out)."""
+    from searcher.storage import load_existing_study, study_name
+
+    storage = open_storage(storage_url)
+    out = []
+    for M in batch_sizes or spec.batch_sizes:
+        study = load_existing_study(storage, study_name("grid", spec.shape, device, M))
+        if study is not None:
+            out.append(summarize_grid(study, M, len(grid_order(spec, M))))
+    return out
 
 
 def grid_records(study: optuna.Study, M: int) -> list[dict[str, Any]]:

@@ -39,11 +39,14 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
     elif synthetic:
         from searcher.synthetic import SyntheticBenchmarker
 
-        # SEARCHER_SYNTHETIC_SLEEP makes synthetic trials take real time (kill tests).
+        # SEARCHER_SYNTHETIC_SLEEP makes synthetic trials take real time (kill tests);
+        # SEARCHER_SYNTHETIC_NOISE sets its relative noise (0: every process measures alike).
         import os
 
         sleep = float(os.environ.get("SEARCHER_SYNTHETIC_SLEEP", "0"))
-        bencher = SyntheticBenchmarker(spec.shape, device=spec.gpu, seed=seed, sleep=sleep)
+        noise = float(os.environ.get("SEARCHER_SYNTHETIC_NOISE", "0.01"))
+        bencher = SyntheticBenchmarker(spec.shape, device=spec.gpu, seed=seed, sleep=sleep,
+                                       noise=noise)
         device = spec.gpu
     else:
         from searcher.device import cuda_available

@@ -37,11 +37,16 @@ from searcher.config import KernelConfig
 from searcher.default import vllm_default_config
 from searcher.measurement import Measurement, Status
 from searcher.space import make_context
+from searcher.stop import Stopped, stop_requested
 from searcher.storage import (
     HEARTBEAT_INTERVAL_S,
     MAX_RETRY,
+    add_wall_time,
+    claim,
     open_study,
     process_alive,
+    stored_wall_time,
+    study_name,
     worker_identity,
 )
 
@@ -89,6 +94,8 @@ class SearchOptions:
     final_fidelity: str = "long"
     kind: str = "search"
     warm_start: bool = True  # enqueue vLLM's default and neighbours' winners first
+    worker: int = 0  # this process's index among ``workers`` sharing the storage
+    workers: int = 1
 
 
 @dataclass
@@ -110,6 +117,7 @@ class MSummary:
     cost_s: float = 0.0  # sum of measurement wall times
     wall_s: float = 0.0  # wall time of the search loops and finalist runs
     finalized: bool = False
+    running: int = 0  # trials being measured now (by any process; they hold budget)
     noise: float | None = None  # relative disagreement of repeated finalist measurements
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -184,8 +192,10 @@ def summarize_study(study: optuna.Study, M: int) -> MSummary:
             s.duplicate += 1
         elif status in COUNTED_STATUSES:
             s.failed += 1
+        elif status is None and t.state == TrialState.RUNNING and t.user_attrs.get("measuring"):
+            s.running += 1
     attrs = study.user_attrs
-    s.wall_s = float(attrs.get("wall_s", 0.0))
+    s.wall_s = stored_wall_time(attrs)
     if attrs.get("device_info"):
         s.extra["device_info"] = attrs["device_info"]
     final = attrs.get("final")
@@ -300,9 +310,12 @@ class _Searcher:
         from searcher.samplers import make_sampler
 
         spec = self.spec
-        # A run that resumes gets its own seed, so it does not replay the first run's draws.
-        seed = zlib.crc32(f"{spec.seed}:{M}:{n_existing}".encode())
-        sampler = make_sampler(spec.sampler, seed, space=spec.space,
+        # A run that resumes gets its own seed, so it does not replay the first run's draws;
+        # so does each worker, so that workers sharing a study draw different configs.
+        key = f"{spec.seed}:{M}:{n_existing}"
+        if self.opts.workers > 1:
+            key += f":worker{self.opts.worker}"
+        sampler = make_sampler(spec.sampler, zlib.crc32(key.encode()), space=spec.space,
                                n_startup_trials=spec.startup_trials)
         pruner = make_pruner(spec.pruner, **spec.pruner_options())
         return open_study(self.storage, self.opts.kind, spec.shape, self.opts.device, M,
@@ -310,19 +323,31 @@ class _Searcher:
 
     def run(self, batch_sizes: Sequence[int], budget: int | None,
             deadline: float | None) -> list[MSummary]:
-        summaries = []
+        # Workers sharing a storage start at different batch sizes (worker i of n at the
+        # i/n-th of the list) and go round; one that reaches a batch size another is
+        # working on joins it, sharing its trials and budget.
+        order = list(batch_sizes)
+        if self.opts.workers > 1:
+            k = (self.opts.worker * len(order)) // self.opts.workers
+            order = order[k:] + order[:k]
+        summaries: dict[int, MSummary] = {}
         self.view.start(batch_sizes, budget)
         try:
-            for i, M in enumerate(batch_sizes):
+            for i, M in enumerate(order):
                 m_deadline = None
                 if deadline is not None:
                     left = deadline - self.clock()
-                    m_deadline = self.clock() + max(0.0, left) / (len(batch_sizes) - i)
-                summaries.append(self.run_m(M, budget, m_deadline))
+                    m_deadline = self.clock() + max(0.0, left) / (len(order) - i)
+                summaries[M] = self.run_m(M, budget, m_deadline)
+            if self.opts.workers > 1:
+                # A batch size left to a worker that died since: take over what it left.
+                for M in order:
+                    if not summaries[M].finalized and (deadline is None or self.clock() < deadline):
+                        summaries[M] = self.run_m(M, budget, deadline)
         finally:
             self.view.close()
             self.heartbeat.close()
-        return summaries
+        return [summaries[M] for M in batch_sizes if M in summaries]
 
     def run_m(self, M: int, budget: int | None, deadline: float | None) -> MSummary:
         probe = self.study(M)
@@ -338,11 +363,20 @@ class _Searcher:
         self.view.update(summary)
         idle = unmeasurable = 0
         try:
-            while not self._done(summary, budget, deadline):
+            while deadline is None or self.clock() < deadline:
+                if stop_requested():
+                    raise Stopped
                 want = self.opts.ask_batch
                 if budget is not None:
-                    want = min(want, budget - summary.trials)
-                batch = self.ask_batch(study, M, ctx, max(1, want))
+                    # Trials other workers are measuring hold their share of the budget.
+                    left = budget - summary.trials - summary.running
+                    if left <= 0 and summary.running and recover_stale_trials(study):
+                        summary = summarize_study(study, M)  # a worker here died
+                        continue
+                    if left <= 0:
+                        break
+                    want = min(want, left)
+                batch = self.ask_batch(study, M, ctx, want)
                 if not batch:
                     idle += 1
                     if idle >= 3 and not self.enqueue_unmeasured(study, M, ctx):
@@ -350,26 +384,19 @@ class _Searcher:
                     continue
                 idle = 0
                 self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
-                for i, (trial, config, source) in enumerate(batch):
-                    if self._done(summary, budget, deadline):
-                        for rest, cfg, _ in batch[i:]:
-                            self.tell_skipped(study, rest, cfg)
-                        break
-                    if self.evaluate(study, trial, M, config, source) == "unmeasurable":
-                        unmeasurable += 1
-                    else:
-                        unmeasurable = 0
-                    summary = summarize_study(study, M)
-                    self.view.update(summary)
+                for status in self.measure_batch(study, M, batch, budget, deadline):
+                    unmeasurable = unmeasurable + 1 if status == "unmeasurable" else 0
+                summary = summarize_study(study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
         finally:
-            study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
-                                + self.clock() - started)
+            add_wall_time(study, self.clock() - started)
         summary = summarize_study(study, M)
-        if summary.complete and not summary.finalized and (
+        if summary.complete and not summary.finalized and summary.running == 0 and (
                 budget is None or summary.trials >= budget or self._out_of_configs(study, M, ctx)):
-            self.finalize(study, M)
+            # Workers finishing the last trials at once must not both re-measure.
+            if claim(self.storage, f"{study.study_name}:final@{summary.trials}"):
+                self.finalize(study, M)
             summary = summarize_study(study, M)
         summary.extra["study"] = study
         if summary.winner is not None:
@@ -379,10 +406,71 @@ class _Searcher:
         self.view.finish_m(summary)
         return summary
 
-    def _done(self, summary: MSummary, budget: int | None, deadline: float | None) -> bool:
-        if budget is not None and summary.trials >= budget:
-            return True
-        return deadline is not None and self.clock() >= deadline
+    def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, KernelConfig, str]],
+                      budget: int | None, deadline: float | None) -> list[str]:
+        """Measure a batch of asked trials in order and return their statuses; trials past
+        the budget (other workers took it) or the deadline, and the rest after Ctrl-C, go
+        back to the queue."""
+        pending = list(batch)
+        statuses = []
+        try:
+            while pending:
+                trial, config, source = pending[0]
+                if stop_requested():
+                    raise Stopped
+                if deadline is not None and self.clock() >= deadline:
+                    break
+                trial.set_user_attr("measuring", True)
+                held, twin = self._held_by_others(study, trial, config)
+                if twin is not None:  # another worker took the same config a moment earlier
+                    pending.pop(0)
+                    self.tell_duplicate(study, trial, twin)
+                    continue
+                if budget is not None and held >= budget:
+                    break  # other workers hold the rest of the budget
+                status = self.evaluate(study, trial, M, config, source)
+                pending.pop(0)
+                statuses.append(status)
+                self.view.update(summarize_study(study, M))
+        finally:
+            for trial, config, _ in pending:
+                self.tell_skipped(study, trial, config)
+        return statuses
+
+    @staticmethod
+    def _held_by_others(study: optuna.Study, trial: Any,
+                        config: KernelConfig) -> tuple[int, int | None]:
+        """What other trials (of any worker) hold, checked after ``trial`` is marked
+        ``measuring``: how much budget (measured trials, and others marked measuring),
+        and the number of one with the same config, if any.
+
+        Every trial marks itself before it checks, so of two trials checking at the same
+        time the later sees the earlier: at most the budget's worth of trials, and one
+        trial per config, pass the check, whatever the storage and the workers' clocks.
+        Rarely two trials both step back; their budget and configs are asked again.
+        """
+        from optuna.trial import TrialState
+
+        held, twin = 0, None
+        mine = config.to_dict()
+        for t in study.get_trials(deepcopy=False):
+            if t._trial_id == trial._trial_id:
+                continue
+            status = _status(t)
+            if status in COUNTED_STATUSES or (
+                    status is None and t.state == TrialState.RUNNING and t.user_attrs.get("measuring")):
+                held += 1
+                if twin is None and t.user_attrs.get("config") == mine:
+                    twin = t.number
+        return held, twin
+
+    def tell_duplicate(self, study: optuna.Study, trial: Any, twin: int) -> None:
+        from optuna.trial import TrialState
+
+        trial.set_user_attr("status", "duplicate")
+        trial.set_user_attr("duplicate_of", twin)
+        study.tell(trial, state=TrialState.FAIL)
+        self.heartbeat.remove(trial._trial_id)
 
     # warm start
     def warm_start(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> None:
@@ -392,9 +480,8 @@ class _Searcher:
             return
         candidates: list[tuple[KernelConfig, str]] = [
             (vllm_default_config(M, self.spec.shape.E), "default")]
-        done = sorted(self.winners, key=lambda m: (abs(math.log2(m) - math.log2(M)), m))
-        for other in done[:2]:
-            candidates.append((self.winners[other], f"neighbour M={other}"))
+        for other, config in self.neighbour_winners(M, 2):
+            candidates.append((config, f"neighbour M={other}"))
         seen: set[KernelConfig] = set()
         for config, source in candidates:
             if config in seen or not self.spec.space.is_valid(config, ctx):
@@ -403,6 +490,27 @@ class _Searcher:
             study.enqueue_trial(self.spec.space.to_params(config),
                                 user_attrs={"source": source}, skip_if_exists=True)
         study.set_user_attr("warm_started", True)
+
+    def neighbour_winners(self, M: int, n: int) -> list[tuple[int, KernelConfig]]:
+        """Winners of the ``n`` batch sizes nearest to M (in log2) that are finished, in
+        this process or in the storage (another worker's, or an earlier run's)."""
+        from searcher.storage import load_existing_study
+
+        others = set(self.spec.batch_sizes) | set(self.winners)
+        others.discard(M)
+        found = []
+        for other in sorted(others, key=lambda m: (abs(math.log2(m) - math.log2(M)), m)):
+            config = self.winners.get(other)
+            if config is None:
+                stored = load_existing_study(self.storage, study_name(
+                    self.opts.kind, self.spec.shape, self.opts.device, other))
+                final = stored.user_attrs.get("final") if stored is not None else None
+                config = KernelConfig.from_dict(final["winner"]) if final else None
+            if config is not None:
+                found.append((other, config))
+            if len(found) == n:
+                break
+        return found
 
     def enqueue_unmeasured(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> bool:
         measured = self.measured_configs(study)
@@ -415,18 +523,15 @@ class _Searcher:
         return True
 
     def _out_of_configs(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> bool:
-        return len(self.measured_configs(study)) >= len(self.spec.space.enumerate(ctx))
+        return len(self.measured_configs(study)) >= len(self.valid_codes(M, ctx))
 
     def nearest_valid(self, M: int, ctx: dict[str, int], config: KernelConfig,
                       exclude: set[KernelConfig]) -> KernelConfig | None:
         """The valid config closest to ``config`` in the space's ordinal encoding (sum of
         steps along each parameter's value list), skipping ``exclude``."""
-        space = self.spec.space
-        if M not in self._valid:
-            self._valid[M] = [(c, list(space.to_params(c).values())) for c in space.enumerate(ctx)]
-        here = list(space.to_params(config).values())
+        here = list(self.spec.space.to_params(config).values())
         best, best_d = None, math.inf
-        for candidate, code in self._valid[M]:
+        for candidate, code in self.valid_codes(M, ctx):
             if candidate in exclude:
                 continue
             d = sum(abs(a - b) for a, b in zip(code, here))
@@ -434,13 +539,24 @@ class _Searcher:
                 best, best_d = candidate, d
         return best
 
+    def valid_codes(self, M: int, ctx: dict[str, int]) -> list[tuple[KernelConfig, list[int]]]:
+        """Every valid config of M with its ordinal encoding (computed once per M)."""
+        if M not in self._valid:
+            space = self.spec.space
+            self._valid[M] = [(c, list(space.to_params(c).values())) for c in space.enumerate(ctx)]
+        return self._valid[M]
+
     @staticmethod
     def measured_configs(study: optuna.Study) -> dict[KernelConfig, Any]:
         """Configs already tried: measured, or found unmeasurable by the benchmarker."""
+        from optuna.trial import TrialState
+
         out = {}
         for t in study.get_trials(deepcopy=False):
-            if _status(t) in COUNTED_STATUSES or _status(t) == "unmeasurable":
-                out[_config_of(t)] = t
+            status = _status(t)
+            if status in COUNTED_STATUSES or status == "unmeasurable" or (
+                    status is None and t.state == TrialState.RUNNING and "pid" in t.user_attrs):
+                out[_config_of(t)] = t  # measured, or being measured by another worker
         return out
 
     # asking
@@ -448,46 +564,77 @@ class _Searcher:
                   want: int) -> list[tuple[Any, KernelConfig, str]]:
         """Ask until ``want`` trials have something to measure (or too many asks were
         idle); invalid and duplicate configs are told at once without measuring."""
-        from optuna.trial import TrialState
-
         measured = self.measured_configs(study)
+        # Near the end of a small space, or with other workers on it, few configs are
+        # left: ask for no more than that.
+        want = min(want, len(self.valid_codes(M, ctx)) - len(measured))
         batch: list[tuple[Any, KernelConfig, str]] = []
         in_batch: set[KernelConfig] = set()
-        for _ in range(MAX_IDLE_ASKS + want):
+        try:
+            self._ask_into(study, M, ctx, want, measured, batch, in_batch)
+        except BaseException:
+            # Interrupted while asking (a second Ctrl-C): close what was asked.
+            for t, config, _ in batch:
+                self.tell_skipped(study, t, config)
+            raise
+        return batch
+
+    def _ask_into(self, study: optuna.Study, M: int, ctx: dict[str, int], want: int,
+                  measured: dict[KernelConfig, Any], batch: list, in_batch: set) -> None:
+        from optuna.trial import TrialState
+
+        for _ in range(MAX_IDLE_ASKS + want if want > 0 else 0):
             if len(batch) == want:
                 break
             trial = study.ask()
-            config = self.spec.space.suggest(trial)
-            source = trial.user_attrs.get("source") or "sampler"
-            trial.set_user_attr("config", config.to_dict())
-            broken = self.spec.space.violations(config, ctx)
-            if broken:
-                trial.set_user_attr("status", "invalid")
-                trial.set_user_attr("reason", "breaks " + ", ".join(broken))
-                trial.set_constraint("valid", 1.0)
-                study.tell(trial, state=TrialState.PRUNED)
-            elif config in measured or config in in_batch:
-                trial.set_user_attr("status", "duplicate")
-                if config in measured:
-                    trial.set_user_attr("duplicate_of", measured[config].number)
-                study.tell(trial, state=TrialState.FAIL)
-            else:
-                for key, value in self.identity.items():
-                    trial.set_user_attr(key, value)
-                self.heartbeat.add(trial._trial_id)
-                in_batch.add(config)
-                batch.append((trial, config, source))
-                continue
-            # Nothing to measure in this proposal. Rejection alone wastes many asks: the
-            # extended space keeps ~3% of its raw grid at small M, and TPE re-proposes the
-            # best configs of a small space (an H200 run of the 432 space: 2,988 duplicates
-            # for 720 trials). Queue the nearest valid config not measured yet instead, a
-            # local step from the sampler's pick.
-            nearest = self.nearest_valid(M, ctx, config, set(measured) | in_batch)
-            if nearest is not None:
-                study.enqueue_trial(self.spec.space.to_params(nearest),
-                                    user_attrs={"source": f"nearest to trial {trial.number}"})
-        return batch
+            try:
+                if not self._classify(study, M, ctx, trial, measured, batch, in_batch):
+                    break
+            except BaseException:
+                if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING \
+                        and not any(t is trial for t, _, _ in batch):
+                    trial.set_user_attr("status", "not_run")
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+
+    def _classify(self, study: optuna.Study, M: int, ctx: dict[str, int], trial: Any,
+                  measured: dict[KernelConfig, Any], batch: list, in_batch: set) -> bool:
+        """Suggest a config for an asked trial: add it to the batch, or tell it at once
+        when there is nothing to measure. Returns False when no valid config is left."""
+        from optuna.trial import TrialState
+
+        config = self.spec.space.suggest(trial)
+        source = trial.user_attrs.get("source") or "sampler"
+        trial.set_user_attr("config", config.to_dict())
+        broken = self.spec.space.violations(config, ctx)
+        if broken:
+            trial.set_user_attr("status", "invalid")
+            trial.set_user_attr("reason", "breaks " + ", ".join(broken))
+            trial.set_constraint("valid", 1.0)
+            study.tell(trial, state=TrialState.PRUNED)
+        elif config in measured or config in in_batch:
+            trial.set_user_attr("status", "duplicate")
+            if config in measured:
+                trial.set_user_attr("duplicate_of", measured[config].number)
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            for key, value in self.identity.items():
+                trial.set_user_attr(key, value)
+            self.heartbeat.add(trial._trial_id)
+            in_batch.add(config)
+            batch.append((trial, config, source))
+            return True
+        # Nothing to measure in this proposal. Rejection alone wastes many asks: the
+        # extended space keeps ~3% of its raw grid at small M, and TPE re-proposes the
+        # best configs of a small space (an H200 run of the 432 space: 2,988 duplicates
+        # for 720 trials). Queue the nearest valid config not measured yet instead, a
+        # local step from the sampler's pick.
+        nearest = self.nearest_valid(M, ctx, config, set(measured) | in_batch)
+        if nearest is None:
+            return False  # every valid config is measured, in flight, or in this batch
+        study.enqueue_trial(self.spec.space.to_params(nearest),
+                            user_attrs={"source": f"nearest to trial {trial.number}"})
+        return True
 
     def tell_skipped(self, study: optuna.Study, trial: Any, config: KernelConfig) -> None:
         """A trial asked ahead but not measured (budget or time ran out): give its config
@@ -497,9 +644,11 @@ class _Searcher:
         trial.set_user_attr("status", "not_run")
         study.tell(trial, state=TrialState.FAIL)
         self.heartbeat.remove(trial._trial_id)
-        study.enqueue_trial(self.spec.space.to_params(config),
-                            user_attrs={"source": trial.user_attrs.get("source", "sampler")},
-                            skip_if_exists=True)
+        params = self.spec.space.to_params(config)
+        # (Optuna's skip_if_exists would see this very trial and never re-queue.)
+        if not any(t.system_attrs.get("fixed_params") == params
+                   for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
+            study.enqueue_trial(params, user_attrs={"source": trial.user_attrs.get("source", "sampler")})
 
     # measuring
     def evaluate(self, study: optuna.Study, trial: Any, M: int, config: KernelConfig,
@@ -594,8 +743,7 @@ class _Searcher:
             "default_us": medians[default] if math.isfinite(medians[default]) else None,
             "cost_s": cost,
         })
-        study.set_user_attr("wall_s", float(study.user_attrs.get("wall_s", 0.0))
-                            + self.clock() - started)
+        add_wall_time(study, self.clock() - started)
 
 
 def run_search(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,9 @@ __all__ = [
     "load_existing_study",
     "HEARTBEAT_INTERVAL_S",
     "GRACE_PERIOD_S",
+    "add_wall_time",
+    "stored_wall_time",
+    "claim",
 ]
 
 KERNEL = "fused_moe"
@@ -90,13 +94,22 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs["connect_args"] = {"timeout": 60}
         else:
             engine_kwargs["pool_pre_ping"] = True
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=GRACE_PERIOD_S,
-            heartbeat_stale_trial_callback=retry,
-        )
+        for attempt in range(3):
+            try:
+                storage = RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=GRACE_PERIOD_S,
+                    heartbeat_stale_trial_callback=retry,
+                )
+                break
+            except Exception as exc:
+                # Processes creating a new database's tables at once: one wins, the
+                # others see its tables on the next try.
+                if attempt == 2 or not _creation_race(exc):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
         if url.startswith("sqlite"):
             _fast_sqlite(storage)
         return storage
@@ -107,23 +120,39 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise StorageError(f"storage {url!r} cannot be opened: {first}") from None
 
 
+def _creation_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "alembic_version" in text or "already exists" in text or "unique constraint" in text
+
+
 def _fast_sqlite(storage: Any) -> None:
-    """Write-ahead logging with ``synchronous=NORMAL`` on every connection.
+    """Write-ahead logging with ``synchronous=NORMAL``, and transactions that take the
+    write lock when they begin.
 
     Optuna commits once per attribute it stores; with SQLite's default rollback journal
     each commit waits for the disk (about 0.4 s of storage per trial was measured). WAL
     commits survive a killed process (only a power cut can lose the last ones) and let
     readers (``searcher status``) work while a run writes.
+
+    Python's sqlite3 starts a transaction only at the first write, so a read-then-write
+    (Optuna popping a queued trial: "is it still WAITING? then RUNNING") is not atomic:
+    two workers popped the same trial in a test. ``BEGIN IMMEDIATE`` makes every
+    transaction hold the write lock from its start, so such checks hold across processes.
     """
     from sqlalchemy import event
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions are begun below, not by sqlite3
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     event.listen(storage.engine, "connect", on_connect)
+    event.listen(storage.engine, "begin", on_begin)
     storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
 
 
@@ -165,12 +194,13 @@ def open_study(
     )
     want = expected_attrs(kind, shape, device, M, space)
     have = study.user_attrs
-    if not have:
-        for key, value in want.items():
-            study.set_user_attr(key, value)
-        return study
     for key, value in want.items():
-        if have.get(key) == value:
+        if key not in have:
+            # A new study, or one another worker created a moment ago and is still
+            # describing: every writer writes the same values.
+            study.set_user_attr(key, value)
+            continue
+        if have[key] == value:
             continue
         if key.startswith("space"):
             stored = f"space {have.get('space')!r} (fingerprint {str(have.get('space_fingerprint'))[:12]})"
@@ -201,10 +231,67 @@ def worker_identity() -> dict[str, Any]:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie, killed but not yet
+    reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def add_wall_time(study: optuna.Study, seconds: float) -> None:
+    """Add this process's wall time to a study.
+
+    Each process keeps its own attribute (``wall_s:HOST:PID``), so workers sharing a study
+    never overwrite each other's time; :func:`stored_wall_time` adds them up. On a GPU the
+    sum is the GPU time the study held, whatever the number of workers.
+    """
+    me = worker_identity()
+    key = f"wall_s:{me['host']}:{me['pid']}"
+    study.set_user_attr(key, float(study.user_attrs.get(key, 0.0)) + seconds)
+
+
+def stored_wall_time(attrs: dict[str, Any]) -> float:
+    """The wall time of all processes that worked on a study (see :func:`add_wall_time`)."""
+    return sum(float(v) for k, v in attrs.items() if k == "wall_s" or k.startswith("wall_s:"))
+
+
+def claim(storage: optuna.storages.BaseStorage, what: str) -> bool:
+    """Claim a piece of work once among all processes on ``storage``.
+
+    The claim is a study named ``fused_moe-claim:WHAT`` (creating a study of an existing
+    name fails atomically in every Optuna storage). A claim left by a dead process on
+    this host is taken over; one of a live process, or of another host, is not.
+    Returns True when this process holds the claim.
+    """
+    import optuna
+    from optuna.exceptions import DuplicatedStudyError
+
+    name = f"{KERNEL}-claim:{what}"
+    for _ in range(2):
+        try:
+            study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+        except DuplicatedStudyError:
+            holder = load_existing_study(storage, name)
+            attrs = holder.user_attrs if holder is not None else {}
+            me = worker_identity()
+            pid = attrs.get("pid")
+            if attrs.get("host") == me["host"] and pid is not None and pid != me["pid"] \
+                    and not process_alive(pid):
+                try:
+                    optuna.delete_study(study_name=name, storage=storage)
+                except KeyError:
+                    pass
+                continue
+            return False
+        for key, value in worker_identity().items():
+            storage.set_study_user_attr(study_id, key, value)
+        return True
+    return False
