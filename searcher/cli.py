@@ -405,7 +405,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     if not out.is_dir():
         raise ConfigError(f"--out {out}: not a directory")
     rows = compare(spec, storage, device, against=against, bencher=bencher, rounds=args.rounds,
-                   batch_sizes=args.batch_sizes)
+                   batch_sizes=args.batch_sizes,
+                   against_file=Path(args.against).name if args.against else None)
     csv_path = write_csv(rows, out / f"compare-{spec.name}-{device}.csv")
     pngs = [plot_best_so_far(r, out / f"compare-{spec.name}-{device}-M{r.M}.png",
                              f"{spec.name} on {device}, M={r.M}") for r in rows]
@@ -519,6 +520,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--overwrite", action="store_true", help="replace an existing file")
     mode.add_argument("--merge", action="store_true",
                       help="update an existing file's batch sizes, keeping its others")
+    p.add_argument("--grid", action="store_true",
+                   help="export the exhaustive grid's fastest configs (searcher grid) instead "
+                   "of the search's winners")
     p.set_defaults(func=_run_export)
 
 
@@ -527,7 +531,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
     spec, storage = _load(args)
     path = export_study(spec, storage, args.device or spec.gpu, args.out,
-                        overwrite=args.overwrite, merge=args.merge, batch_sizes=args.batch_sizes)
+                        overwrite=args.overwrite, merge=args.merge, batch_sizes=args.batch_sizes,
+                        kind="grid" if args.grid else "search")
     print(path)
     return 0
 

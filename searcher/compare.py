@@ -100,6 +100,7 @@ def compare(
     rounds: int = 3,
     fidelity: str = "long",
     batch_sizes: Sequence[int] | None = None,
+    against_file: str | None = None,
 ) -> list[CompareRow]:
     """Compare the stored search and grid of every batch size (see the module docstring)."""
     from searcher.export import nearest_config
@@ -157,17 +158,29 @@ def compare(
                 orders.append(_best_so_far(shuffled))
             row.curves["grid"] = orders
         if bencher is not None:
-            row.remeasured = remeasure(bencher, M, {
+            configs = {
                 "grid best": row.grid_best, "search": row.search_winner,
                 "vLLM default": vllm_default_config(M, spec.shape.E), "file": row.against,
-            }, rounds, fidelity)
+            }
+            times = remeasure_times(bencher, M, configs, rounds, fidelity)
+            row.remeasured = {label: statistics.median(v) for label, v in times.items()}
+            if search is not None:
+                # Kept with the study, so `searcher report` shows it without a GPU.
+                search.set_user_attr("side_by_side", {
+                    "fidelity": fidelity, "rounds": rounds, "against_file": against_file,
+                    "device_info": bencher.device_info(),
+                    "entries": [{"label": label, "config": configs[label].to_dict(),
+                                 "times_us": v, "median_us": row.remeasured[label]}
+                                for label, v in times.items()],
+                })
         rows.append(row)
     return rows
 
 
-def remeasure(bencher: Benchmarker, M: int, configs: dict[str, KernelConfig | None],
-              rounds: int, fidelity: str) -> dict[str, float]:
-    """Median of ``rounds`` interleaved measurements of each distinct config."""
+def remeasure_times(bencher: Benchmarker, M: int, configs: dict[str, KernelConfig | None],
+                    rounds: int, fidelity: str) -> dict[str, list[float]]:
+    """``rounds`` interleaved measurements (medians, us; inf where one failed) of each
+    distinct config, by label."""
     distinct: dict[KernelConfig, list[str]] = {}
     for label, config in configs.items():
         if config is not None:
@@ -177,11 +190,7 @@ def remeasure(bencher: Benchmarker, M: int, configs: dict[str, KernelConfig | No
         for config in distinct:
             m = bencher.measure(M, config, fidelity)
             times[config].append(m.median_us if m.ok else math.inf)
-    out = {}
-    for config, labels in distinct.items():
-        for label in labels:
-            out[label] = statistics.median(times[config])
-    return out
+    return {label: times[config] for config, labels in distinct.items() for label in labels}
 
 
 def write_csv(rows: Sequence[CompareRow], path: str | Path) -> Path:

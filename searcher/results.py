@@ -38,11 +38,12 @@ def stored_devices(storage_url: str, spec: StudySpec, kind: str = "search") -> l
 
 
 def winners(spec: StudySpec, storage_url: str, device: str,
-            batch_sizes: Sequence[int] | None = None) -> tuple[dict[int, KernelConfig], str]:
+            batch_sizes: Sequence[int] | None = None,
+            kind: str = "search") -> tuple[dict[int, KernelConfig], str]:
     """The config to export for each batch size, and the Triton version that tuned them.
 
     The winner of the finalists' side-by-side run where one exists, else the best
-    completed trial.
+    completed trial (for ``kind="grid"``: the grid's fastest config).
 
     Raises:
         ExportError: a batch size has no completed trial (never filled silently).
@@ -53,7 +54,7 @@ def winners(spec: StudySpec, storage_url: str, device: str,
     chosen: dict[int, KernelConfig] = {}
     missing = []
     triton_version = None
-    for M, study in iter_studies(storage, "search", spec, device, batch_sizes or spec.batch_sizes):
+    for M, study in iter_studies(storage, kind, spec, device, batch_sizes or spec.batch_sizes):
         summary = summarize_study(study, M) if study is not None else None
         config = summary and (summary.winner or summary.best_config)
         if config is None:
@@ -68,8 +69,9 @@ def winners(spec: StudySpec, storage_url: str, device: str,
         raise ExportError(
             f"study {spec.name} on {device}: batch size(s) {', '.join(map(str, missing))} have "
             f"no completed trial in {storage_url} (e.g. study "
-            f"{study_name('search', spec.shape, device, missing[0])!r}); run "
-            f"`searcher run --study {spec.name}` to finish them, or export fewer with "
+            f"{study_name(kind, spec.shape, device, missing[0])!r}); run "
+            f"`searcher {'run' if kind == 'search' else 'grid'} --study {spec.name}` to finish "
+            "them, or export fewer with "
             f"--batch-sizes{hint}"
         )
     if triton_version is None:
@@ -79,11 +81,12 @@ def winners(spec: StudySpec, storage_url: str, device: str,
 
 def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | Path,
                  overwrite: bool = False, merge: bool = False,
-                 batch_sizes: Sequence[int] | None = None) -> Path:
-    """Write the winners in vLLM's file format under ``out_dir``; returns the file."""
+                 batch_sizes: Sequence[int] | None = None, kind: str = "search") -> Path:
+    """Write the winners (of the search, or of the grid with ``kind="grid"``) in vLLM's
+    file format under ``out_dir``; returns the file."""
     from searcher.export import config_file_name, write_config_file
 
-    configs, triton_version = winners(spec, storage_url, device, batch_sizes)
+    configs, triton_version = winners(spec, storage_url, device, batch_sizes, kind)
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ExportError(f"--out {out_dir}: not a directory")

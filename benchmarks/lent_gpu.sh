@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The commands the lent GPU machines ran for the results committed under examples/ and
+# benchmarks/ (README, "Results"). Run from the repository root on such a machine, with
+# searcher importable (python3 -m searcher), as:
+#   bash benchmarks/lent_gpu.sh STEP OUT_DIR
+# Each step works on a copy of the committed storage in /tmp and leaves, in OUT_DIR, its
+# log and the storage gzipped (the device tool brings back files of at most 16 MiB).
+set -euo pipefail
+step=$1
+out=$2
+export PYTHONUNBUFFERED=1
+limit=${LIMIT:-450}  # seconds each worker may measure before it stops (rerun to resume)
+
+pack() {  # fold the WAL into the database file, then gzip it into OUT_DIR
+    python3 - "$1" <<'PY'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+con.close()
+PY
+    gzip -c "$1" > "$out/$2.db.gz"
+}
+
+case $step in
+h200-grid)  # issue #4: the 432 grid of h200-e64-n1408 at every batch size, 4 GPUs
+    cp examples/h200-e64-n1408-vllm432/searcher.db /tmp/searcher.db
+    nvidia-smi -L | tee "$out/gpus.txt"
+    python3 -m searcher grid --study h200-e64-n1408 --storage sqlite:////tmp/searcher.db \
+        --workers auto --time-limit "$limit" 2>&1 | tee "$out/grid.log"
+    pack /tmp/searcher.db searcher
+    ;;
+h200-extended)  # issue #6 on 4 H200s, then issue #4's and #6's side-by-side runs
+    cp examples/h200-e64-n1408-vllm432/searcher.db /tmp/searcher.db
+    nvidia-smi -L | tee "$out/gpus.txt"
+    python3 -m searcher run --study h200-e64-n1408-extended --storage sqlite:////tmp/ext.db \
+        --workers auto --time-limit "$limit" --no-live 2>&1 | tee "$out/extended-run.log"
+    mkdir -p /tmp/cmp432 /tmp/cmpext
+    # Two single-GPU comparisons at once, on GPUs 0 and 1: each re-measures, interleaved,
+    # its search's winner, vLLM's default, and the 432 grid's best.
+    CUDA_VISIBLE_DEVICES=0 python3 -m searcher compare --study h200-e64-n1408 \
+        --storage sqlite:////tmp/searcher.db --out /tmp/cmp432 > "$out/compare-432.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=1 python3 -m searcher compare --study h200-e64-n1408-extended \
+        --storage sqlite:////tmp/ext.db --out /tmp/cmpext \
+        --against "examples/h200-e64-n1408-vllm432/grid-best/E=64,N=1408,device_name=NVIDIA_H200.json" \
+        > "$out/compare-extended.log" 2>&1 &
+    wait
+    tar czf "$out/compare.tgz" -C /tmp cmp432 cmpext
+    pack /tmp/searcher.db searcher
+    pack /tmp/ext.db extended
+    ;;
+h100-extended)  # issue #6 on 4 H100s (no 432 grid was measured on H100)
+    nvidia-smi -L | tee "$out/gpus.txt"
+    python3 -m searcher run --study h100-e64-n1408-extended --storage sqlite:////tmp/ext.db \
+        --workers auto --time-limit "$limit" --no-live 2>&1 | tee "$out/extended-run.log"
+    mkdir -p /tmp/cmpext
+    python3 -m searcher compare --study h100-e64-n1408-extended --storage sqlite:////tmp/ext.db \
+        --out /tmp/cmpext > "$out/compare-extended.log" 2>&1
+    tar czf "$out/compare.tgz" -C /tmp cmpext
+    pack /tmp/ext.db extended
+    ;;
+*)
+    echo "unknown step $step" >&2
+    exit 2
+    ;;
+esac
