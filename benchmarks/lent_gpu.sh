@@ -5,7 +5,9 @@
 #   bash benchmarks/lent_gpu.sh STEP OUT_DIR
 # Each step works on a copy of the committed storage in /tmp and leaves, in OUT_DIR, its
 # log and the storage gzipped (the device tool brings back files of at most 16 MiB).
-set -euo pipefail
+# A step goes on when a command fails (its log says why), so that what was measured
+# still comes back.
+set -uo pipefail
 step=$1
 out=$2
 export PYTHONUNBUFFERED=1

@@ -144,7 +144,17 @@ def _fast_sqlite(storage: Any) -> None:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # transactions are begun below, not by sqlite3
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL mode is kept in the file: switch only a new file (switching needs the
+        # database to itself, and fails at once while another worker writes).
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            for attempt in range(20):
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    break
+                except Exception:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.25)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
