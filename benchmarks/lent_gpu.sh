@@ -50,13 +50,14 @@ h200-extended)  # issue #6 on 4 H200s, then issue #4's and #6's side-by-side run
     pack /tmp/searcher.db searcher
     pack /tmp/ext.db extended
     ;;
-h100-extended)  # issue #6 on 4 H100s (no 432 grid was measured on H100)
+h100-extended)  # issue #6 on what H100s were left: one GPU, TRIALS per M (no 432 grid)
     nvidia-smi -L | tee "$out/gpus.txt"
     python3 -m searcher run --study h100-e64-n1408-extended --storage sqlite:////tmp/ext.db \
-        --workers auto --time-limit "$limit" --no-live 2>&1 | tee "$out/extended-run.log"
+        --workers auto --trials-per-m "${TRIALS:-80}" --time-limit "$limit" --no-live 2>&1 \
+        | tee "$out/extended-run.log"
     mkdir -p /tmp/cmpext
     python3 -m searcher compare --study h100-e64-n1408-extended --storage sqlite:////tmp/ext.db \
-        --out /tmp/cmpext > "$out/compare-extended.log" 2>&1
+        --rounds "${ROUNDS:-3}" --out /tmp/cmpext > "$out/compare-extended.log" 2>&1
     tar czf "$out/compare.tgz" -C /tmp cmpext
     pack /tmp/ext.db extended
     ;;
