@@ -78,3 +78,21 @@ def test_grid_time_limit_stops_and_a_rerun_continues(spec, tmp_path):
     done = g[0]["measured"]
     g2 = run_grid(spec, bench, H100, url, batch_sizes=[8], limit_per_m=done + 5)[0]
     assert g2["measured"] == done + 5
+
+
+def test_export_grid_writes_each_batch_sizes_fastest_measured_config(spec, tmp_path):
+    from searcher.errors import ExportError
+    from searcher.export import read_config_file
+    from searcher.grid import stored_grid_summaries
+    from searcher.results import export_study
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    run_grid(spec, bench, H100, url, batch_sizes=[16, 256], limit_per_m=30)
+    path = export_study(spec, url, H100, tmp_path, batch_sizes=[16, 256], kind="grid")
+    _, configs = read_config_file(path)
+    best = {g["M"]: g["best_config"] for g in stored_grid_summaries(spec, url, H100, [16, 256])}
+    assert configs == best
+    # The search studies of this storage are empty: exporting them fails, naming the command.
+    with pytest.raises(ExportError, match="searcher run --study"):
+        export_study(spec, url, H100, tmp_path, batch_sizes=[16])
