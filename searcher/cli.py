@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -28,7 +29,8 @@ def _console(stderr: bool = False):
     stream = sys.stderr if stderr else sys.stdout
     # Tables written to a file or pipe keep their columns instead of wrapping at 80.
     width = None if stream.isatty() else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    # No markup: messages carry user text (paths, keys like [shape]) that must print as is.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=False)
 
 
 # -- bench ---------------------------------------------------------------------------
@@ -113,6 +115,21 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                         help="replay recorded measurements instead of using a GPU")
     source.add_argument("--synthetic", action="store_true",
                         help="use a synthetic benchmarker (a made-up landscape; for demos)")
+    p.add_argument("--isolation", choices=["process", "none"], default="process",
+                   help="process (default): measure in a child process, so a config that "
+                   "crashes it or hangs is stored as a failed trial and the run goes on; "
+                   "none: measure in this process, faster to start but a crashing config "
+                   "ends the run")
+    p.add_argument("--trial-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="with process isolation, a measurement (its compile included) that "
+                   "takes longer is killed and stored as a timeout (default 300)")
+
+
+def _source_kwargs(args: argparse.Namespace) -> dict:
+    """The options of :func:`_source_args` as :func:`searcher.run.make_benchmarker` takes them."""
+    return {"replay": args.replay, "synthetic": args.synthetic,
+            "allow_other_gpu": args.allow_other_gpu, "isolation": args.isolation,
+            "trial_timeout_s": args.trial_timeout}
 
 
 def _worker_args(p: argparse.ArgumentParser) -> None:
@@ -197,8 +214,7 @@ def _run_run(args: argparse.Namespace) -> int:
     spec, storage = _load(args)
     if args.trials_per_m is not None and args.trials_per_m < 1:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
-    if args.time_limit is not None and args.time_limit <= 0:
-        raise ConfigError(f"--time-limit {args.time_limit}: must be positive")
+    _check_limits(args)
     code = _spawn_workers(args, storage, extra=["--no-live"])
     if code is not None:  # the workers are done: show what the storage holds now
         from searcher.results import stored_summaries
@@ -210,8 +226,7 @@ def _run_run(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt  # stopped on request: say how to resume
         return code
     worker, workers = _worker_index(args)
-    bencher, device = make_benchmarker(spec, replay=args.replay, synthetic=args.synthetic,
-                                       allow_other_gpu=args.allow_other_gpu)
+    bencher, device = make_benchmarker(spec, **_source_kwargs(args))
     opts = SearchOptions(device=device, storage_url=storage, batch_sizes=args.batch_sizes,
                          trials_per_m=args.trials_per_m, time_limit_s=args.time_limit,
                          worker=worker, workers=workers)
@@ -307,6 +322,7 @@ def _run_grid(args: argparse.Namespace) -> int:
     from searcher.grid import run_grid, write_grid_dataset
 
     spec, storage = _load(args)
+    _check_limits(args)
     device = None
     code = None if args.no_run else _spawn_workers(args, storage, drop=["--dataset"])
     if code is not None:  # the workers are done: show what the storage holds now
@@ -324,8 +340,7 @@ def _run_grid(args: argparse.Namespace) -> int:
 
         worker, workers = _worker_index(args)
 
-        bencher, device = make_benchmarker(spec, replay=args.replay, synthetic=args.synthetic,
-                                           allow_other_gpu=args.allow_other_gpu)
+        bencher, device = make_benchmarker(spec, **_source_kwargs(args))
         err = _console(stderr=True)
 
         def progress(g) -> None:
@@ -342,6 +357,19 @@ def _run_grid(args: argparse.Namespace) -> int:
                                   batch_sizes=args.batch_sizes)
         print(path)
     return 0
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    """--time-limit a positive number of seconds; --limit-per-m a positive count."""
+    limit = getattr(args, "time_limit", None)
+    if limit is not None and not (math.isfinite(limit) and limit > 0):
+        raise ConfigError(f"--time-limit {limit:g}: must be a positive number of seconds")
+    count = getattr(args, "limit_per_m", None)
+    if count is not None and count < 1:
+        raise ConfigError(f"--limit-per-m {count}: must be at least 1")
+    timeout = getattr(args, "trial_timeout", None)
+    if timeout is not None and not timeout > 0:  # NaN too
+        raise ConfigError(f"--trial-timeout {timeout:g}: must be a positive number of seconds")
 
 
 def _print_grid_line(g) -> None:
@@ -537,6 +565,36 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- report --------------------------------------------------------------------------
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="a Markdown report with plots: the evidence for a tuned file",
+                       description="Write, from the storage (no GPU), a Markdown report with "
+                       "PNG plots: per batch size vLLM's default, the best of each recorded "
+                       "grid, searcher's winner, its speedup (within noise or not), %% of the "
+                       "physical floor, trials and GPU time.")
+    _study_args(p)
+    p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
+    p.add_argument("--grid", action="append", default=[], metavar="FILE.csv",
+                   help="a grid recorded by `searcher grid --dataset` (repeat for several)")
+    p.add_argument("--out", default=".",
+                   help="directory for report-<study>-<device>.md and its PNGs (default: .)")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from searcher.report import build_report, report_command, write_report
+
+    spec, storage = _load(args)
+    device = args.device or spec.gpu
+    if not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: not a directory")
+    report = build_report(spec, storage, device, args.grid, batch_sizes=args.batch_sizes)
+    command = report_command(args.study, storage, device, args.grid, args.out,
+                             args.batch_sizes)
+    print(write_report(report, args.out, command))
+    return 0
+
+
 # -- list ----------------------------------------------------------------------------
 def _add_list(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="the studies and search spaces available")
@@ -592,7 +650,7 @@ def _run_list(args: argparse.Namespace) -> int:
         t.add_row(s["name"], str(s["raw_size"]), str(s["constraints"]), s["path"])
     console.print(t)
     for problem in problems:
-        _console(stderr=True).print(f"[yellow]skipped: {problem}[/yellow]")
+        _console(stderr=True).print(f"skipped: {problem}", style="yellow")
     return 0
 
 
@@ -610,7 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_grid, _add_compare, _add_status, _add_export, _add_list, _add_bench,
+    _add_run, _add_grid, _add_compare, _add_status, _add_export, _add_report, _add_list,
+    _add_bench,
 ]
 
 
@@ -629,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from searcher.stop import graceful_signals
 
         err = _console(stderr=True)
-        restore = graceful_signals(lambda text: err.print(f"[yellow]{text}[/yellow]"))
+        restore = graceful_signals(lambda text: err.print(text, style="yellow"))
     elif threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         restore = lambda: signal.signal(signal.SIGTERM, previous)  # noqa: E731
@@ -647,11 +706,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SearcherError as exc:
         if args.debug:
             raise
-        _console(stderr=True).print(f"[red]searcher {args.command}: {exc}[/red]")
+        _console(stderr=True).print(f"searcher {args.command}: {exc}", style="red")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _console(stderr=True).print(f"[yellow]searcher {args.command}: interrupted; what was "
-                                    "measured is stored, rerun the same command to resume[/yellow]")
+        resume = ("; what was measured is stored, rerun the same command to resume"
+                  if args.command in ("run", "grid") else "")
+        _console(stderr=True).print(f"searcher {args.command}: interrupted{resume}", style="yellow")
         return 130
     finally:
         restore()

@@ -20,6 +20,7 @@ __all__ = [
     "BackendError",
     "StorageError",
     "ExportError",
+    "BenchmarkerError",
 ]
 
 
@@ -53,6 +54,10 @@ class StorageError(SearcherError):
 
 class ExportError(SearcherError):
     """A vLLM config file cannot be written or read."""
+
+
+class BenchmarkerError(SearcherError):
+    """The process that measures configs cannot be started (or broke its protocol)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -231,5 +231,5 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
         "measured": ", ".join(f"M={M}: {v}" for M, v in sizes.items()),
         "source": f"searcher grid --study {spec.name} (storage {storage_url})",
     })
-    write_dataset(path, meta, records)
+    write_dataset(path, meta, records, study=spec.name)
     return path

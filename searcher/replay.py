@@ -83,26 +83,53 @@ def read_dataset(path: str | Path) -> tuple[dict[str, str], dict[tuple[int, Kern
     return meta, rows
 
 
-def write_dataset(path: str | Path, meta: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> None:
-    """Write a dataset (metadata lines, header, rows) to ``path``."""
+def write_dataset(path: str | Path, meta: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
+                  study: str | None = None) -> None:
+    """Write a dataset (metadata lines, header, rows) to ``path``, atomically.
+
+    An existing file is replaced only if it is a dataset of the same ``study`` (as
+    `searcher grid --dataset` rewrites its own dataset after more measurements); any other
+    file is refused, so a dataset never overwrites someone's data.
+
+    Raises:
+        SearcherError: the path is a folder, holds another file, or cannot be written
+            (nothing is left behind).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise SearcherError(f"--dataset {path}: is a directory; name a .csv file")
+    if path.exists() and (study is None or f"# study: {study}\n" not in _head(path)):
+        raise SearcherError(f"--dataset {path}: exists and is not a dataset of study {study}; "
+                            "remove it or name another file")
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as f:
-        for key, value in meta.items():
-            f.write(f"# {key}: {value}\n")
-        writer = csv.writer(f)
-        writer.writerow(DATASET_COLUMNS)
-        for r in records:
-            c: KernelConfig = r["config"]
-            values = [r["M"], *c.astuple(), r["status"].value if isinstance(r["status"], Status)
-                      else r["status"]]
-            for key in DATASET_COLUMNS[len(values):]:
-                v = r.get(key)
-                values.append("" if v is None or (isinstance(v, float) and math.isinf(v))
-                              else (f"{v:.6g}" if isinstance(v, float) else v))
-            writer.writerow(values)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", newline="") as f:
+            for key, value in meta.items():
+                f.write(f"# {key}: {value}\n")
+            writer = csv.writer(f)
+            writer.writerow(DATASET_COLUMNS)
+            for r in records:
+                c: KernelConfig = r["config"]
+                values = [r["M"], *c.astuple(), r["status"].value if isinstance(r["status"], Status)
+                          else r["status"]]
+                for key in DATASET_COLUMNS[len(values):]:
+                    v = r.get(key)
+                    values.append("" if v is None or (isinstance(v, float) and math.isinf(v))
+                                  else (f"{v:.6g}" if isinstance(v, float) else v))
+                writer.writerow(values)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SearcherError(f"--dataset {path}: cannot write ({exc.strerror})") from None
+
+
+def _head(path: Path, size: int = 4096) -> str:
+    try:
+        with path.open(errors="replace") as f:
+            return f.read(size)
+    except OSError:
+        return ""
 
 
 class ReplayBenchmarker:

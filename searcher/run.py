@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from searcher.errors import NoGPUError, SpecError
+import functools
+import math
+from typing import Any, Callable
+
+from searcher.errors import ConfigError, NoGPUError, SpecError
+from searcher.isolation import DEFAULT_TIMEOUT_S
+from searcher.shape import Shape
 from searcher.spec import StudySpec
 
-__all__ = ["make_benchmarker", "check_gpu"]
+__all__ = ["make_benchmarker", "check_gpu", "ISOLATIONS"]
+
+#: Where measurements run: ``process`` in a child process that a crashing or hanging config
+#: cannot take the run down with (see :mod:`searcher.isolation`), ``none`` in this one.
+ISOLATIONS = ("process", "none")
 
 
 def check_gpu(spec: StudySpec, device: str, allow_other_gpu: bool) -> None:
@@ -22,31 +32,58 @@ def check_gpu(spec: StudySpec, device: str, allow_other_gpu: bool) -> None:
         )
 
 
+# Module-level factories: picklable, so a measuring child process can build the
+# benchmarker itself (a CUDA context cannot be handed over, nor forked).
+def _gpu_benchmarker(shape: Shape, backend: str, seed: int) -> Any:
+    from searcher.harness import GpuBenchmarker
+
+    return GpuBenchmarker(shape, backend=backend, seed=seed, compile_threads=12)
+
+
+def _replay_benchmarker(path: str, seed: int) -> Any:
+    from searcher.replay import ReplayBenchmarker
+
+    return ReplayBenchmarker(path, seed=seed)
+
+
+def _synthetic_benchmarker(shape: Shape, device: str, seed: int) -> Any:
+    # The SEARCHER_SYNTHETIC_* test hooks are read where this runs (in the child).
+    from searcher.synthetic import synthetic_from_env
+
+    return synthetic_from_env(shape, device, seed)
+
+
 def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: bool = False,
-                     allow_other_gpu: bool = False, seed: int | None = None):
+                     allow_other_gpu: bool = False, seed: int | None = None,
+                     isolation: str = "process", trial_timeout_s: float = DEFAULT_TIMEOUT_S):
     """The benchmarker for a run and the device name its studies are stored under.
 
+    Args:
+        isolation: ``process`` (the default) measures in a child process, so that a config
+            that crashes it (or hangs past ``trial_timeout_s``) is stored as a failed trial
+            and the run goes on; ``none`` measures in this process. Every source (GPU,
+            replay, synthetic) is wrapped alike, so CPU runs exercise the same path.
+        trial_timeout_s: seconds one measurement, its compile included, may take with
+            process isolation (``inf``: no limit).
+
     Raises:
+        ConfigError: an unknown isolation, or a trial timeout that is not positive.
         NoGPUError: no replay, no synthetic, and no CUDA GPU here (naming the options).
         SpecError: the GPU (or the replayed one) is not the spec's and that is not allowed.
+        BenchmarkerError: the measuring process could not start.
     """
+    if isolation not in ISOLATIONS:
+        raise ConfigError(f"--isolation {isolation}: must be one of: {', '.join(ISOLATIONS)}")
+    if not trial_timeout_s > 0:  # NaN too
+        raise ConfigError(f"--trial-timeout {trial_timeout_s}: must be a positive number of "
+                          "seconds")
     seed = spec.seed if seed is None else seed
+    factory: Callable[[], Any]
+    device: str | None = None
     if replay:
-        from searcher.replay import ReplayBenchmarker
-
-        bencher = ReplayBenchmarker(replay, seed=seed)
-        device = bencher.device_info().get("vllm_name") or spec.gpu
+        factory = functools.partial(_replay_benchmarker, replay, seed)
     elif synthetic:
-        from searcher.synthetic import SyntheticBenchmarker
-
-        # SEARCHER_SYNTHETIC_SLEEP makes synthetic trials take real time (kill tests);
-        # SEARCHER_SYNTHETIC_NOISE sets its relative noise (0: every process measures alike).
-        import os
-
-        sleep = float(os.environ.get("SEARCHER_SYNTHETIC_SLEEP", "0"))
-        noise = float(os.environ.get("SEARCHER_SYNTHETIC_NOISE", "0.01"))
-        bencher = SyntheticBenchmarker(spec.shape, device=spec.gpu, seed=seed, sleep=sleep,
-                                       noise=noise)
+        factory = functools.partial(_synthetic_benchmarker, spec.shape, spec.gpu, seed)
         device = spec.gpu
     else:
         from searcher.device import cuda_available
@@ -61,8 +98,21 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
 
         device = current_device().vllm_name
         check_gpu(spec, device, allow_other_gpu)
-        from searcher.harness import GpuBenchmarker
+        factory = functools.partial(_gpu_benchmarker, spec.shape, spec.backend, seed)
+    if isolation == "none":
+        bencher = factory()
+    else:
+        from searcher.isolation import IsolatedBenchmarker
 
-        return GpuBenchmarker(spec.shape, backend=spec.backend, seed=seed, compile_threads=12), device
-    check_gpu(spec, device, allow_other_gpu)
+        bencher = IsolatedBenchmarker(
+            factory, timeout_s=None if math.isinf(trial_timeout_s) else trial_timeout_s)
+    if device is None:  # a replay: the recorded GPU (this starts the measuring process)
+        device = bencher.device_info().get("vllm_name") or spec.gpu
+    try:
+        check_gpu(spec, device, allow_other_gpu)
+    except SpecError:
+        close = getattr(bencher, "close", None)
+        if close is not None:
+            close()
+        raise
     return bencher, device

@@ -281,9 +281,12 @@ def recover_stale_trials(study: optuna.Study) -> int:
                 recovered += 1
         except Exception:  # another process got there first
             continue
-    before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     fail_stale_trials(study)
-    recovered += len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
+    # Count only trials that were running and are now failed as stale (other workers fail
+    # duplicates and skipped trials all the time: a count of all failures would not do).
+    recovered += sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                     if t._trial_id in running and _status(t) is None)
     return recovered
 
 
@@ -718,7 +721,11 @@ class _Searcher:
             if len(finalists) == max(1, self.spec.finalists):
                 break
         default = vllm_default_config(M, self.spec.shape.E)
-        entries = finalists + ([default] if default not in finalists else [])
+        # A default that crashed or hung as a trial is not re-measured (with process
+        # isolation, a hang would cost a full timeout per round).
+        failed = {_config_of(t) for t in study.get_trials(deepcopy=False)
+                  if _status(t) in (Status.RUNTIME_ERROR.value, Status.TIMEOUT.value)}
+        entries = finalists + ([default] if default not in finalists and default not in failed else [])
         times: dict[KernelConfig, list[float]] = {c: [] for c in entries}
         cost = 0.0
         for _ in range(self.opts.finalist_rounds):
@@ -740,7 +747,8 @@ class _Searcher:
                          "default": c == default} for c in entries],
             "winner": winner.to_dict(),
             "winner_us": medians[winner],
-            "default_us": medians[default] if math.isfinite(medians[default]) else None,
+            "default_us": medians[default] if default in medians and math.isfinite(medians[default])
+            else None,
             "cost_s": cost,
         })
         add_wall_time(study, self.clock() - started)

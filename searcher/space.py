@@ -436,7 +436,7 @@ def space_from_dict(
     constraints = _constraints_from(data.get("constraints", {}), where, problem)
 
     if problems:
-        raise SpaceError("\n".join(problems))
+        raise SpaceError("; ".join(problems))
     return Space(
         name=name,
         params=tuple(params),

@@ -5,12 +5,27 @@ fixed per-config bumps and seeded noise; configs over the shared-memory limit fa
 out of resources and one tile shape "fails to compile". Costs imitate a GPU (a short
 measurement is cheaper than a full one; a config's first measurement pays its compile).
 Nothing here claims to predict a real GPU.
+
+Test hooks, read from the environment by :func:`synthetic_from_env` (what ``--synthetic``
+builds, inside the measuring child process when measurements are isolated):
+
+- ``SEARCHER_SYNTHETIC_SLEEP=F``: really sleep F times each measurement's charged cost
+  (kill tests need trials that take wall time).
+- ``SEARCHER_SYNTHETIC_NOISE=F``: relative noise of a full measurement (0: every process
+  measures alike).
+- ``SEARCHER_SYNTHETIC_CRASH=CONFIG``: measuring CONFIG (as :meth:`KernelConfig.short`
+  prints it, e.g. ``M16 N64 K128 G1 w4 s4``; several separated by commas) kills the
+  measuring process with SIGSEGV, as a kernel that breaks the CUDA context can.
+- ``SEARCHER_SYNTHETIC_HANG=CONFIG``: measuring CONFIG never returns, as a deadlocked
+  kernel.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 import time
 import zlib
 from typing import Any, Iterable
@@ -20,7 +35,7 @@ from searcher.device import KNOWN_GPUS, GpuFacts
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
 from searcher.shape import Shape
 
-__all__ = ["SyntheticBenchmarker"]
+__all__ = ["SyntheticBenchmarker", "synthetic_from_env"]
 
 
 class SyntheticBenchmarker:
@@ -32,6 +47,9 @@ class SyntheticBenchmarker:
         costs: seconds charged per (short, full, long) measurement and per compile.
         sleep: really sleep for the charged cost times this factor (kill tests need trials
             that take wall time).
+        crash_on: configs (their :meth:`KernelConfig.short` labels) whose measurement kills
+            this process with SIGSEGV: for isolation tests only.
+        hang_on: configs whose measurement sleeps forever: for isolation tests only.
     """
 
     def __init__(
@@ -42,6 +60,8 @@ class SyntheticBenchmarker:
         noise: float = 0.01,
         costs: dict[str, float] | None = None,
         sleep: float = 0.0,
+        crash_on: Iterable[str] = (),
+        hang_on: Iterable[str] = (),
     ) -> None:
         self.shape = shape
         self.device = device
@@ -52,6 +72,8 @@ class SyntheticBenchmarker:
         self.rng = random.Random(seed)
         self.compiled: set[tuple[int, KernelConfig]] = set()
         self.calls: list[tuple[int, KernelConfig, str]] = []
+        self.crash_on = frozenset(crash_on)
+        self.hang_on = frozenset(hang_on)
 
     def device_info(self) -> dict[str, Any]:
         return {"name": self.device.replace("_", " "), "vllm_name": self.device,
@@ -84,6 +106,8 @@ class SyntheticBenchmarker:
     def measure(self, M: int, config: KernelConfig, fidelity: Fidelity | str) -> Measurement:
         fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
         self.calls.append((M, config, fid.name))
+        if self.crash_on or self.hang_on:
+            self._misbehave(config)
         cost = self.costs[fid.name]
         compile_s = 0.0
         if (M, config) not in self.compiled:
@@ -110,3 +134,38 @@ class SyntheticBenchmarker:
                            mean_us=median, spread_us=true * sigma * 1.35, samples=fid.replays,
                            device=dev, cost_s=cost + compile_s, compile_s=compile_s,
                            gpu_s=cost * 0.8)
+
+    def _misbehave(self, config: KernelConfig) -> None:
+        label = config.short()
+        if label in self.crash_on:
+            try:  # no core file for a crash on purpose
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            except (ImportError, ValueError, OSError):  # pragma: no cover
+                pass
+            os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(60)  # pragma: no cover - the signal ends the process first
+        if label in self.hang_on:
+            while True:
+                time.sleep(3600)
+
+
+def _labels(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def synthetic_from_env(shape: Shape, device: str, seed: int) -> SyntheticBenchmarker:
+    """The synthetic benchmarker ``--synthetic`` uses, with the test hooks of the
+    ``SEARCHER_SYNTHETIC_*`` environment variables (see the module's docstring).
+
+    Module level and picklable by reference, so a measuring child process can build it.
+    """
+    env = os.environ
+    return SyntheticBenchmarker(
+        shape, device=device, seed=seed,
+        sleep=float(env.get("SEARCHER_SYNTHETIC_SLEEP", "0")),
+        noise=float(env.get("SEARCHER_SYNTHETIC_NOISE", "0.01")),
+        crash_on=_labels(env.get("SEARCHER_SYNTHETIC_CRASH", "")),
+        hang_on=_labels(env.get("SEARCHER_SYNTHETIC_HANG", "")),
+    )

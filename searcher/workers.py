@@ -65,6 +65,8 @@ def resolve_workers(text: str, uses_gpu: bool) -> tuple[int, list[str] | None]:
             n = 0
         if n < 1:
             raise ConfigError(f"--workers {text}: must be 'auto' or a positive integer")
+        if n == 1:
+            return 1, None  # this process does the work: it checks for a GPU itself
     if not uses_gpu:
         return (os.cpu_count() or 1 if text == "auto" else n), None
     gpus = visible_gpus()

@@ -97,3 +97,26 @@ def test_list_shows_studies_and_spaces(capsys):
     assert {"a100-e64-n1408", "h100-e64-n1408", "h200-e64-n1408"} <= {s["name"] for s in data["studies"]}
     sizes = {s["name"]: s["raw_size"] for s in data["spaces"]}
     assert sizes["vllm-432"] == 432 and sizes["vllm-1920"] == 1920
+
+
+def test_messages_print_user_text_as_is_brackets_included(capsys, in_tmp):
+    study = in_tmp / "h100[old].toml"
+    assert main(["run", "--study", str(study), "--synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert "h100[old].toml: no such study file" in err
+    # A closing tag in a path once crashed the error printer itself.
+    assert main(["compare", "--study", "h100-e64-n1408", "--no-remeasure", "--out", "out[/x]"]) == 2
+    assert "--out out[/x]: not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--time-limit", "nan"], "--time-limit nan: must be a positive number"),
+    (["run", "--time-limit", "0"], "--time-limit 0: must be a positive number"),
+    (["grid", "--time-limit", "-5"], "--time-limit -5: must be a positive number"),
+    (["grid", "--limit-per-m", "0"], "--limit-per-m 0: must be at least 1"),
+])
+def test_limits_must_be_positive(argv, message, capsys, in_tmp):
+    assert main([*argv, "--study", "h100-e64-n1408", "--synthetic",
+                 "--storage", f"sqlite:///{in_tmp / 's.db'}"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (in_tmp / "s.db").exists(), "a refused run must not create its storage"

@@ -96,3 +96,26 @@ def test_export_grid_writes_each_batch_sizes_fastest_measured_config(spec, tmp_p
     # The search studies of this storage are empty: exporting them fails, naming the command.
     with pytest.raises(ExportError, match="searcher run --study"):
         export_study(spec, url, H100, tmp_path, batch_sizes=[16])
+
+
+def test_dataset_never_overwrites_another_file_and_leaves_nothing_behind(spec, tmp_path):
+    from searcher.errors import SearcherError
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    run_grid(spec, SyntheticBenchmarker(spec.shape, device=H100), H100, url,
+             batch_sizes=[16], limit_per_m=5)
+    mine = tmp_path / "mine.csv"
+    mine.write_text("M,some,other,data\n1,2,3,4\n")
+    with pytest.raises(SearcherError, match="exists and is not a dataset of study"):
+        write_grid_dataset(spec, url, H100, str(mine), batch_sizes=[16])
+    assert mine.read_text() == "M,some,other,data\n1,2,3,4\n"
+    with pytest.raises(SearcherError, match="is a directory"):
+        write_grid_dataset(spec, url, H100, str(tmp_path), batch_sizes=[16])
+    # Its own dataset is rewritten (after more measurements), atomically.
+    path = tmp_path / "d.csv"
+    write_grid_dataset(spec, url, H100, str(path), batch_sizes=[16])
+    run_grid(spec, SyntheticBenchmarker(spec.shape, device=H100), H100, url,
+             batch_sizes=[16], limit_per_m=8)
+    write_grid_dataset(spec, url, H100, str(path), batch_sizes=[16])
+    assert len(read_dataset(path)[1]) == 8
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []

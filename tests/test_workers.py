@@ -116,7 +116,8 @@ def _key(t) -> str:
 def test_workers_option_is_checked(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     assert resolve_workers("auto", uses_gpu=True) == (2, ["2", "3"])
-    assert resolve_workers("1", uses_gpu=True) == (1, ["2"])
+    assert resolve_workers("2", uses_gpu=True) == (2, ["2", "3"])
+    assert resolve_workers("1", uses_gpu=True) == (1, None)  # no workers: no GPU check here
     with pytest.raises(ConfigError, match=r"--workers 3: only 2 GPU\(s\) visible \(2,3\)"):
         resolve_workers("3", uses_gpu=True)
     for bad in ("0", "-2", "many", "1.5"):
