@@ -364,7 +364,7 @@ class _Searcher:
         self.warm_start(study, M, ctx)
         summary = summarize_study(study, M)
         self.view.update(summary)
-        idle = unmeasurable = 0
+        idle = unmeasurable = measured_here = 0
         try:
             while deadline is None or self.clock() < deadline:
                 if stop_requested():
@@ -388,6 +388,7 @@ class _Searcher:
                 idle = 0
                 self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
                 for status in self.measure_batch(study, M, batch, budget, deadline):
+                    measured_here += 1
                     unmeasurable = unmeasurable + 1 if status == "unmeasurable" else 0
                 summary = summarize_study(study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
@@ -400,8 +401,10 @@ class _Searcher:
             # Workers finishing the last trials at once must not both re-measure.
             if claim(self.storage, f"{study.study_name}:final@{summary.trials}"):
                 self.finalize(study, M)
+                measured_here += 1
             summary = summarize_study(study, M)
         summary.extra["study"] = study
+        summary.extra["nothing_here"] = self.opts.workers > 1 and not measured_here
         if summary.winner is not None:
             self.winners[M] = summary.winner
         elif summary.best_config is not None:
@@ -590,6 +593,14 @@ class _Searcher:
             if len(batch) == want:
                 break
             trial = study.ask()
+            if {"status", "measuring", "pid"} & trial.user_attrs.keys():
+                # A retry of a trial whose worker died carries that trial's attributes
+                # (Optuna copies them): its old status would hide it from the budget
+                # count of other workers, and its dead pid would get it recovered again.
+                trial.set_user_attr("status", None)
+                trial.set_user_attr("measuring", False)
+                for key, value in self.identity.items():
+                    trial.set_user_attr(key, value)
             try:
                 if not self._classify(study, M, ctx, trial, measured, batch, in_batch):
                     break

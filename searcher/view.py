@@ -38,6 +38,8 @@ class LineView:
         pass
 
     def finish_m(self, s: MSummary) -> None:
+        if s.extra.get("nothing_here"):
+            return  # a worker that found this batch size done by others: no news
         print(
             f"M={s.M}: {s.trials} trials ({s.complete} full, {s.pruned} pruned, {s.failed} "
             f"failed, {s.invalid} invalid skipped), best {format_us(s.best_us)} us, winner "
