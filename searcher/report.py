@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from searcher.config import KernelConfig
 from searcher.default import vllm_default_config
 from searcher.errors import ConfigError, SearcherError, StorageError
+from searcher.search import within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -196,8 +197,7 @@ class ReportRow:
 
     @property
     def within_noise(self) -> bool:
-        return self.speedup is not None and self.noise is not None \
-            and abs(self.speedup - 1.0) <= self.noise
+        return within_noise(self.speedup, self.noise)
 
     @property
     def slower(self) -> bool:

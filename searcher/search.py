@@ -66,6 +66,7 @@ __all__ = [
     "NullView",
     "iter_studies",
     "recover_stale_trials",
+    "within_noise",
 ]
 
 #: Statuses of trials that were measured and so count against the budget.
@@ -129,9 +130,12 @@ class MSummary:
 
     @property
     def within_noise(self) -> bool:
-        """The speedup over the default is no larger than the measurement noise."""
-        return self.speedup is not None and self.noise is not None \
-            and abs(self.speedup - 1.0) <= self.noise
+        return within_noise(self.speedup, self.noise)
+
+
+def within_noise(speedup: float | None, noise: float | None) -> bool:
+    """A speedup over the default no larger than the measurement noise: reported as equal."""
+    return speedup is not None and noise is not None and abs(speedup - 1.0) <= noise
 
 
 class RunView(Protocol):

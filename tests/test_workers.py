@@ -237,16 +237,22 @@ def _running(url: str, spec) -> list:
     return out
 
 
-@pytest.mark.slow
-def test_a_worker_killed_mid_trial_leaves_the_others_running_and_nothing_lost(tmp_path):
-    url = f"sqlite:///{tmp_path / 'k.db'}"
+def _start_four_workers(tmp_path: Path, name: str):
+    """A study of 4 batch sizes x 10 trials whose synthetic trials take real time, run by
+    `searcher run --workers 4` in the background: (url, study file, spec, parent process)."""
+    url = f"sqlite:///{tmp_path / f'{name}.db'}"
     path = _study(tmp_path, url, trials=10, space=ROOT / "spaces" / "vllm-432.toml",
                   batch_sizes=(16, 64, 256, 1024))
-    spec = load_spec(path)
     env = dict(os.environ, SEARCHER_SYNTHETIC_SLEEP="0.2")
     parent = subprocess.Popen([sys.executable, "-m", "searcher", "run", "--study", str(path),
                                "--synthetic", "--workers", "4"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return url, path, load_spec(path), parent
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_leaves_the_others_running_and_nothing_lost(tmp_path):
+    url, path, spec, parent = _start_four_workers(tmp_path, "k")
     victim = _wait_for(lambda: _running(url, spec))[0]
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     out, err = parent.communicate(timeout=600)
@@ -292,14 +298,7 @@ def _batch_of(url: str, spec, trial) -> int:
 
 @pytest.mark.slow
 def test_ctrl_c_stops_every_worker_cleanly_and_the_rerun_finishes(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    path = _study(tmp_path, url, trials=10, space=ROOT / "spaces" / "vllm-432.toml",
-                  batch_sizes=(16, 64, 256, 1024))
-    spec = load_spec(path)
-    env = dict(os.environ, SEARCHER_SYNTHETIC_SLEEP="0.2")
-    parent = subprocess.Popen([sys.executable, "-m", "searcher", "run", "--study", str(path),
-                               "--synthetic", "--workers", "4"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url, path, spec, parent = _start_four_workers(tmp_path, "c")
     _wait_for(lambda: len(_running(url, spec)) >= 2)
     parent.send_signal(signal.SIGINT)
     out, err = parent.communicate(timeout=120)
