@@ -37,13 +37,13 @@ os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="searcher-trit
 
 import torch  # noqa: E402
 
-from searcher.config import KernelConfig  # noqa: E402
-from searcher.default import vllm_default_config  # noqa: E402
+from searcher.kernels.fused_moe.config import KernelConfig  # noqa: E402
+from searcher.kernels.fused_moe.default import vllm_default_config  # noqa: E402
 from searcher.device import current_device  # noqa: E402
 from searcher.harness import GpuBenchmarker  # noqa: E402
-from searcher.kernels.fused_moe import MoEWorkspace, compile_config, fused_moe, make_inputs  # noqa: E402
-from searcher.kernels.reference import fused_moe_reference  # noqa: E402
-from searcher.shape import Shape  # noqa: E402
+from searcher.kernels.fused_moe.layer import MoEWorkspace, compile_config, fused_moe, make_inputs  # noqa: E402
+from searcher.kernels.fused_moe.reference import fused_moe_reference  # noqa: E402
+from searcher.kernels.fused_moe.problem import Shape  # noqa: E402
 from searcher.space import load_space, make_context  # noqa: E402
 from searcher.stats import spearman  # noqa: E402
 
@@ -131,7 +131,7 @@ def section_default(bencher: GpuBenchmarker, shape: Shape) -> dict:
 
 def section_tiny(shape: Shape, seed: int) -> dict:
     """The tiny-batch path on and off, alternating, three rounds each."""
-    from searcher.backends import BuiltinBackend
+    from searcher.kernels.fused_moe.backends import BuiltinBackend
 
     t0 = time.perf_counter()
     rows = []

@@ -36,7 +36,7 @@ from searcher.measurement import Status  # noqa: E402
 from searcher.replay import ReplayBenchmarker  # noqa: E402
 from searcher.search import COUNTED_STATUSES, SearchOptions, run_search  # noqa: E402
 from searcher.spec import find_spec, load_spec  # noqa: E402
-from searcher.config import KernelConfig  # noqa: E402
+from searcher.kernels.fused_moe.config import KernelConfig  # noqa: E402
 
 #: name -> (sampler, pruner); "searcher" is the default setup (TPE + ratio pruner).
 SETUPS = {

@@ -7,8 +7,8 @@ studies and exporting work on a machine without a GPU.
 
 from __future__ import annotations
 
-from searcher.config import CONFIG_KEYS, KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.device import DeviceInfo, vllm_device_name
 from searcher.errors import (
     BackendError,
@@ -21,7 +21,7 @@ from searcher.errors import (
     StorageError,
 )
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 
 __version__ = "0.1.0"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import NoGPUError
 from searcher.measurement import Measurement
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 
 __all__ = ["BenchRow", "bench", "require_gpu"]
 

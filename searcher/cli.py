@@ -64,8 +64,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from searcher.bench import bench
-    from searcher.config import KernelConfig
-    from searcher.shape import Shape
+    from searcher.kernels.fused_moe.config import KernelConfig
+    from searcher.kernels.fused_moe.problem import Shape
 
     shape = Shape(E=args.E, N=args.N, hidden=args.hidden, top_k=args.top_k, dtype=args.dtype)
     if any(m < 1 for m in args.M):
@@ -408,7 +408,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     device = args.device or spec.gpu
     against = None
     if args.against:
-        from searcher.export import read_config_file
+        from searcher.kernels.fused_moe.vllm_file import read_config_file
 
         _, against = read_config_file(args.against)
     bencher = None

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.search import COUNTED_STATUSES, summarize_study
 from searcher.storage import load_existing_study, open_storage, stored_wall_time, study_name
 
@@ -103,7 +103,7 @@ def compare(
     against_file: str | None = None,
 ) -> list[CompareRow]:
     """Compare the stored search and grid of every batch size (see the module docstring)."""
-    from searcher.export import nearest_config
+    from searcher.kernels.fused_moe.vllm_file import nearest_config
     from searcher.grid import grid_order
 
     storage = open_storage(storage_url)

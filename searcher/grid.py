@@ -21,7 +21,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.measurement import Measurement
 from searcher.space import make_context
 from searcher.stop import Stopped, stop_requested

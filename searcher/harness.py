@@ -15,13 +15,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status, summarize_samples
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 
 if TYPE_CHECKING:  # pragma: no cover
-    from searcher.backends import Backend, LayerCall
-    from searcher.kernels.fused_moe import MoEInputs
+    from searcher.kernels.fused_moe.backends import Backend, LayerCall
+    from searcher.kernels.fused_moe.layer import MoEInputs
 
 __all__ = ["Benchmarker", "GpuBenchmarker", "classify_error"]
 
@@ -77,7 +77,7 @@ class GpuBenchmarker:
     ) -> None:
         import torch
 
-        from searcher.backends import get_backend
+        from searcher.kernels.fused_moe.backends import get_backend
         from searcher.device import current_device
 
         self.shape = shape
@@ -97,7 +97,7 @@ class GpuBenchmarker:
     def inputs(self, M: int) -> MoEInputs:
         """The problem tensors for batch size M (expert weights shared by every M)."""
         if M not in self._inputs:
-            from searcher.kernels.fused_moe import TORCH_DTYPES, MoEInputs
+            from searcher.kernels.fused_moe.layer import TORCH_DTYPES, MoEInputs
 
             torch = self._torch
             gen = torch.Generator(device="cuda").manual_seed(self.seed * 1_000_003 + M)

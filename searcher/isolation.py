@@ -32,7 +32,7 @@ import weakref
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import BenchmarkerError, SearcherError
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
 

@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from searcher.config import CONFIG_KEYS, KernelConfig
+from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
 from searcher.errors import SearcherError
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
 

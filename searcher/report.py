@@ -37,15 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher.search import within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.search import MSummary
-    from searcher.shape import Shape
+    from searcher.kernels.fused_moe.problem import Shape
     from searcher.spec import StudySpec
 
 __all__ = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import ExportError, StorageError
 from searcher.search import MSummary, iter_studies, summarize_study
 from searcher.spec import StudySpec
@@ -84,7 +84,7 @@ def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | 
                  batch_sizes: Sequence[int] | None = None, kind: str = "search") -> Path:
     """Write the winners (of the search, or of the grid with ``kind="grid"``) in vLLM's
     file format under ``out_dir``; returns the file."""
-    from searcher.export import config_file_name, write_config_file
+    from searcher.kernels.fused_moe.vllm_file import config_file_name, write_config_file
 
     configs, triton_version = winners(spec, storage_url, device, batch_sizes, kind)
     out_dir = Path(out_dir)

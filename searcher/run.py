@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from searcher.errors import ConfigError, NoGPUError, SpecError
 from searcher.isolation import DEFAULT_TIMEOUT_S
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 from searcher.spec import StudySpec
 
 __all__ = ["make_benchmarker", "check_gpu", "ISOLATIONS"]

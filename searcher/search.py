@@ -33,8 +33,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.measurement import Measurement, Status
 from searcher.space import make_context
 from searcher.stop import Stopped, stop_requested

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from searcher.config import CONFIG_KEYS, KernelConfig
+from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
 from searcher.errors import SpaceError, SpecError
 from searcher.expr import Expression, compile_expression, did_you_mean
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import optuna
 
     from searcher.device import GpuFacts
-    from searcher.shape import Shape
+    from searcher.kernels.fused_moe.problem import Shape
 
 __all__ = [
     "CONTEXT_NAMES",
@@ -212,7 +212,7 @@ class Space:
 
     Attributes:
         name: the file stem, e.g. ``"extended"``.
-        params: one per config key, in :data:`~searcher.config.CONFIG_KEYS` order.
+        params: one per config key, in :data:`~searcher.kernels.fused_moe.config.CONFIG_KEYS` order.
         constraints: in file order.
         path: the file it was read from, if any.
         description: free text from the file.

@@ -68,7 +68,7 @@ from searcher.device import KNOWN_GPUS, GpuFacts, vllm_device_name
 from searcher.errors import SpaceError, SpecError, did_you_mean
 from searcher.pruners import DEFAULT_PRUNER, DEFAULT_RATIO, check_pruner_name
 from searcher.samplers import DEFAULT_SAMPLER, DEFAULT_STARTUP_TRIALS, check_sampler_name
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from searcher.space import Space

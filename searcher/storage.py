@@ -21,7 +21,7 @@ from searcher.errors import StorageError
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
-    from searcher.shape import Shape
+    from searcher.kernels.fused_moe.problem import Shape
     from searcher.space import Space
 
 __all__ = [

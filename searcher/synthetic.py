@@ -30,10 +30,10 @@ import time
 import zlib
 from typing import Any, Iterable
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.device import KNOWN_GPUS, GpuFacts
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 
 __all__ = ["SyntheticBenchmarker", "synthetic_from_env"]
 

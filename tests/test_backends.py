@@ -3,8 +3,8 @@ import types
 
 import pytest
 
-from searcher.backends import BuiltinBackend, get_backend
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.backends import BuiltinBackend, get_backend
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import BackendError
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from searcher.cli import main
 from searcher.compare import compare
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
-from searcher.export import write_config_file
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
+from searcher.kernels.fused_moe.vllm_file import write_config_file
 from searcher.grid import run_grid, write_grid_dataset
 from searcher.replay import ReplayBenchmarker
 from searcher.search import SearchOptions, run_search
@@ -66,7 +66,7 @@ def test_against_a_file_and_replayed_remeasurement(stored):
     spec, url, dataset, tmp = stored
     cfg = KernelConfig(32, 64, 64, 1, 4, 3)
     f = write_config_file(tmp / "theirs.json", "3.0.0", {1: cfg, 2048: KernelConfig(128, 128, 64, 1, 8, 3)})
-    from searcher.export import read_config_file
+    from searcher.kernels.fused_moe.vllm_file import read_config_file
 
     _, against = read_config_file(f)
     rows = compare(spec, url, H100, against=against, bencher=ReplayBenchmarker(dataset, noise=False),

@@ -1,6 +1,6 @@
 import pytest
 
-from searcher.config import CONFIG_KEYS, KernelConfig
+from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
 from searcher.errors import ConfigError
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 
 # (M, E) -> expected keys, straight from the heuristic's table in FUSED_MOE.md.
 CASES = [

@@ -1,4 +1,4 @@
-"""Tests for searcher.export: vLLM config file names, layout, reading, writing, lookup."""
+"""Tests for searcher.kernels.fused_moe.vllm_file: vLLM config file names, layout, reading, writing, lookup."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import ExportError, SearcherError
-from searcher.export import (
+from searcher.kernels.fused_moe.vllm_file import (
     DTYPE_SUFFIXES,
     config_file_name,
     nearest_config,

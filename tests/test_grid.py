@@ -82,7 +82,7 @@ def test_grid_time_limit_stops_and_a_rerun_continues(spec, tmp_path):
 
 def test_export_grid_writes_each_batch_sizes_fastest_measured_config(spec, tmp_path):
     from searcher.errors import ExportError
-    from searcher.export import read_config_file
+    from searcher.kernels.fused_moe.vllm_file import read_config_file
     from searcher.grid import stored_grid_summaries
     from searcher.results import export_study
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import BenchmarkerError, ConfigError, SearcherError
 from searcher.isolation import IsolatedBenchmarker, describe_exit
 from searcher.measurement import Measurement, Status
 from searcher.run import make_benchmarker
 from searcher.search import COUNTED_STATUSES, summarize_study
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
@@ -179,9 +179,9 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
         import functools, sys
-        from searcher.config import KernelConfig
+        from searcher.kernels.fused_moe.config import KernelConfig
         from searcher.isolation import IsolatedBenchmarker
-        from searcher.shape import Shape
+        from searcher.kernels.fused_moe.problem import Shape
         from searcher.synthetic import SyntheticBenchmarker
 
         if __name__ == "__main__":

@@ -14,16 +14,16 @@ import random
 import pytest
 import torch
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
-from searcher.kernels.fused_moe import (
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
+from searcher.kernels.fused_moe.layer import (
     MoEWorkspace,
     fused_moe,
     make_inputs,
     uses_naive_path,
 )
-from searcher.kernels.reference import fused_moe_reference, route_reference
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.reference import fused_moe_reference, route_reference
+from searcher.kernels.fused_moe.problem import Shape
 
 # vLLM's benchmark_moe.py CUDA space (1,920 configs).
 SPACE_1920 = [

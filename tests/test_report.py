@@ -16,13 +16,13 @@ import pytest
 
 from searcher.cli import main
 from searcher.compare import compare
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher.replay import ReplayBenchmarker, read_dataset, write_dataset
 from searcher.report import build_report, floor_us, write_report
 from searcher.search import SearchOptions, run_search, summarize_study
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 from searcher.space import make_context
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import SpecError
 from searcher.samplers import (
     DEFAULT_SAMPLER,

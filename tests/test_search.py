@@ -16,10 +16,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from searcher.config import KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import StorageError
-from searcher.export import read_config_file
+from searcher.kernels.fused_moe.vllm_file import read_config_file
 from searcher.measurement import Status
 from searcher.results import export_study, winners
 from searcher.search import SearchOptions, run_search, summarize_study

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from searcher.config import CONFIG_KEYS, KernelConfig
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.device import KNOWN_GPUS, GpuFacts
 from searcher.errors import SpaceError, SpecError
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 from searcher.space import (
     CONTEXT_NAMES,
     Param,

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from searcher.default import vllm_default_config
+from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, NoGPUError
 from searcher.search import COUNTED_STATUSES, summarize_study
 from searcher.space import make_context

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import BackendError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from searcher.kernels.fused_moe import MoEInputs
+    from searcher.kernels.fused_moe.layer import MoEInputs
 
 __all__ = ["Backend", "LayerCall", "BACKENDS", "get_backend", "BuiltinBackend", "VllmBackend"]
 
@@ -45,12 +45,12 @@ class _BuiltinLayer:
         self.workspace = workspace
 
     def compile(self) -> None:
-        from searcher.kernels.fused_moe import compile_config
+        from searcher.kernels.fused_moe.layer import compile_config
 
         compile_config(self.inputs, self.config, self.workspace)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        from searcher.kernels.fused_moe import fused_moe
+        from searcher.kernels.fused_moe.layer import fused_moe
 
         return fused_moe(self.inputs, self.config, self.workspace, logits=logits)
 
@@ -69,7 +69,7 @@ class BuiltinBackend:
         self._workspaces: dict[tuple[int, int], object] = {}
 
     def layer(self, inputs: MoEInputs, config: KernelConfig) -> LayerCall:
-        from searcher.kernels.fused_moe import MoEWorkspace
+        from searcher.kernels.fused_moe.layer import MoEWorkspace
 
         key = (id(inputs), config.BLOCK_SIZE_M)
         ws = self._workspaces.pop(key, None)

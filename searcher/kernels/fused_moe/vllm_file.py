@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.device import vllm_device_name
 from searcher.errors import ConfigError, ExportError
 

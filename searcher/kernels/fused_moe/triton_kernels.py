@@ -13,7 +13,7 @@ Five steps, each a Triton kernel (see ../shared/FUSED_MOE.md for the layer):
 5. ``_grouped_gemm_kernel`` again for down, times the routing weight, then
    ``_sum_topk_kernel`` over the top_k slots.
 
-One :class:`~searcher.config.KernelConfig` serves both GEMMs, and its BLOCK_SIZE_M drives
+One :class:`~searcher.kernels.fused_moe.config.KernelConfig` serves both GEMMs, and its BLOCK_SIZE_M drives
 the alignment, exactly as in vLLM. The GEMM kernel follows vLLM's fused_moe_kernel in
 structure (grid, grouped ordering, early exit, masking, fp32 accumulation, routed weight
 multiplied in fp32 before the cast), so a config's speed here predicts its speed there.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from searcher.config import KernelConfig
+from searcher.kernels.fused_moe.config import KernelConfig
 
 __all__ = ["vllm_default_config"]
 

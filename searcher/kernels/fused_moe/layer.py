@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from searcher.config import KernelConfig
-from searcher.kernels.fused_moe_triton import (
+from searcher.kernels.fused_moe.config import KernelConfig
+from searcher.kernels.fused_moe.triton_kernels import (
     _align_offsets_kernel,
     _align_scatter_kernel,
     _grouped_gemm_kernel,
@@ -21,7 +21,7 @@ from searcher.kernels.fused_moe_triton import (
     _sum_topk_kernel,
     _topk_softmax_kernel,
 )
-from searcher.shape import Shape
+from searcher.kernels.fused_moe.problem import Shape
 
 __all__ = [
     "TORCH_DTYPES",

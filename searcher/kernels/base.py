@@ -1,0 +1,140 @@
+"""What a kernel searcher tunes must provide: the seam between kernels and the rest.
+
+Everything generic (spaces, specs, the search loop, the grid, storage, results, the CLI)
+reaches kernel specifics only through a :class:`Kernel`, picked by the study's ``kernel``
+key from :data:`searcher.kernels.KERNELS`. A new dtype of a kernel is then a change inside
+that kernel's folder; a new kernel is a sibling folder registered in
+``searcher/kernels/__init__.py``.
+
+Importing this module imports neither torch nor triton: validating specs, listing studies
+and exporting must work on a machine without a GPU. Only :meth:`Kernel.backend` (the GPU
+side) imports them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Hashable, Mapping, Protocol, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from searcher.device import GpuFacts
+
+__all__ = ["Config", "Problem", "Kernel", "GpuPeak"]
+
+
+class Config(Hashable, Protocol):
+    """A launch configuration: a frozen, hashable, ordered value object."""
+
+    def to_dict(self) -> dict[str, int]:
+        """The config's keys and values, in the kernel's key order."""
+
+    def astuple(self) -> tuple[int, ...]:
+        """The values in the kernel's key order."""
+
+    def short(self) -> str:
+        """A compact label for tables."""
+
+
+class Problem(Hashable, Protocol):
+    """What a config is tuned for (a layer's shape and dtype), frozen and hashable."""
+
+    def label(self) -> str:
+        """A stable identity string, part of every study name (changing it orphans
+        stored studies)."""
+
+
+class GpuPeak(Protocol):
+    tensor_flops: float
+    bandwidth: float
+
+
+class Kernel(ABC):
+    """One tunable kernel: its problem, its configs, vLLM's defaults and files, its layer.
+
+    Attributes:
+        name: the registry name (a study's ``kernel`` key), e.g. ``"fused_moe"``.
+        config_keys: the config's keys, in the order files and tables show them.
+        context_names: names a space constraint may use besides the config keys (problem
+            facts, the batch size ``M``, GPU facts).
+        problem_keys: the keys of a study's ``[shape]`` table.
+    """
+
+    name: str
+    config_keys: tuple[str, ...]
+    context_names: tuple[str, ...]
+    problem_keys: tuple[str, ...]
+
+    # -- problems and configs (no GPU) -------------------------------------------------
+    @abstractmethod
+    def parse_problem(self, table: Mapping[str, Any]) -> Problem:
+        """The problem of a study's ``[shape]`` table.
+
+        Raises:
+            SpecError: an unknown or missing key, a wrong type or value, or a combination
+                the kernel cannot run; the message names the key, the value and the rule
+                (the caller prefixes the file).
+        """
+
+    @abstractmethod
+    def make_config(self, values: Sequence[int]) -> Config:
+        """A config from its values in :attr:`config_keys` order.
+
+        Raises:
+            ConfigError: a value is not a positive integer.
+        """
+
+    @abstractmethod
+    def config_from_dict(self, data: Mapping[str, Any], where: str = "config") -> Config:
+        """A config from its dict form (a file's entry, Optuna's params), checking keys.
+
+        Raises:
+            ConfigError: a key is missing or unknown, or a value is not a positive integer.
+        """
+
+    @abstractmethod
+    def context(self, problem: Problem, M: int, gpu: GpuFacts) -> dict[str, int]:
+        """Values of :attr:`context_names` for one problem, batch size and GPU.
+
+        Raises:
+            SpecError: ``M`` is not a positive integer.
+        """
+
+    @abstractmethod
+    def default_config(self, problem: Problem, M: int) -> Config:
+        """The config the kernel's user (vLLM) runs when it has no tuned file."""
+
+    # -- vLLM's files ------------------------------------------------------------------
+    @abstractmethod
+    def file_name(self, problem: Problem, device: str) -> str:
+        """The name of the tuned-config file for ``problem`` on ``device``."""
+
+    @abstractmethod
+    def render_file(self, triton_version: str, configs: Mapping[int, Config]) -> str:
+        """The text of a tuned-config file mapping batch sizes to configs."""
+
+    @abstractmethod
+    def read_file(self, path: Any) -> tuple[str | None, dict[int, Config]]:
+        """A tuned-config file's Triton version (None if absent) and configs by M.
+
+        Raises:
+            ConfigError: the file is not one (the message names the file and the key).
+        """
+
+    # -- the physical floor ------------------------------------------------------------
+    @abstractmethod
+    def floor_us(self, problem: Problem, M: int, peak: GpuPeak) -> float | None:
+        """The roofline time (us) of one call at batch size M, or None where the GPU's
+        peaks do not apply (e.g. a dtype whose tensor rate the peaks do not give)."""
+
+    # -- the GPU side (imports torch and triton) ---------------------------------------
+    @abstractmethod
+    def backend(self, name: str) -> Any:
+        """The backend that builds layer calls on the GPU (``builtin``, ``vllm``, ...).
+
+        Raises:
+            BackendError: an unknown name, or a backend that cannot run here.
+        """
+
+    @abstractmethod
+    def backends(self) -> tuple[str, ...]:
+        """The backend names :meth:`backend` accepts."""
