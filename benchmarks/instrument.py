@@ -132,10 +132,11 @@ def section_default(bencher: GpuBenchmarker, shape: Shape) -> dict:
 def section_tiny(shape: Shape, seed: int) -> dict:
     """The tiny-batch path on and off, alternating, three rounds each."""
     from searcher.kernels.fused_moe.backends import BuiltinBackend
+    from searcher.kernels.fused_moe.workload import FusedMoEWorkload
 
     t0 = time.perf_counter()
     rows = []
-    benchers = {flag: GpuBenchmarker(shape, backend=BuiltinBackend(naive=flag), seed=seed,
+    benchers = {flag: GpuBenchmarker(FusedMoEWorkload(shape, BuiltinBackend(naive=flag), seed),
                                      compile_threads=0) for flag in (True, False)}
     for M in (1, 2):
         cfg = vllm_default_config(M, shape.E)
@@ -271,7 +272,9 @@ def main() -> int:
     rng.shuffle(pool)
     n_random = 5 if args.quick else 20
     n_rank = 10 if args.quick else args.rank_configs
-    bencher = GpuBenchmarker(shape, seed=args.seed, compile_threads=8)
+    from searcher.kernels.fused_moe.workload import FusedMoEWorkload
+
+    bencher = GpuBenchmarker(FusedMoEWorkload(shape, seed=args.seed), compile_threads=8)
     if "correctness" in sections:
         result["correctness"] = section_correctness(shape, pool, n_random, args.seed)
         save()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from searcher.kernels.fused_moe.config import KernelConfig
-from searcher.kernels.fused_moe.default import vllm_default_config
+from searcher.kernels.fused_moe import FUSED_MOE
 from searcher.errors import NoGPUError
 from searcher.measurement import Measurement
 from searcher.kernels.fused_moe.problem import Shape
@@ -49,11 +49,11 @@ def bench(
     require_gpu("timing a config")
     from searcher.harness import GpuBenchmarker
 
-    bencher = GpuBenchmarker(shape, backend=backend, compile_threads=0)
+    bencher = GpuBenchmarker(FUSED_MOE.workload(shape, backend, seed=0), compile_threads=0)
     rows = []
     try:
         for M in batch_sizes:
-            cfg = config or vllm_default_config(M, shape.E)
+            cfg = config or FUSED_MOE.default_config(shape, M)
             for _ in range(repeat):
                 rows.append(BenchRow(M, cfg, bencher.measure(M, cfg, fidelity)))
     finally:

@@ -1,9 +1,10 @@
-"""Timing configs of the fused MoE layer on a GPU, the way vLLM's tuner times them.
+"""Timing configs of a kernel on a GPU, the way vLLM's tuner times its fused MoE layer.
 
-One measurement: build the layer for the config, compile it (or take the result of a
+The kernel's :class:`~searcher.kernels.base.Workload` provides the layer calls and the
+per-replay inputs; this module owns the timing. One measurement: build the layer for the config, compile it (or take the result of a
 compile started ahead on a CPU thread), run it once eagerly, capture ``calls_per_graph``
 layer calls in one CUDA graph, replay it ``warmup`` times, then ``replays`` times with
-fresh random router logits copied in before each replay and CUDA events around the replay
+fresh per-replay inputs (the router logits) copied in before each replay and CUDA events around the replay
 alone. Per-call time = replay time / calls_per_graph. Failures come back as a
 :class:`~searcher.measurement.Measurement` with a status and a reason, never raised.
 """
@@ -15,27 +16,21 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
-from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status, summarize_samples
-from searcher.kernels.fused_moe.problem import Shape
 
 if TYPE_CHECKING:  # pragma: no cover
-    from searcher.kernels.fused_moe.backends import Backend, LayerCall
-    from searcher.kernels.fused_moe.layer import MoEInputs
+    from searcher.kernels.base import LayerCall, Workload
 
 __all__ = ["Benchmarker", "GpuBenchmarker", "classify_error"]
-
-#: Fresh router-logit sets kept per batch size; replays cycle through them.
-LOGIT_SETS = 32
 
 
 class Benchmarker(Protocol):
     """What the search needs from whatever produces measurements (GPU, replay, synthetic)."""
 
-    def measure(self, M: int, config: KernelConfig, fidelity: Fidelity) -> Measurement:
+    def measure(self, M: int, config: Any, fidelity: Fidelity) -> Measurement:
         """Time ``config`` at batch size ``M``; failures are returned, not raised."""
 
-    def precompile(self, M: int, configs: Iterable[KernelConfig]) -> None:
+    def precompile(self, M: int, configs: Iterable[Any]) -> None:
         """Hint: these configs will be measured soon (compile them ahead if useful)."""
 
     def device_info(self) -> dict[str, Any]:
@@ -59,81 +54,42 @@ def classify_error(exc: BaseException) -> tuple[Status, str]:
 
 
 class GpuBenchmarker:
-    """Measures configs of one layer shape on the current CUDA device.
+    """Measures configs of one kernel problem on the current CUDA device.
 
     Args:
-        shape: the layer.
-        backend: a backend object or name (``builtin`` by default).
-        seed: seeds the random inputs and router logits, so runs are comparable.
+        workload: the kernel's problem on this GPU (inputs, layer calls, per-replay state).
         compile_threads: CPU threads compiling configs ahead (0 compiles inline).
     """
 
-    def __init__(
-        self,
-        shape: Shape,
-        backend: Backend | str = "builtin",
-        seed: int = 0,
-        compile_threads: int = 4,
-    ) -> None:
+    def __init__(self, workload: Workload, compile_threads: int = 4) -> None:
         import torch
 
-        from searcher.kernels.fused_moe.backends import get_backend
         from searcher.device import current_device
 
-        self.shape = shape
-        self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        self.workload = workload
         self.device = current_device()
-        self.seed = seed
         self._torch = torch
-        self._inputs: dict[int, MoEInputs] = {}
-        self._logit_sets: dict[int, torch.Tensor] = {}
-        self._weights: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pool = ThreadPoolExecutor(compile_threads) if compile_threads > 0 else None
-        self._pending: dict[tuple[int, KernelConfig], Future] = {}
-        self._layers: dict[tuple[int, KernelConfig], LayerCall] = {}
+        self._pending: dict[tuple[int, Any], Future] = {}
+        self._layers: dict[tuple[int, Any], LayerCall] = {}
         self._lock = threading.Lock()
-
-    # -- inputs -----------------------------------------------------------------------
-    def inputs(self, M: int) -> MoEInputs:
-        """The problem tensors for batch size M (expert weights shared by every M)."""
-        if M not in self._inputs:
-            from searcher.kernels.fused_moe.layer import TORCH_DTYPES, MoEInputs
-
-            torch = self._torch
-            gen = torch.Generator(device="cuda").manual_seed(self.seed * 1_000_003 + M)
-            s = self.shape
-            dtype = TORCH_DTYPES[s.dtype]
-            if self._weights is None:
-                wgen = torch.Generator(device="cuda").manual_seed(self.seed)
-                w1 = torch.randn(s.E, 2 * s.N, s.hidden, generator=wgen, device="cuda",
-                                 dtype=dtype)
-                w2 = torch.randn(s.E, s.hidden, s.N, generator=wgen, device="cuda", dtype=dtype)
-                self._weights = (w1, w2)
-            w1, w2 = self._weights
-            x = torch.randn(M, s.hidden, generator=gen, device="cuda", dtype=dtype)
-            logits = torch.empty(M, s.E, device="cuda", dtype=torch.float32)
-            self._logit_sets[M] = torch.randn(LOGIT_SETS, M, s.E, generator=gen, device="cuda",
-                                              dtype=torch.float32)
-            logits.copy_(self._logit_sets[M][0])
-            self._inputs[M] = MoEInputs(shape=s, M=M, x=x, logits=logits, w1=w1, w2=w2)
-        return self._inputs[M]
 
     def device_info(self) -> dict[str, Any]:
         info = self.device.to_dict()
-        info["backend"] = self.backend.name
+        info.update(self.workload.info())
         return info
 
     # -- compile ahead ----------------------------------------------------------------
-    def _layer(self, M: int, config: KernelConfig) -> LayerCall:
+    def _layer(self, M: int, config: Any) -> LayerCall:
         key = (M, config)
         with self._lock:
             layer = self._layers.get(key)
             if layer is None:
-                layer = self.backend.layer(self.inputs(M), config)
+                layer = self.workload.layer(M, config)
                 self._layers[key] = layer
         return layer
 
-    def precompile(self, M: int, configs: Iterable[KernelConfig]) -> None:
+    def precompile(self, M: int, configs: Iterable[Any]) -> None:
         if self._pool is None:
             return
         for config in configs:
@@ -143,7 +99,7 @@ class GpuBenchmarker:
             layer = self._layer(M, config)
             self._pending[key] = self._pool.submit(layer.compile)
 
-    def _compile(self, M: int, config: KernelConfig, layer: LayerCall) -> float:
+    def _compile(self, M: int, config: Any, layer: LayerCall) -> float:
         """Wait for (or do) the compile of ``config``; returns the seconds this thread spent
         on it (near zero when a compile thread finished it ahead)."""
         start = time.perf_counter()
@@ -155,7 +111,7 @@ class GpuBenchmarker:
         return time.perf_counter() - start
 
     # -- measuring --------------------------------------------------------------------
-    def measure(self, M: int, config: KernelConfig, fidelity: Fidelity | str) -> Measurement:
+    def measure(self, M: int, config: Any, fidelity: Fidelity | str) -> Measurement:
         if isinstance(fidelity, str):
             fidelity = FIDELITIES[fidelity]
         torch = self._torch
@@ -166,21 +122,19 @@ class GpuBenchmarker:
         try:
             layer = self._layer(M, config)
             compile_s = self._compile(M, config, layer)
-            inputs = self.inputs(M)
-            logit_sets = self._logit_sets[M]
-            layer(inputs.logits)  # the eager call: loads the kernels, surfaces resource errors
+            layer()  # the eager call: loads the kernels, surfaces resource errors
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 for _ in range(fidelity.calls_per_graph):
-                    layer(inputs.logits)
+                    layer()
             torch.cuda.synchronize()
             begin = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
             per_call: list[float] = []
             gpu_ms = 0.0
             for i in range(fidelity.warmup + fidelity.replays):
-                inputs.logits.copy_(logit_sets[i % LOGIT_SETS])
+                self.workload.refresh(M, i)
                 torch.cuda.synchronize()
                 begin.record()
                 graph.replay()
@@ -204,7 +158,7 @@ class GpuBenchmarker:
             cost_s=time.perf_counter() - start, compile_s=compile_s, gpu_s=gpu_ms / 1000.0,
         )
 
-    def _forget(self, M: int, config: KernelConfig) -> None:
+    def _forget(self, M: int, config: Any) -> None:
         with self._lock:
             self._layers.pop((M, config), None)
         self._pending.pop((M, config), None)

@@ -34,10 +34,12 @@ def check_gpu(spec: StudySpec, device: str, allow_other_gpu: bool) -> None:
 
 # Module-level factories: picklable, so a measuring child process can build the
 # benchmarker itself (a CUDA context cannot be handed over, nor forked).
-def _gpu_benchmarker(shape: Shape, backend: str, seed: int) -> Any:
+def _gpu_benchmarker(kernel: str, problem: Any, backend: str, seed: int) -> Any:
     from searcher.harness import GpuBenchmarker
+    from searcher.kernels import get_kernel
 
-    return GpuBenchmarker(shape, backend=backend, seed=seed, compile_threads=12)
+    workload = get_kernel(kernel).workload(problem, backend, seed)
+    return GpuBenchmarker(workload, compile_threads=12)
 
 
 def _replay_benchmarker(path: str, seed: int) -> Any:
@@ -98,7 +100,7 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
 
         device = current_device().vllm_name
         check_gpu(spec, device, allow_other_gpu)
-        factory = functools.partial(_gpu_benchmarker, spec.shape, spec.backend, seed)
+        factory = functools.partial(_gpu_benchmarker, spec.kernel, spec.shape, spec.backend, seed)
     if isolation == "none":
         bencher = factory()
     else:

@@ -59,9 +59,21 @@ def test_vllm_backend_forces_the_config_through_override_config(monkeypatch):
         monkeypatch.setitem(sys.modules, name, mod)
     backend = get_backend("vllm")
     shape = types.SimpleNamespace(top_k=6)
-    inputs = types.SimpleNamespace(shape=shape, x="x", w1="w1", w2="w2")
+    inputs = types.SimpleNamespace(shape=shape, x="x", logits="logits", w1="w1", w2="w2")
     config = KernelConfig(64, 128, 64, 1, 8, 3)
     layer = backend.layer(inputs, config)
-    assert layer("logits") == "out"
+    assert layer() == "out"
     assert calls == [("override", config.to_dict()), ("enter",), ("topk", 6, True),
                      ("experts", "w", "ids"), ("exit",)]
+
+
+def test_vllm_backend_refuses_quantized_layers(monkeypatch):
+    """searcher passes vLLM's call no scales, so a quantized layer would be timed wrong."""
+    from searcher.kernels.fused_moe.backends import VllmBackend
+    from searcher.kernels.fused_moe.problem import Shape
+
+    monkeypatch.setattr("searcher.kernels.fused_moe.backends._import_vllm", lambda: {})
+    backend = VllmBackend()
+    backend.check(Shape(8, 64, 64, 2, "bf16"))
+    with pytest.raises(BackendError, match="backend 'vllm' times bf16/fp16 layers only.*fp8_w8a8"):
+        backend.check(Shape(8, 64, 64, 2, "fp8_w8a8"))

@@ -7,7 +7,7 @@ that kernel's folder; a new kernel is a sibling folder registered in
 ``searcher/kernels/__init__.py``.
 
 Importing this module imports neither torch nor triton: validating specs, listing studies
-and exporting must work on a machine without a GPU. Only :meth:`Kernel.backend` (the GPU
+and exporting must work on a machine without a GPU. Only :meth:`Kernel.workload` (the GPU
 side) imports them.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Protocol, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.device import GpuFacts
 
-__all__ = ["Config", "Problem", "Kernel", "GpuPeak"]
+__all__ = ["Config", "Problem", "Kernel", "GpuPeak", "LayerCall", "Workload"]
 
 
 class Config(Hashable, Protocol):
@@ -41,6 +41,29 @@ class Problem(Hashable, Protocol):
     def label(self) -> str:
         """A stable identity string, part of every study name (changing it orphans
         stored studies)."""
+
+
+class LayerCall(Protocol):
+    """One configured kernel call: compile it, then run it on its workload's inputs."""
+
+    def compile(self) -> None:
+        """Compile the config's kernels without running them (may be called on a thread)."""
+
+    def __call__(self) -> Any:
+        """Run the kernel once (captured in a CUDA graph by the harness)."""
+
+
+class Workload(Protocol):
+    """A kernel's problem on the GPU, as the harness (:mod:`searcher.harness`) times it."""
+
+    def layer(self, M: int, config: Any) -> LayerCall:
+        """A call at batch size M under ``config`` (buffers made, not yet compiled)."""
+
+    def refresh(self, M: int, replay: int) -> None:
+        """Fresh per-replay inputs (e.g. router logits), copied in outside the timing."""
+
+    def info(self) -> dict[str, Any]:
+        """What every measurement records of the workload (its backend, say)."""
 
 
 class GpuPeak(Protocol):
@@ -128,13 +151,14 @@ class Kernel(ABC):
 
     # -- the GPU side (imports torch and triton) ---------------------------------------
     @abstractmethod
-    def backend(self, name: str) -> Any:
-        """The backend that builds layer calls on the GPU (``builtin``, ``vllm``, ...).
+    def workload(self, problem: Problem, backend: str, seed: int) -> Workload:
+        """The problem on the current CUDA GPU, run by ``backend`` (``builtin``, ``vllm``,
+        ...), with inputs seeded by ``seed``.
 
         Raises:
-            BackendError: an unknown name, or a backend that cannot run here.
+            BackendError: an unknown backend, or one that cannot run here or this problem.
         """
 
     @abstractmethod
     def backends(self) -> tuple[str, ...]:
-        """The backend names :meth:`backend` accepts."""
+        """The backend names :meth:`workload` accepts."""

@@ -136,10 +136,10 @@ class FusedMoE(Kernel):
         moved = problem.weight_bytes(M) + 2 * M * problem.hidden * problem.activation_size
         return 1e6 * max(moved / peak.bandwidth, problem.flops(M) / (peak.tensor_flops * rate))
 
-    def backend(self, name: str) -> Any:
-        from searcher.kernels.fused_moe.backends import get_backend
+    def workload(self, problem: Shape, backend: str, seed: int) -> Any:
+        from searcher.kernels.fused_moe.workload import FusedMoEWorkload
 
-        return get_backend(name)
+        return FusedMoEWorkload(problem, backend, seed)
 
     def backends(self) -> tuple[str, ...]:
         return ("builtin", "vllm")

@@ -12,27 +12,22 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import BackendError, did_you_mean
+from searcher.kernels.base import LayerCall
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from searcher.kernels.fused_moe.layer import MoEInputs
+    from searcher.kernels.fused_moe.problem import Shape
 
-__all__ = ["Backend", "LayerCall", "BACKENDS", "get_backend", "BuiltinBackend", "VllmBackend"]
-
-
-class LayerCall(Protocol):
-    """One configured layer: compile it, then call it on router logits."""
-
-    def compile(self) -> None:
-        """Compile the config's kernels without running them (may be called on a thread)."""
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        """Run the whole layer (routing included) on these logits."""
+__all__ = ["Backend", "BACKENDS", "get_backend", "BuiltinBackend", "VllmBackend"]
 
 
 class Backend(Protocol):
     name: str
+
+    def check(self, shape: Shape) -> None:
+        """Raise BackendError if this backend cannot run ``shape``."""
 
     def layer(self, inputs: MoEInputs, config: KernelConfig) -> LayerCall:
         """Prepare a layer call of ``inputs`` under ``config`` (buffers, not compiled)."""
@@ -49,10 +44,10 @@ class _BuiltinLayer:
 
         compile_config(self.inputs, self.config, self.workspace)
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+    def __call__(self) -> torch.Tensor:
         from searcher.kernels.fused_moe.layer import fused_moe
 
-        return fused_moe(self.inputs, self.config, self.workspace, logits=logits)
+        return fused_moe(self.inputs, self.config, self.workspace)
 
 
 class BuiltinBackend:
@@ -67,6 +62,9 @@ class BuiltinBackend:
     def __init__(self, naive: bool | None = None) -> None:
         self.naive = naive  # None: vLLM 0.33's rule decides the tiny-batch path
         self._workspaces: dict[tuple[int, int], object] = {}
+
+    def check(self, shape: Shape) -> None:
+        return None  # every problem type searcher knows
 
     def layer(self, inputs: MoEInputs, config: KernelConfig) -> LayerCall:
         from searcher.kernels.fused_moe.layer import MoEWorkspace
@@ -91,11 +89,11 @@ class _VllmLayer:
         # vLLM compiles inside its own call; the first eager call does it.
         return None
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+    def __call__(self) -> torch.Tensor:
         inputs = self.inputs
         with self.api["override_config"](self.config.to_dict()):
             weights, ids, *_ = self.api["fused_topk"](
-                inputs.x, logits, inputs.shape.top_k, renormalize=True
+                inputs.x, inputs.logits, inputs.shape.top_k, renormalize=True
             )
             return self.api["fused_experts"](inputs.x, inputs.w1, inputs.w2, weights, ids)
 
@@ -108,6 +106,14 @@ class VllmBackend:
 
     def __init__(self) -> None:
         self.api = _import_vllm()
+
+    def check(self, shape: Shape) -> None:
+        if shape.quantized:
+            raise BackendError(
+                f"backend 'vllm' times bf16/fp16 layers only; {shape.label()} is quantized "
+                "(vLLM's quantized call takes scales searcher does not pass to it): use the "
+                "default backend 'builtin', which computes vLLM 0.33.0's quantized layer"
+            )
 
     def layer(self, inputs: MoEInputs, config: KernelConfig) -> LayerCall:
         return _VllmLayer(self.api, inputs, config)
