@@ -13,10 +13,20 @@ import triton
 
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.triton_kernels import (
+    ACT_PER_GROUP,
+    ACT_PER_TENSOR,
+    ACT_PER_TOKEN,
+    FP8_MAX,
+    QUANT_FP8_BLOCK,
+    QUANT_FP8_CHANNEL,
+    QUANT_FP8_TENSOR,
+    QUANT_INT8_W8A16,
+    QUANT_NONE,
     _align_offsets_kernel,
     _align_scatter_kernel,
     _grouped_gemm_kernel,
     _naive_assign_kernel,
+    _quantize_fp8_kernel,
     _silu_and_mul_kernel,
     _sum_topk_kernel,
     _topk_softmax_kernel,
@@ -31,13 +41,25 @@ __all__ = [
     "uses_naive_path",
     "make_inputs",
     "compile_config",
+    "quantize_weights",
+    "uses_swap_ab",
 ]
 
+#: dtype of the hidden states (the layer's input and output) per problem dtype.
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
     "fp32": torch.float32,
+    "fp8_w8a8": torch.bfloat16,
+    "int8_w8a16": torch.bfloat16,
 }
+#: dtype of the stored expert weights per problem dtype.
+WEIGHT_DTYPES: dict[str, torch.dtype] = {
+    **TORCH_DTYPES, "fp8_w8a8": torch.float8_e4m3fn, "int8_w8a16": torch.int8,
+}
+_QUANT_MODES = {"none": QUANT_NONE, "per_tensor": QUANT_FP8_TENSOR,
+                "per_channel": QUANT_FP8_CHANNEL, "block": QUANT_FP8_BLOCK}
+INT8_MAX = 127.0
 
 #: vLLM 0.33 skips the alignment and gives each routed row a block of its own when
 #: M * top_k * NAIVE_FACTOR <= E. Kept here (see README, "tiny-batch path") because it
@@ -50,9 +72,32 @@ def uses_naive_path(M: int, top_k: int, E: int) -> bool:
     return M * top_k * NAIVE_FACTOR <= E
 
 
+def uses_swap_ab(shape: Shape, config: KernelConfig, capability: tuple[int, int] | None) -> bool:
+    """Whether vLLM 0.33.0 computes the GEMM tiles with swapped operands: fp8_w8a8 on
+    compute capability 9.0 with BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64
+    (``enable_swap_ab`` in vLLM's fused_moe/utils.py)."""
+    return (shape.dtype == "fp8_w8a8" and capability == (9, 0)
+            and config.BLOCK_SIZE_M < 64 and config.BLOCK_SIZE_N >= 64)
+
+
+def _quant_mode(shape: Shape) -> int:
+    if shape.dtype == "int8_w8a16":
+        return QUANT_INT8_W8A16
+    return _QUANT_MODES[shape.scheme]
+
+
 @dataclass
 class MoEInputs:
-    """The tensors of one layer problem: activations, router logits and expert weights."""
+    """The tensors of one layer problem: activations, router logits and expert weights.
+
+    Unquantized: ``w1`` [E, 2N, H] and ``w2`` [E, H, N] in the problem's dtype, no scales.
+    fp8_w8a8: e4m3 weights; ``w1_scale``/``w2_scale`` fp32 [E] (per-tensor), [E, 2N] /
+    [E, H] (per-channel), or [E, cdiv(2N, block_n), cdiv(H, block_k)] /
+    [E, cdiv(H, block_n), cdiv(N, block_k)] (block-wise); per-tensor also has the static
+    activation scales ``a1_scale``/``a2_scale`` fp32 [1]. int8_w8a16: int8 weights with
+    per-channel scales [E, 2N] / [E, H]. ``x`` is bf16 for every quantized dtype.
+    Dequantized weight = weight * scale (broadcast over its row, or its block).
+    """
 
     shape: Shape
     M: int
@@ -60,6 +105,40 @@ class MoEInputs:
     logits: torch.Tensor  # [M, E] fp32
     w1: torch.Tensor  # [E, 2N, H]
     w2: torch.Tensor  # [E, H, N]
+    w1_scale: torch.Tensor | None = None
+    w2_scale: torch.Tensor | None = None
+    a1_scale: torch.Tensor | None = None
+    a2_scale: torch.Tensor | None = None
+
+
+def quantize_weights(w: torch.Tensor, shape: Shape) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Quantize fp32 expert weights [E, n_out, k] the way the problem's checkpoint holds
+    them: scale = amax / 448 (fp8) or amax / 127 (int8) over the expert, each output row,
+    or each [block_n, block_k] tile; returns (quantized weights, fp32 scales) or
+    (weights in the problem's dtype, None) when unquantized.
+    """
+    scheme = shape.scheme
+    if not shape.quantized:
+        return w.to(WEIGHT_DTYPES[shape.dtype]), None
+    E, n_out, k = w.shape
+    if scheme == "block":
+        bn, bk = shape.block_shape  # type: ignore[misc]
+        tiles_n, tiles_k = triton.cdiv(n_out, bn), triton.cdiv(k, bk)
+        padded = torch.zeros(E, tiles_n * bn, tiles_k * bk, dtype=w.dtype, device=w.device)
+        padded[:, :n_out, :k] = w
+        amax = padded.view(E, tiles_n, bn, tiles_k, bk).abs().amax(dim=(2, 4))
+        scale = amax.clamp_min(1e-10) / FP8_MAX
+        full = scale.repeat_interleave(bn, 1).repeat_interleave(bk, 2)[:, :n_out, :k]
+        return (w / full).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
+    if scheme == "per_tensor":
+        scale = w.abs().amax(dim=(1, 2)).clamp_min(1e-10) / FP8_MAX  # [E]
+        return (w / scale[:, None, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
+    if shape.dtype == "int8_w8a16":
+        scale = w.abs().amax(dim=2).clamp_min(1e-10) / INT8_MAX  # [E, n_out]
+        q = torch.round(w / scale[:, :, None]).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
+        return q, scale
+    scale = w.abs().amax(dim=2).clamp_min(1e-10) / FP8_MAX  # per-channel fp8, [E, n_out]
+    return (w / scale[:, :, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
 
 
 def make_inputs(
@@ -70,6 +149,10 @@ def make_inputs(
     scale_weights: bool = False,
 ) -> MoEInputs:
     """Random inputs as vLLM's tuner makes them (``randn``; router logits in fp32).
+
+    Quantized weights are ``randn`` values quantized with :func:`quantize_weights`;
+    per-tensor fp8's static activation scales are calibrated from this batch with
+    :func:`~searcher.kernels.fused_moe.reference.static_activation_scales`.
 
     Args:
         scale_weights: divide weights by sqrt of their fan-in, for correctness checks
@@ -86,24 +169,36 @@ def make_inputs(
     if scale_weights:
         w1 /= H**0.5
         w2 /= N**0.5
-    return MoEInputs(
-        shape=shape,
-        M=M,
-        x=randn(M, H).to(dtype),
-        logits=randn(M, E),
-        w1=w1.to(dtype),
-        w2=w2.to(dtype),
-    )
+    w1q, w1_scale = quantize_weights(w1, shape)
+    del w1
+    w2q, w2_scale = quantize_weights(w2, shape)
+    del w2
+    inputs = MoEInputs(shape=shape, M=M, x=randn(M, H).to(dtype), logits=randn(M, E),
+                       w1=w1q, w2=w2q, w1_scale=w1_scale, w2_scale=w2_scale)
+    if shape.scheme == "per_tensor":
+        from searcher.kernels.fused_moe.reference import static_activation_scales
+
+        inputs.a1_scale, inputs.a2_scale = static_activation_scales(inputs)
+    return inputs
 
 
 class MoEWorkspace:
-    """Preallocated buffers for one (problem, BLOCK_SIZE_M), reusable across calls."""
+    """Preallocated buffers for one (problem, BLOCK_SIZE_M), reusable across calls.
 
-    def __init__(self, inputs: MoEInputs, block_m: int, naive: bool | None = None) -> None:
+    Args:
+        swap_ab: compute fp8 tiles with swapped operands; None decides by vLLM's rule on
+            the current GPU (:func:`uses_swap_ab`), per config at launch.
+    """
+
+    def __init__(self, inputs: MoEInputs, block_m: int, naive: bool | None = None,
+                 swap_ab: bool | None = None) -> None:
         shape, M = inputs.shape, inputs.M
         device = inputs.x.device
         self.block_m = block_m
         self.naive = uses_naive_path(M, shape.top_k, shape.E) if naive is None else naive
+        self.swap_ab = swap_ab
+        self.capability = (torch.cuda.get_device_capability(device)
+                           if device.type == "cuda" else None)
         numel = M * shape.top_k
         self.numel = numel
         if self.naive:
@@ -113,7 +208,8 @@ class MoEWorkspace:
             self.max_ids = numel + shape.E * (block_m - 1)
             self.max_blocks = triton.cdiv(self.max_ids, block_m)
         i32 = dict(dtype=torch.int32, device=device)
-        self.topk_weights = torch.empty(M, shape.top_k, dtype=torch.float32, device=device)
+        f32 = dict(dtype=torch.float32, device=device)
+        self.topk_weights = torch.empty(M, shape.top_k, **f32)
         self.topk_ids = torch.empty(M, shape.top_k, **i32)
         self.counts = torch.zeros(shape.E, **i32)
         self.cursor = torch.empty(shape.E, **i32)
@@ -125,6 +221,21 @@ class MoEWorkspace:
         self.act = torch.empty(numel, shape.N, dtype=dtype, device=device)
         self.down = torch.empty(M, shape.top_k, shape.hidden, dtype=dtype, device=device)
         self.out = torch.empty(M, shape.hidden, dtype=dtype, device=device)
+        # fp8_w8a8: the GEMM inputs quantized inside the layer, and their scales.
+        self.x_q = self.x_scale = self.act_q = self.act_scale = None
+        if shape.dtype == "fp8_w8a8":
+            fp8 = dict(dtype=torch.float8_e4m3fn, device=device)
+            self.x_q = torch.empty(M, shape.hidden, **fp8)
+            self.act_q = torch.empty(numel, shape.N, **fp8)
+            if shape.scheme == "per_tensor":
+                self.x_scale, self.act_scale = inputs.a1_scale, inputs.a2_scale
+            elif shape.scheme == "per_channel":
+                self.x_scale = torch.empty(M, 1, **f32)
+                self.act_scale = torch.empty(numel, 1, **f32)
+            else:
+                block_k = shape.block_shape[1]  # type: ignore[index]
+                self.x_scale = torch.empty(M, triton.cdiv(shape.hidden, block_k), **f32)
+                self.act_scale = torch.empty(numel, triton.cdiv(shape.N, block_k), **f32)
 
 
 def _pow2(n: int) -> int:
@@ -158,27 +269,82 @@ def _route(inputs: MoEInputs, logits: torch.Tensor, ws: MoEWorkspace, renormaliz
     )
 
 
+def _quantize(shape: Shape, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> None:
+    """Quantize activations [rows, K] to fp8 into ``q``, as the problem's scheme does."""
+    rows, K = x.shape
+    if shape.scheme == "block":
+        group = shape.block_shape[1]  # type: ignore[index]
+        mode, grid = ACT_PER_GROUP, (rows, triton.cdiv(K, group))
+    elif shape.scheme == "per_channel":
+        group = min(1024, _pow2(K))
+        mode, grid = ACT_PER_TOKEN, (rows, 1)
+    else:
+        group = min(1024, _pow2(K))
+        mode, grid = ACT_PER_TENSOR, (rows, triton.cdiv(K, group))
+    stride_sm = scale.stride(0) if scale.dim() == 2 else 0
+    stride_sk = scale.stride(1) if scale.dim() == 2 else 0
+    _quantize_fp8_kernel[grid](
+        x, q, scale, K, x.stride(0), q.stride(0), stride_sm, stride_sk,
+        MODE=mode, GROUP=group, FP8_MAX=FP8_MAX,
+    )
+
+
 def _gemm(
     a: torch.Tensor, w: torch.Tensor, c: torch.Tensor, ws: MoEWorkspace, config: KernelConfig,
+    shape: Shape, a_scale: torch.Tensor | None, w_scale: torch.Tensor | None,
     a_row_div: int, mul_routed_weight: bool, warmup: bool = False,
 ):
     n_out, k = w.shape[1], w.shape[2]
     em = ws.max_ids
+    block_k = config.BLOCK_SIZE_K
+    group_n = group_k = 0
+    if shape.block_shape is not None:
+        group_n, group_k = shape.block_shape
+        # vLLM clamps the K tile to the quantization block so that each K step has one
+        # scale per row and column (invoke_fused_moe_triton_kernel).
+        block_k = min(block_k, group_n, group_k)
+    swap_ab = ws.swap_ab
+    if swap_ab is None:
+        swap_ab = uses_swap_ab(shape, config, ws.capability)
     grid = (triton.cdiv(em, config.BLOCK_SIZE_M) * triton.cdiv(n_out, config.BLOCK_SIZE_N),)
+    # Unused scale pointers get a valid tensor; the kernel never reads them.
+    a_s = a_scale if a_scale is not None else ws.topk_weights
+    w_s = w_scale if w_scale is not None else ws.topk_weights
+    stride_asm = a_s.stride(0) if a_scale is not None and a_s.dim() == 2 else 0
+    stride_ask = a_s.stride(1) if a_scale is not None and a_s.dim() == 2 else 0
+    stride_bse = w_s.stride(0) if w_scale is not None else 0
+    stride_bsn = w_s.stride(1) if w_scale is not None and w_s.dim() >= 2 else 0
+    stride_bsk = w_s.stride(2) if w_scale is not None and w_s.dim() == 3 else 0
     args = (
-        a, w, c, ws.topk_weights, ws.sorted_ids, ws.expert_ids, ws.num_post_padded,
+        a, w, c, a_s, w_s, ws.topk_weights, ws.sorted_ids, ws.expert_ids, ws.num_post_padded,
         n_out, k, em, ws.numel,
         a.stride(0), a.stride(1), w.stride(0), w.stride(2), w.stride(1), c.stride(0), c.stride(1),
+        stride_asm, stride_ask, stride_bse, stride_bsk, stride_bsn,
     )
     meta = dict(
         A_ROW_DIV=a_row_div, MUL_ROUTED_WEIGHT=mul_routed_weight, NAIVE=ws.naive,
+        QUANT=_quant_mode(shape), GROUP_N=group_n, GROUP_K=group_k, SWAP_AB=swap_ab,
         BLOCK_SIZE_M=config.BLOCK_SIZE_M, BLOCK_SIZE_N=config.BLOCK_SIZE_N,
-        BLOCK_SIZE_K=config.BLOCK_SIZE_K, GROUP_SIZE_M=config.GROUP_SIZE_M,
+        BLOCK_SIZE_K=block_k, GROUP_SIZE_M=config.GROUP_SIZE_M,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
     if warmup:
         return _grouped_gemm_kernel.warmup(*args, grid=grid, **meta)
     return _grouped_gemm_kernel[grid](*args, **meta)
+
+
+def _gemm1(inputs: MoEInputs, ws: MoEWorkspace, config: KernelConfig, warmup: bool = False):
+    a = ws.x_q if ws.x_q is not None else inputs.x
+    return _gemm(a, inputs.w1, ws.gate_up, ws, config, inputs.shape, ws.x_scale,
+                 inputs.w1_scale, a_row_div=inputs.shape.top_k, mul_routed_weight=False,
+                 warmup=warmup)
+
+
+def _gemm2(inputs: MoEInputs, ws: MoEWorkspace, config: KernelConfig, warmup: bool = False):
+    a = ws.act_q if ws.act_q is not None else ws.act
+    down = ws.down.view(ws.numel, inputs.shape.hidden)
+    return _gemm(a, inputs.w2, down, ws, config, inputs.shape, ws.act_scale, inputs.w2_scale,
+                 a_row_div=1, mul_routed_weight=True, warmup=warmup)
 
 
 def fused_moe(
@@ -189,6 +355,9 @@ def fused_moe(
     renormalize: bool = True,
 ) -> torch.Tensor:
     """Run the whole layer once and return the [M, H] output (a workspace buffer).
+
+    fp8_w8a8 quantizes the GEMM inputs (x, then the SiLU-and-mul output) to e4m3 inside
+    the layer, as vLLM 0.33.0 does, so that step is part of the layer and its timing.
 
     Args:
         inputs: the problem's tensors.
@@ -202,14 +371,16 @@ def fused_moe(
         raise ValueError(f"workspace built for BLOCK_SIZE_M={ws.block_m}, config has {config}")
     shape = inputs.shape
     _route(inputs, inputs.logits if logits is None else logits, ws, renormalize)
-    _gemm(inputs.x, inputs.w1, ws.gate_up, ws, config, a_row_div=shape.top_k,
-          mul_routed_weight=False)
+    if ws.x_q is not None:
+        _quantize(shape, inputs.x, ws.x_q, ws.x_scale)
+    _gemm1(inputs, ws, config)
     block = min(1024, _pow2(shape.N))
     _silu_and_mul_kernel[(ws.numel, triton.cdiv(shape.N, block))](
         ws.gate_up, ws.act, shape.N, ws.gate_up.stride(0), ws.act.stride(0), BLOCK=block,
     )
-    down = ws.down.view(ws.numel, shape.hidden)
-    _gemm(ws.act, inputs.w2, down, ws, config, a_row_div=1, mul_routed_weight=True)
+    if ws.act_q is not None:
+        _quantize(shape, ws.act, ws.act_q, ws.act_scale)
+    _gemm2(inputs, ws, config)
     block = min(1024, _pow2(shape.hidden))
     _sum_topk_kernel[(inputs.M, triton.cdiv(shape.hidden, block))](
         ws.down, ws.out, shape.hidden, ws.down.stride(0), ws.down.stride(1), ws.out.stride(0),
@@ -224,7 +395,5 @@ def compile_config(inputs: MoEInputs, config: KernelConfig, workspace: MoEWorksp
 
     Compile errors propagate; resource limits (shared memory) surface at the first launch.
     """
-    shape = inputs.shape
-    _gemm(inputs.x, inputs.w1, workspace.gate_up, workspace, config, shape.top_k, False, warmup=True)
-    down = workspace.down.view(workspace.numel, shape.hidden)
-    _gemm(workspace.act, inputs.w2, down, workspace, config, 1, True, warmup=True)
+    _gemm1(inputs, workspace, config, warmup=True)
+    _gemm2(inputs, workspace, config, warmup=True)

@@ -30,6 +30,16 @@ __all__ = [
     "_align_scatter_kernel",
     "_naive_assign_kernel",
     "_grouped_gemm_kernel",
+    "_quantize_fp8_kernel",
+    "QUANT_NONE",
+    "QUANT_FP8_TENSOR",
+    "QUANT_FP8_CHANNEL",
+    "QUANT_FP8_BLOCK",
+    "QUANT_INT8_W8A16",
+    "ACT_PER_TENSOR",
+    "ACT_PER_TOKEN",
+    "ACT_PER_GROUP",
+    "FP8_MAX",
     "_silu_and_mul_kernel",
     "_sum_topk_kernel",
 ]
@@ -172,11 +182,17 @@ def _naive_assign_kernel(
         tl.store(num_post_padded_ptr, numel * block_m)
 
 
+#: ``QUANT`` values of :func:`_grouped_gemm_kernel` (vLLM 0.33.0's fused_moe_kernel flags).
+QUANT_NONE, QUANT_FP8_TENSOR, QUANT_FP8_CHANNEL, QUANT_FP8_BLOCK, QUANT_INT8_W8A16 = range(5)
+
+
 @triton.jit
 def _grouped_gemm_kernel(
     a_ptr,
     b_ptr,  # [E, N_out, K]: row n of expert e is output column n
     c_ptr,  # [numel, N_out] rows indexed by flat routed id
+    a_scale_ptr,  # fp8: [1] per-tensor, [rows, 1] per-token, [rows, cdiv(K, GROUP_K)] block
+    b_scale_ptr,  # [E] per-tensor, [E, N_out] per-channel, [E, cdiv(N_out, GROUP_N), cdiv(K, GROUP_K)]
     topk_weights_ptr,
     sorted_ids_ptr,
     expert_ids_ptr,
@@ -192,9 +208,18 @@ def _grouped_gemm_kernel(
     stride_bn,
     stride_cm,
     stride_cn,
+    stride_asm,
+    stride_ask,
+    stride_bse,
+    stride_bsk,
+    stride_bsn,
     A_ROW_DIV: tl.constexpr,  # top_k when A is the token matrix, 1 when A is per routed row
     MUL_ROUTED_WEIGHT: tl.constexpr,
     NAIVE: tl.constexpr,  # one routed row per block, no sorted ids
+    QUANT: tl.constexpr,  # one of the QUANT_* values above
+    GROUP_N: tl.constexpr,  # block-wise fp8: the weight-scale tile [GROUP_N, GROUP_K]
+    GROUP_K: tl.constexpr,
+    SWAP_AB: tl.constexpr,  # fp8 on sm90 with BLOCK_SIZE_M < 64 <= BLOCK_SIZE_N: dot(b, a)
     BLOCK_SIZE_M: tl.constexpr,
     BLOCK_SIZE_N: tl.constexpr,
     BLOCK_SIZE_K: tl.constexpr,
@@ -236,22 +261,126 @@ def _grouped_gemm_kernel(
     # need no mask in N, as in vLLM.
     offs_bn = offs_n % N
     offs_k = tl.arange(0, BLOCK_SIZE_K)
-    a_ptrs = a_ptr + (token[:, None] // A_ROW_DIV) * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + expert * stride_be + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
+    a_rows = token // A_ROW_DIV
+    if SWAP_AB:
+        # A as [K, M] and B as [N, K]: the tile is computed transposed, as vLLM does on
+        # Hopper for fp8 with few rows (wgmma needs at least 64 rows on its M side).
+        a_ptrs = a_ptr + offs_k[:, None] * stride_ak + a_rows[None, :] * stride_am
+        b_ptrs = b_ptr + expert * stride_be + offs_bn[:, None] * stride_bn + offs_k[None, :] * stride_bk
+    else:
+        a_ptrs = a_ptr + a_rows[:, None] * stride_am + offs_k[None, :] * stride_ak
+        b_ptrs = b_ptr + expert * stride_be + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
 
-    acc = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
+    if QUANT == 1:  # fp8 per-tensor
+        a_scale = tl.load(a_scale_ptr)
+        b_scale = tl.load(b_scale_ptr + expert)
+    elif QUANT == 2:  # fp8 per-channel weights, per-token activations
+        a_scale = tl.load(a_scale_ptr + a_rows * stride_asm, mask=token_mask, other=0.0)[:, None]
+        b_scale = tl.load(b_scale_ptr + expert * stride_bse + offs_bn[None, :] * stride_bsn)
+    elif QUANT == 3:  # fp8 block-wise: scales per K step
+        a_scale_ptrs = a_scale_ptr + a_rows * stride_asm
+        b_scale_ptrs = b_scale_ptr + expert * stride_bse + (offs_bn // GROUP_N) * stride_bsn
+    elif QUANT == 4:  # int8 weights, per-channel scale
+        b_scale = tl.load(b_scale_ptr + expert * stride_bse + offs_bn[None, :] * stride_bsn)
+
+    if SWAP_AB:
+        acc = tl.zeros((BLOCK_SIZE_N, BLOCK_SIZE_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
     for k in range(0, tl.cdiv(K, BLOCK_SIZE_K)):
         k_left = K - k * BLOCK_SIZE_K
-        a = tl.load(a_ptrs, mask=token_mask[:, None] & (offs_k[None, :] < k_left), other=0.0)
-        b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        acc += tl.dot(a, b)
+        if SWAP_AB:
+            a = tl.load(a_ptrs, mask=(offs_k[:, None] < k_left) & token_mask[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        else:
+            a = tl.load(a_ptrs, mask=token_mask[:, None] & (offs_k[None, :] < k_left), other=0.0)
+            b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        if QUANT == 4:
+            acc = tl.dot(a, b.to(a.dtype), acc=acc)
+        elif QUANT == 3:
+            k_group = (k * BLOCK_SIZE_K) // GROUP_K
+            a_s = tl.load(a_scale_ptrs + k_group * stride_ask, mask=token_mask, other=0.0)
+            b_s = tl.load(b_scale_ptrs + k_group * stride_bsk)
+            if SWAP_AB:
+                acc += tl.dot(b, a) * b_s[:, None] * a_s[None, :]
+            else:
+                acc += tl.dot(a, b) * a_s[:, None] * b_s[None, :]
+        elif QUANT == 1 or QUANT == 2:
+            # fp8 accumulates through acc= (Triton's fp8 fast accumulation), as vLLM.
+            if SWAP_AB:
+                acc = tl.dot(b, a, acc=acc)
+            else:
+                acc = tl.dot(a, b, acc=acc)
+        else:
+            acc += tl.dot(a, b)
         a_ptrs += BLOCK_SIZE_K * stride_ak
         b_ptrs += BLOCK_SIZE_K * stride_bk
 
+    if SWAP_AB:
+        acc = tl.trans(acc, (1, 0))
+    if QUANT == 1 or QUANT == 2:
+        acc = acc * a_scale * b_scale
+    elif QUANT == 4:
+        acc = acc * b_scale
     if MUL_ROUTED_WEIGHT:
         w = tl.load(topk_weights_ptr + token, mask=token_mask, other=0.0)
         acc = acc * w[:, None]
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+
+
+#: ``MODE`` values of :func:`_quantize_fp8_kernel`.
+ACT_PER_TENSOR, ACT_PER_TOKEN, ACT_PER_GROUP = 1, 2, 3
+#: Largest finite float8_e4m3fn value.
+FP8_MAX = 448.0
+
+
+@triton.jit
+def _quantize_fp8_kernel(
+    x_ptr,  # [rows, K] bf16/fp16
+    q_ptr,  # [rows, K] float8_e4m3fn
+    scale_ptr,  # per-tensor: [1] static, read; per-token: [rows, 1]; per-group: [rows, cdiv(K, GROUP)]
+    K,
+    stride_x,
+    stride_q,
+    stride_sm,
+    stride_sk,
+    MODE: tl.constexpr,
+    GROUP: tl.constexpr,  # per-group: block_k columns; else the columns one program handles
+    FP8_MAX: tl.constexpr,
+):
+    # The activation quantization vLLM 0.33.0 runs before each fp8 GEMM
+    # (moe_kernel_quantize_input): a static per-tensor scale, or a dynamic scale per token
+    # or per token per block_k columns (amax / 448, the amax floored at 1e-10).
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * GROUP + tl.arange(0, GROUP)
+    x_row = x_ptr + row * stride_x
+    q_row = q_ptr + row * stride_q
+    if MODE == 1:
+        mask = cols < K
+        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+        scale = tl.load(scale_ptr)
+        q = tl.clamp(x / scale, -FP8_MAX, FP8_MAX)
+        tl.store(q_row + cols, q.to(q_ptr.dtype.element_ty), mask=mask)
+    elif MODE == 2:
+        amax = tl.zeros((GROUP,), dtype=tl.float32)
+        for start in range(0, K, GROUP):
+            c = start + tl.arange(0, GROUP)
+            x = tl.load(x_row + c, mask=c < K, other=0.0).to(tl.float32)
+            amax = tl.maximum(amax, tl.abs(x))
+        scale = tl.maximum(tl.max(amax, axis=0), 1e-10) / FP8_MAX
+        tl.store(scale_ptr + row * stride_sm, scale)
+        for start in range(0, K, GROUP):
+            c = start + tl.arange(0, GROUP)
+            x = tl.load(x_row + c, mask=c < K, other=0.0).to(tl.float32)
+            q = tl.clamp(x / scale, -FP8_MAX, FP8_MAX)
+            tl.store(q_row + c, q.to(q_ptr.dtype.element_ty), mask=c < K)
+    else:
+        mask = cols < K
+        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+        scale = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-10) / FP8_MAX
+        tl.store(scale_ptr + row * stride_sm + tl.program_id(1) * stride_sk, scale)
+        q = tl.clamp(x / scale, -FP8_MAX, FP8_MAX)
+        tl.store(q_row + cols, q.to(q_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
