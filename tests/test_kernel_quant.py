@@ -97,7 +97,12 @@ def _assert_quantized(shape: Shape, src: torch.Tensor, q: torch.Tensor, scale: t
     bad = (q.float() != cast.float()).sum().item()
     assert bad == 0, f"{bad} of {q.numel()} fp8 values differ: {where}"
     if not INTERPRETED:
-        assert torch.equal(q.float(), want_q.float()), f"fp8 values differ from torch's: {where}"
+        # On a GPU Triton's division is not IEEE's (div.full), so a value next to a
+        # rounding boundary may land one e4m3 step away from torch's (6 to 63 of about
+        # 10^6-10^7 values per variant in benchmarks/results/check-quant-NVIDIA_H200.json).
+        step = torch.ldexp(torch.ones_like(want_q.float()),
+                           torch.frexp(want_q.float().abs())[1] - 4).clamp_min(2**-9)
+        assert ((q.float() - want_q.float()).abs() <= step).all(), where
 
 
 def _check(shape: Shape, M: int, config: KernelConfig, seed: int, swap_ab: bool | None):
