@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.device import GpuFacts
+    from searcher.measurement import Status
 
-__all__ = ["Config", "Problem", "Kernel", "GpuPeak"]
+__all__ = ["Config", "Problem", "Kernel", "GpuPeak", "SyntheticLandscape"]
 
 
 class Config(Hashable, Protocol):
@@ -48,6 +49,17 @@ class GpuPeak(Protocol):
     bandwidth: float
 
 
+class SyntheticLandscape(Protocol):
+    """Made-up times of a kernel's configs for one problem and GPU (see
+    :mod:`searcher.synthetic`): structured like a real landscape, predicting nothing."""
+
+    def true_time(self, M: int, config: Config) -> float:
+        """The noiseless time (us) of ``config`` at batch size M."""
+
+    def failure(self, config: Config) -> tuple[Status, str] | None:
+        """How measuring ``config`` fails (a status and a reason), or None when it runs."""
+
+
 class Kernel(ABC):
     """One tunable kernel: its problem, its configs, vLLM's defaults and files, its layer.
 
@@ -57,12 +69,15 @@ class Kernel(ABC):
         context_names: names a space constraint may use besides the config keys (problem
             facts, the batch size ``M``, GPU facts).
         problem_keys: the keys of a study's ``[shape]`` table.
+        power_of_two_keys: config keys whose values a space may only hold as powers of two
+            (Triton's ``tl.arange`` lengths, warp counts).
     """
 
     name: str
     config_keys: tuple[str, ...]
     context_names: tuple[str, ...]
     problem_keys: tuple[str, ...]
+    power_of_two_keys: tuple[str, ...]
 
     # -- problems and configs (no GPU) -------------------------------------------------
     @abstractmethod
@@ -125,6 +140,11 @@ class Kernel(ABC):
     def floor_us(self, problem: Problem, M: int, peak: GpuPeak) -> float | None:
         """The roofline time (us) of one call at batch size M, or None where the GPU's
         peaks do not apply (e.g. a dtype whose tensor rate the peaks do not give)."""
+
+    # -- a CPU stand-in for the GPU ----------------------------------------------------
+    @abstractmethod
+    def synthetic_landscape(self, problem: Problem, gpu: GpuFacts) -> SyntheticLandscape:
+        """The made-up landscape ``--synthetic`` measures for ``problem`` on ``gpu``."""
 
     # -- the GPU side (imports torch and triton) ---------------------------------------
     @abstractmethod
