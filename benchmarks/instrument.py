@@ -44,7 +44,8 @@ from searcher.harness import GpuBenchmarker  # noqa: E402
 from searcher.kernels.fused_moe.layer import MoEWorkspace, compile_config, fused_moe, make_inputs  # noqa: E402
 from searcher.kernels.fused_moe.reference import fused_moe_reference  # noqa: E402
 from searcher.kernels.fused_moe.problem import Shape  # noqa: E402
-from searcher.space import load_space, make_context  # noqa: E402
+from searcher.kernels.fused_moe import FUSED_MOE  # noqa: E402
+from searcher.space import load_space  # noqa: E402
 from searcher.stats import spearman  # noqa: E402
 
 BATCH_SIZES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096]
@@ -268,7 +269,7 @@ def main() -> int:
     log(f"device {device.name}, torch {device.torch_version}, triton {device.triton_version}")
     space = load_space(ROOT / "spaces" / "vllm-1920.toml")
     rng = random.Random(args.seed)
-    pool = space.enumerate(make_context(shape, 64, device.facts))
+    pool = space.enumerate(FUSED_MOE.context(shape, 64, device.facts))
     rng.shuffle(pool)
     n_random = 5 if args.quick else 20
     n_rank = 10 if args.quick else args.rank_configs

@@ -1,14 +1,13 @@
 """searcher: search-based tuning of Triton kernel launch configurations.
 
-The first kernel is vLLM's fused Mixture-of-Experts layer. Heavy imports (torch, triton,
-optuna) happen lazily inside the modules that need them, so validating specs, listing
-studies and exporting work on a machine without a GPU.
+The kernels are registered in :mod:`searcher.kernels` (the first is vLLM's fused
+Mixture-of-Experts layer, whose value objects are re-exported here). Heavy imports
+(torch, triton, optuna) happen lazily inside the modules that need them, so validating
+specs, listing studies and exporting work on a machine without a GPU.
 """
 
 from __future__ import annotations
 
-from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
-from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.device import DeviceInfo, vllm_device_name
 from searcher.errors import (
     BackendError,
@@ -20,8 +19,9 @@ from searcher.errors import (
     SpecError,
     StorageError,
 )
+from searcher.kernels import KERNELS, Kernel, get_kernel
+from searcher.kernels.fused_moe import CONFIG_KEYS, KernelConfig, Shape, vllm_default_config
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
-from searcher.kernels.fused_moe.problem import Shape
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,8 @@ __all__ = [
     "ExportError",
     "FIDELITIES",
     "Fidelity",
+    "KERNELS",
+    "Kernel",
     "KernelConfig",
     "Measurement",
     "NoGPUError",
@@ -42,6 +44,7 @@ __all__ = [
     "SpecError",
     "Status",
     "StorageError",
+    "get_kernel",
     "vllm_default_config",
     "vllm_device_name",
 ]

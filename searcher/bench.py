@@ -1,15 +1,15 @@
-"""``searcher bench``: time given configs of a layer shape on the GPU."""
+"""``searcher bench``: time given configs of a kernel's problem on the GPU."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from searcher.kernels.fused_moe.config import KernelConfig
-from searcher.kernels.fused_moe import FUSED_MOE
 from searcher.errors import NoGPUError
 from searcher.measurement import Measurement
-from searcher.kernels.fused_moe.problem import Shape
+
+if TYPE_CHECKING:  # pragma: no cover
+    from searcher.kernels.base import Config, Kernel, Problem
 
 __all__ = ["BenchRow", "bench", "require_gpu"]
 
@@ -17,7 +17,7 @@ __all__ = ["BenchRow", "bench", "require_gpu"]
 @dataclass(frozen=True)
 class BenchRow:
     M: int
-    config: KernelConfig
+    config: Config
     measurement: Measurement
 
     def to_dict(self) -> dict:
@@ -33,14 +33,15 @@ def require_gpu(what: str) -> None:
 
 
 def bench(
-    shape: Shape,
+    kernel: Kernel,
+    problem: Problem,
     batch_sizes: Sequence[int],
-    config: KernelConfig | None,
+    config: Config | None,
     fidelity: str = "full",
     backend: str = "builtin",
     repeat: int = 1,
 ) -> list[BenchRow]:
-    """Measure ``config`` (vLLM's default per M when None) at each batch size.
+    """Measure ``config`` (the kernel's default per M when None) at each batch size.
 
     Raises:
         NoGPUError: no CUDA GPU is visible.
@@ -49,11 +50,11 @@ def bench(
     require_gpu("timing a config")
     from searcher.harness import GpuBenchmarker
 
-    bencher = GpuBenchmarker(FUSED_MOE.workload(shape, backend, seed=0), compile_threads=0)
+    bencher = GpuBenchmarker(kernel.workload(problem, backend, seed=0), compile_threads=0)
     rows = []
     try:
         for M in batch_sizes:
-            cfg = config or FUSED_MOE.default_config(shape, M)
+            cfg = config or kernel.default_config(problem, M)
             for _ in range(repeat):
                 rows.append(BenchRow(M, cfg, bencher.measure(M, cfg, fidelity)))
     finally:

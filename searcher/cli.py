@@ -64,14 +64,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from searcher.bench import bench
-    from searcher.kernels.fused_moe.config import KernelConfig
-    from searcher.kernels.fused_moe.problem import Shape
+    # The command's options are the fused MoE's shape: it is that layer's own command.
+    from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape
 
     shape = Shape(E=args.E, N=args.N, hidden=args.hidden, top_k=args.top_k, dtype=args.dtype)
     if any(m < 1 for m in args.M):
         raise ConfigError(f"-M {min(args.M)}: a batch size must be a positive integer")
     config = None if args.default else KernelConfig(*args.config)
-    rows = bench(shape, args.M, config, args.fidelity, backend=args.backend, repeat=args.repeat)
+    rows = bench(FUSED_MOE, shape, args.M, config, args.fidelity, backend=args.backend,
+                 repeat=args.repeat)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return 0
@@ -408,9 +409,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     device = args.device or spec.gpu
     against = None
     if args.against:
-        from searcher.kernels.fused_moe.vllm_file import read_config_file
-
-        _, against = read_config_file(args.against)
+        _, against = spec.kernel.read_file(args.against)
     bencher = None
     if args.replay and not args.no_remeasure:
         from searcher.replay import ReplayBenchmarker
@@ -484,13 +483,14 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from searcher.results import stored_devices, stored_summaries
+    from searcher.results import stored_summaries
+    from searcher.storage import open_storage, stored_devices
 
     spec, storage = _load(args)
     device = args.device or spec.gpu
     summaries = stored_summaries(spec, storage, device, batch_sizes=args.batch_sizes)
     if all(s is None for s in summaries):
-        others = stored_devices(storage, spec)
+        others = stored_devices(open_storage(storage), spec.kernel, "search", spec.shape)
         hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
         _console(stderr=True).print(f"{storage} holds no study of {spec.name} on {device}{hint}")
     if args.markdown:
@@ -510,8 +510,8 @@ def _markdown(spec, device: str, summaries) -> str:
     from searcher.view import format_us
 
     lines = [
-        "| M | trials | full | pruned | failed | winner (BM/BN/BK/GM/warps/stages) | winner us "
-        "| default us | speedup | noise % | GPU s |",
+        f"| M | trials | full | pruned | failed | winner ({'/'.join(spec.kernel.config_keys)}) "
+        "| winner us | default us | speedup | noise % | GPU s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     total = 0.0

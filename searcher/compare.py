@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from searcher.kernels.fused_moe.config import KernelConfig
-from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.search import COUNTED_STATUSES, summarize_study
 from searcher.storage import load_existing_study, open_storage, stored_wall_time, study_name
 
@@ -30,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
     from searcher.harness import Benchmarker
+    from searcher.kernels.base import Config, Kernel
     from searcher.spec import StudySpec
 
 __all__ = ["CompareRow", "compare", "write_csv", "plot_best_so_far"]
@@ -42,19 +41,19 @@ GRID_ORDERS = 20
 class CompareRow:
     M: int
     grid_best_us: float | None = None
-    grid_best: KernelConfig | None = None
+    grid_best: Config | None = None
     grid_trials: int = 0
     grid_size: int = 0
     grid_gpu_s: float = 0.0
     search_best_us: float | None = None  # the search's winner, timed as said above
-    search_winner: KernelConfig | None = None
+    search_winner: Config | None = None
     search_trials: int = 0
     search_gpu_s: float = 0.0
     gap_pct: float | None = None  # search winner over grid best, in %
     trials_to_1pct: int | None = None
     trials_to_3pct: int | None = None
     default_us: float | None = None
-    against: KernelConfig | None = None
+    against: Config | None = None
     against_us: float | None = None
     remeasured: dict[str, float] = field(default_factory=dict)  # label -> median us
     curves: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -68,7 +67,7 @@ class CompareRow:
         return d
 
 
-def _values(study: optuna.Study | None) -> list[tuple[KernelConfig, float | None, str]]:
+def _values(kernel: Kernel, study: optuna.Study | None) -> list[tuple[Config, float | None, str]]:
     """(config, full median or None, status) of counted trials, in trial order."""
     if study is None:
         return []
@@ -76,7 +75,7 @@ def _values(study: optuna.Study | None) -> list[tuple[KernelConfig, float | None
     for t in study.get_trials(deepcopy=False):
         status = t.user_attrs.get("status")
         if status in COUNTED_STATUSES and t.user_attrs.get("config"):
-            out.append((KernelConfig.from_dict(t.user_attrs["config"]),
+            out.append((kernel.config_from_dict(t.user_attrs["config"]),
                         t.value if status == "ok" else None, status))
     return out
 
@@ -95,7 +94,7 @@ def compare(
     storage_url: str,
     device: str,
     *,
-    against: dict[int, KernelConfig] | None = None,
+    against: dict[int, Config] | None = None,
     bencher: Benchmarker | None = None,
     rounds: int = 3,
     fidelity: str = "long",
@@ -103,16 +102,18 @@ def compare(
     against_file: str | None = None,
 ) -> list[CompareRow]:
     """Compare the stored search and grid of every batch size (see the module docstring)."""
-    from searcher.kernels.fused_moe.vllm_file import nearest_config
+    from searcher.export import nearest_config
     from searcher.grid import grid_order
 
+    kernel = spec.kernel
     storage = open_storage(storage_url)
     rows = []
     for M in batch_sizes or spec.batch_sizes:
-        search = load_existing_study(storage, study_name("search", spec.shape, device, M))
-        grid = load_existing_study(storage, study_name("grid", spec.shape, device, M))
+        search = load_existing_study(storage, study_name(kernel, "search", spec.shape, device, M))
+        grid = load_existing_study(storage, study_name(kernel, "grid", spec.shape, device, M))
         row = CompareRow(M=M)
-        grid_vals = _values(grid)
+        default = kernel.default_config(spec.shape, M)
+        grid_vals = _values(kernel, grid)
         grid_time = {c: v for c, v, _ in grid_vals if v is not None}
         if grid is not None:
             row.grid_trials = len(grid_vals)
@@ -120,21 +121,21 @@ def compare(
             row.grid_gpu_s = stored_wall_time(grid.user_attrs)
             if grid_time:
                 row.grid_best, row.grid_best_us = min(grid_time.items(), key=lambda kv: kv[1])
-        search_vals = _values(search)
+        search_vals = _values(kernel, search)
 
-        def time_of(config: KernelConfig | None, fallback: float | None = None) -> float | None:
+        def time_of(config: Config | None, fallback: float | None = None) -> float | None:
             if config is None:
                 return None
             return grid_time.get(config, fallback)
 
         if search is not None:
-            s = summarize_study(search, M)
+            s = summarize_study(kernel, search, M)
             row.search_trials = s.trials
             row.search_gpu_s = s.wall_s
             row.search_winner = s.winner or s.best_config
             own = {c: v for c, v, _ in search_vals if v is not None}
             row.search_best_us = time_of(row.search_winner, s.winner_us or own.get(row.search_winner))
-            row.default_us = time_of(vllm_default_config(M, spec.shape.E), s.default_us)
+            row.default_us = time_of(default, s.default_us)
             paired = [time_of(c, v) if v is not None else None for c, v, _ in search_vals]
             if row.grid_best_us:
                 for pct, attr in ((1.01, "trials_to_1pct"), (1.03, "trials_to_3pct")):
@@ -143,7 +144,7 @@ def compare(
                     setattr(row, attr, hit)
             row.curves["search"] = _best_so_far(paired)
         else:
-            row.default_us = time_of(vllm_default_config(M, spec.shape.E))
+            row.default_us = time_of(default)
         if row.grid_best_us and row.search_best_us:
             row.gap_pct = 100.0 * (row.search_best_us / row.grid_best_us - 1.0)
         if against:
@@ -160,7 +161,7 @@ def compare(
         if bencher is not None:
             configs = {
                 "grid best": row.grid_best, "search": row.search_winner,
-                "vLLM default": vllm_default_config(M, spec.shape.E), "file": row.against,
+                "vLLM default": default, "file": row.against,
             }
             times = remeasure_times(bencher, M, configs, rounds, fidelity)
             row.remeasured = {label: statistics.median(v) for label, v in times.items()}
@@ -177,15 +178,15 @@ def compare(
     return rows
 
 
-def remeasure_times(bencher: Benchmarker, M: int, configs: dict[str, KernelConfig | None],
+def remeasure_times(bencher: Benchmarker, M: int, configs: dict[str, Config | None],
                     rounds: int, fidelity: str) -> dict[str, list[float]]:
     """``rounds`` interleaved measurements (medians, us; inf where one failed) of each
     distinct config, by label."""
-    distinct: dict[KernelConfig, list[str]] = {}
+    distinct: dict[Config, list[str]] = {}
     for label, config in configs.items():
         if config is not None:
             distinct.setdefault(config, []).append(label)
-    times: dict[KernelConfig, list[float]] = {c: [] for c in distinct}
+    times: dict[Config, list[float]] = {c: [] for c in distinct}
     for _ in range(rounds):
         for config in distinct:
             m = bencher.measure(M, config, fidelity)

@@ -21,9 +21,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.measurement import Measurement
-from searcher.space import make_context
 from searcher.stop import Stopped, stop_requested
 from searcher.storage import add_wall_time, open_storage, open_study, stored_wall_time
 
@@ -31,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
     from searcher.harness import Benchmarker
+    from searcher.kernels.base import Config, Kernel
     from searcher.spec import StudySpec
 
 __all__ = ["GridSummary", "run_grid", "grid_order", "grid_records", "write_grid_dataset",
@@ -44,23 +43,23 @@ class GridSummary(dict):
     """M, size (valid configs), measured, ok, failed, best_us, best_config, wall_s."""
 
 
-def grid_order(spec: StudySpec, M: int) -> list[KernelConfig]:
+def grid_order(spec: StudySpec, M: int) -> list[Config]:
     """The valid configs of M in the grid's seeded random visiting order."""
-    configs = spec.space.enumerate(make_context(spec.shape, M, spec.gpu_facts))
+    configs = spec.space.enumerate(spec.kernel.context(spec.shape, M, spec.gpu_facts))
     random.Random(f"{spec.seed}:{M}").shuffle(configs)
     return configs
 
 
-def _measured(study: optuna.Study) -> dict[KernelConfig, Any]:
+def _measured(kernel: Kernel, study: optuna.Study) -> dict[Config, Any]:
     out = {}
     for t in study.get_trials(deepcopy=False):
         data = t.user_attrs.get("config")
         if data and t.user_attrs.get("status"):
-            out[KernelConfig.from_dict(data)] = t
+            out[kernel.config_from_dict(data)] = t
     return out
 
 
-def _store(study: optuna.Study, spec: StudySpec, config: KernelConfig, order: int,
+def _store(study: optuna.Study, spec: StudySpec, config: Config, order: int,
            short: Measurement, full: Measurement | None) -> None:
     import optuna
     from optuna.trial import TrialState
@@ -122,7 +121,7 @@ def run_grid(
         if "device_info" not in study.user_attrs:
             study.set_user_attr("device_info", bencher.device_info())
         order = grid_order(spec, M)
-        measured = _measured(study)
+        measured = _measured(spec.kernel, study)
         sample = order if limit_per_m is None else order[:limit_per_m]
         todo = [(i, c) for i, c in enumerate(sample) if i % workers == worker and c not in measured]
         started = clock()
@@ -138,16 +137,17 @@ def run_grid(
                 full = bencher.measure(M, config, "full") if short.ok else None
                 _store(study, spec, config, i, short, full)
                 if progress is not None:
-                    progress(summarize_grid(study, M, len(order)))
+                    progress(summarize_grid(spec.kernel, study, M, len(order)))
         finally:
             add_wall_time(study, clock() - started)
-        summaries.append(summarize_grid(study, M, len(order)))
+        summaries.append(summarize_grid(spec.kernel, study, M, len(order)))
         if deadline is not None and clock() >= deadline:
             break
     return summaries
 
 
-def summarize_grid(study: optuna.Study, M: int, size: int) -> GridSummary:
+def summarize_grid(kernel: Kernel, study: optuna.Study, M: int, size: int) -> GridSummary:
+    """Count a stored grid of ``kernel`` (``size`` valid configs) and find its best."""
     s = GridSummary(M=M, size=size, measured=0, ok=0, failed=0, best_us=None,
                     best_config=None, cost_s=0.0, wall_s=stored_wall_time(study.user_attrs))
     for t in study.get_trials(deepcopy=False):
@@ -158,7 +158,7 @@ def summarize_grid(study: optuna.Study, M: int, size: int) -> GridSummary:
         if t.value is not None:
             s["ok"] += 1
             if s["best_us"] is None or t.value < s["best_us"]:
-                s["best_us"], s["best_config"] = t.value, KernelConfig.from_dict(t.user_attrs["config"])
+                s["best_us"], s["best_config"] = t.value, kernel.config_from_dict(t.user_attrs["config"])
         else:
             s["failed"] += 1
     return s
@@ -172,13 +172,13 @@ def stored_grid_summaries(spec: StudySpec, storage_url: str, device: str,
     storage = open_storage(storage_url)
     out = []
     for M in batch_sizes or spec.batch_sizes:
-        study = load_existing_study(storage, study_name("grid", spec.shape, device, M))
+        study = load_existing_study(storage, study_name(spec.kernel, "grid", spec.shape, device, M))
         if study is not None:
-            out.append(summarize_grid(study, M, len(grid_order(spec, M))))
+            out.append(summarize_grid(spec.kernel, study, M, len(grid_order(spec, M))))
     return out
 
 
-def grid_records(study: optuna.Study, M: int) -> list[dict[str, Any]]:
+def grid_records(kernel: Kernel, study: optuna.Study, M: int) -> list[dict[str, Any]]:
     """The stored grid of one batch size as dataset records (see :mod:`searcher.replay`)."""
     from searcher.measurement import Status
 
@@ -189,7 +189,7 @@ def grid_records(study: optuna.Study, M: int) -> list[dict[str, Any]]:
         short = t.user_attrs.get("short") or {}
         full = t.user_attrs.get("full") or {}
         rows.append({
-            "M": M, "config": KernelConfig.from_dict(t.user_attrs["config"]),
+            "M": M, "config": kernel.config_from_dict(t.user_attrs["config"]),
             "status": Status(t.user_attrs["status"]),
             "median_us": full.get("median_us"), "spread_us": full.get("spread_us"),
             "short_median_us": short.get("median_us"),
@@ -212,11 +212,11 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
     info: dict[str, Any] = {}
     sizes = {}
     for M in batch_sizes or spec.batch_sizes:
-        study = load_existing_study(storage, study_name("grid", spec.shape, device, M))
+        study = load_existing_study(storage, study_name(spec.kernel, "grid", spec.shape, device, M))
         if study is None:
             continue
         info = info or dict(study.user_attrs.get("device_info") or {})
-        rows = grid_records(study, M)
+        rows = grid_records(spec.kernel, study, M)
         sizes[M] = f"{len(rows)}/{len(grid_order(spec, M))}"
         records.extend(rows)
     if not records:
@@ -225,7 +225,8 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
     meta = {k: info[k] for k in ("name", "vllm_name", "torch_version", "triton_version",
                                  "driver_version", "backend") if k in info}
     meta.update({
-        "study": spec.name, "shape": spec.shape.label(), "space": spec.space.name,
+        "study": spec.name, "kernel": spec.kernel.name, "shape": spec.shape.label(),
+        "space": spec.space.name,
         "space_fingerprint": spec.space.fingerprint(),
         "fidelity": "short then full per config (see searcher.measurement.FIDELITIES)",
         "measured": ", ".join(f"M={M}: {v}" for M, v in sizes.items()),

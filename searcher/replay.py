@@ -1,11 +1,15 @@
 """Replaying recorded measurements as if they came from the GPU.
 
-A dataset is a CSV file: ``#`` lines first hold metadata (``# key: value``: device,
-torch and triton versions, fidelity, command), then a header and one row per
-(batch size, config)::
+A dataset is a CSV file: ``#`` lines first hold metadata (``# key: value``: the kernel,
+device, torch and triton versions, fidelity, command), then a header and one row per
+(batch size, config); the config's columns are the kernel's ``config_keys``, e.g. for the
+fused MoE::
 
     M,BLOCK_SIZE_M,BLOCK_SIZE_N,BLOCK_SIZE_K,GROUP_SIZE_M,num_warps,num_stages,status,
     median_us,spread_us,short_median_us,short_cost_s,full_cost_s,compile_s
+
+A dataset without a ``# kernel:`` line is the fused MoE's (every dataset recorded before
+searcher had a second kernel).
 
 A replayed measurement of a recorded config returns its recorded status; its time is the
 recorded median (the short one at the short fidelity, where recorded) times noise drawn
@@ -20,16 +24,21 @@ import csv
 import math
 import random
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
 from searcher.errors import SearcherError
+from searcher.kernels import DEFAULT_KERNEL, get_kernel
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
 
-__all__ = ["Record", "ReplayBenchmarker", "read_dataset", "write_dataset", "DATASET_COLUMNS"]
+if TYPE_CHECKING:  # pragma: no cover
+    from searcher.kernels.base import Config, Kernel
 
-DATASET_COLUMNS = ("M", *CONFIG_KEYS, "status", "median_us", "spread_us", "short_median_us",
-                   "short_cost_s", "full_cost_s", "compile_s")
+__all__ = ["Record", "ReplayBenchmarker", "read_dataset", "write_dataset", "dataset_columns",
+           "dataset_kernel"]
+
+#: The columns after the config's.
+_MEASURE_COLUMNS = ("status", "median_us", "spread_us", "short_median_us", "short_cost_s",
+                    "full_cost_s", "compile_s")
 #: Costs charged where a dataset records none (seconds; measured on an H200, see README).
 DEFAULT_COSTS = {"short": 0.06, "full": 0.23, "long": 0.9, "compile": 1.0}
 
@@ -42,15 +51,34 @@ def _num(text: str) -> float:
     return math.inf if text in ("", "inf", "None") else float(text)
 
 
-def read_dataset(path: str | Path) -> tuple[dict[str, str], dict[tuple[int, KernelConfig], Record]]:
-    """Read a dataset file into (metadata, records by (M, config)).
+def dataset_columns(kernel: Kernel) -> tuple[str, ...]:
+    """The header of a dataset of ``kernel``'s configs."""
+    return ("M", *kernel.config_keys, *_MEASURE_COLUMNS)
+
+
+def dataset_kernel(meta: Mapping[str, str], where: str | Path) -> Kernel:
+    """The kernel a dataset's metadata names (the fused MoE when it names none).
 
     Raises:
-        SearcherError: the file is missing or a row is malformed (file and line named).
+        SearcherError: the dataset names an unknown kernel (the file named).
+    """
+    try:
+        return get_kernel(meta.get("kernel", DEFAULT_KERNEL))
+    except SearcherError as exc:
+        raise SearcherError(f"{where}: # kernel: {exc}") from None
+
+
+def read_dataset(path: str | Path) -> tuple[dict[str, str], dict[tuple[int, Config], Record]]:
+    """Read a dataset file into (metadata, records by (M, config)); the configs are those
+    of the kernel the metadata names (:func:`dataset_kernel`).
+
+    Raises:
+        SearcherError: the file is missing, names an unknown kernel, or a row is malformed
+            (file and line named).
     """
     path = Path(path)
     meta: dict[str, str] = {}
-    rows: dict[tuple[int, KernelConfig], Record] = {}
+    rows: dict[tuple[int, Config], Record] = {}
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
@@ -62,13 +90,15 @@ def read_dataset(path: str | Path) -> tuple[dict[str, str], dict[tuple[int, Kern
             meta[key.strip()] = value.strip()
         elif line.strip():
             body.append(line)
+    kernel = dataset_kernel(meta, path)
     reader = csv.DictReader(body)
-    missing = [c for c in ("M", *CONFIG_KEYS, "status", "median_us") if c not in (reader.fieldnames or [])]
+    missing = [c for c in ("M", *kernel.config_keys, "status", "median_us")
+               if c not in (reader.fieldnames or [])]
     if missing:
         raise SearcherError(f"{path}: the header lacks column(s) {', '.join(missing)}")
     for number, row in enumerate(reader, start=2):
         try:
-            config = KernelConfig(*(int(row[k]) for k in CONFIG_KEYS))
+            config = kernel.make_config([int(row[k]) for k in kernel.config_keys])
             record = Record(
                 M=int(row["M"]), config=config, status=Status(row["status"]),
                 median_us=_num(row["median_us"]), spread_us=_num(row.get("spread_us", "")),
@@ -85,7 +115,8 @@ def read_dataset(path: str | Path) -> tuple[dict[str, str], dict[tuple[int, Kern
 
 def write_dataset(path: str | Path, meta: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
                   study: str | None = None) -> None:
-    """Write a dataset (metadata lines, header, rows) to ``path``, atomically.
+    """Write a dataset (metadata lines, header, rows) to ``path``, atomically. The
+    records' configs are those of the kernel ``meta`` names (:func:`dataset_kernel`).
 
     An existing file is replaced only if it is a dataset of the same ``study`` (as
     `searcher grid --dataset` rewrites its own dataset after more measurements); any other
@@ -93,9 +124,10 @@ def write_dataset(path: str | Path, meta: Mapping[str, Any], records: Iterable[M
 
     Raises:
         SearcherError: the path is a folder, holds another file, or cannot be written
-            (nothing is left behind).
+            (nothing is left behind), or ``meta`` names an unknown kernel.
     """
     path = Path(path)
+    columns = dataset_columns(dataset_kernel(meta, path))
     if path.is_dir():
         raise SearcherError(f"--dataset {path}: is a directory; name a .csv file")
     if path.exists() and (study is None or f"# study: {study}\n" not in _head(path)):
@@ -108,12 +140,12 @@ def write_dataset(path: str | Path, meta: Mapping[str, Any], records: Iterable[M
             for key, value in meta.items():
                 f.write(f"# {key}: {value}\n")
             writer = csv.writer(f)
-            writer.writerow(DATASET_COLUMNS)
+            writer.writerow(columns)
             for r in records:
-                c: KernelConfig = r["config"]
+                c: Config = r["config"]
                 values = [r["M"], *c.astuple(), r["status"].value if isinstance(r["status"], Status)
                           else r["status"]]
-                for key in DATASET_COLUMNS[len(values):]:
+                for key in columns[len(values):]:
                     v = r.get(key)
                     values.append("" if v is None or (isinstance(v, float) and math.isinf(v))
                                   else (f"{v:.6g}" if isinstance(v, float) else v))
@@ -146,7 +178,7 @@ class ReplayBenchmarker:
         self.meta, self.records = read_dataset(self.path)
         self.rng = random.Random(seed)
         self.noise = noise
-        self.seen: set[tuple[int, KernelConfig]] = set()
+        self.seen: set[tuple[int, Config]] = set()
         self.charged_s = 0.0
 
     def device_info(self) -> dict[str, Any]:
@@ -155,13 +187,13 @@ class ReplayBenchmarker:
         info["backend"] = f"replay of {self.path.name}"
         return info
 
-    def precompile(self, M: int, configs: Iterable[KernelConfig]) -> None:
+    def precompile(self, M: int, configs: Iterable[Config]) -> None:
         pass
 
     def batch_sizes(self) -> list[int]:
         return sorted({M for M, _ in self.records})
 
-    def measure(self, M: int, config: KernelConfig, fidelity: Fidelity | str) -> Measurement:
+    def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
         fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
         record = self.records.get((M, config))
         device = self.device_info()

@@ -17,10 +17,11 @@ A grid's best config takes its time from that same run when the run measured it 
 winner, the default, or under any other label); otherwise its time is the median the grid
 run recorded, which was not measured side by side (marked †).
 
-The physical floor of the layer at M is ``max(bytes / bandwidth, FLOPs / peak)``: bytes
-are the expert weights touched under uniform routing plus reading the input and writing
-the output activations (``M * hidden`` elements each); FLOPs are both GEMMs'
-(:meth:`Shape.flops`). The GPU numbers are in :data:`GPU_PEAKS`.
+The physical floor of the layer at M is the kernel's roofline (``kernel.floor_us``; for the
+fused MoE ``max(bytes / bandwidth, FLOPs / peak)``: bytes are the expert weights touched
+under uniform routing plus reading the input and writing the output activations
+(``M * hidden`` elements each); FLOPs are both GEMMs'). The GPU numbers are in
+:data:`GPU_PEAKS`.
 
 The report only reads the storage: it refuses a storage file that does not exist rather
 than creating an empty one, and it sets no attribute.
@@ -37,15 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from searcher.kernels.fused_moe.config import KernelConfig
-from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher.search import within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
+    from searcher.kernels.base import Config, Kernel, Problem
     from searcher.search import MSummary
-    from searcher.kernels.fused_moe.problem import Shape
     from searcher.spec import StudySpec
 
 __all__ = [
@@ -69,7 +68,7 @@ __all__ = [
 class GpuPeak:
     """What bounds the layer from below on one GPU."""
 
-    tensor_flops: float  # dense bf16/fp16 tensor-core FLOP/s
+    tensor_flops: float  # dense bf16/fp16 tensor-core FLOP/s (a kernel scales it per dtype)
     bandwidth: float  # memory bandwidth, bytes/s
 
 
@@ -81,8 +80,6 @@ GPU_PEAKS: dict[str, GpuPeak] = {
     "NVIDIA_H200": GpuPeak(tensor_flops=989e12, bandwidth=4.8e12),
     "NVIDIA_A100-SXM4-80GB": GpuPeak(tensor_flops=312e12, bandwidth=2.04e12),
 }
-#: The dtypes whose tensor-core rate the peaks are (fp32 runs at another rate: no floor).
-_PEAK_DTYPES = ("bf16", "fp16")
 
 #: Grid spaces that always get a column ("not measured" when no dataset of theirs is
 #: given): vLLM's tuner's full grid and the reduced grid of vLLM PR #40542.
@@ -92,14 +89,14 @@ STANDARD_GRIDS: tuple[str, ...] = ("vllm-432", "vllm-1920")
 LARGE_M = 256
 
 
-def floor_us(shape: Shape, M: int, device: str) -> float | None:
-    """The physical floor (us) of the layer at M on ``device`` (see the module docstring),
-    or None for a GPU or dtype without peak numbers."""
+def floor_us(kernel: Kernel, problem: Problem, M: int, device: str) -> float | None:
+    """The physical floor (us) of ``kernel`` on ``problem`` at M on ``device`` (see the
+    module docstring), or None for a GPU without peak numbers or a problem whose rate the
+    peaks do not give."""
     peak = GPU_PEAKS.get(device)
-    if peak is None or shape.dtype not in _PEAK_DTYPES:
+    if peak is None:
         return None
-    moved = shape.weight_bytes(M) + 2 * M * shape.hidden * shape.element_size
-    return 1e6 * max(moved / peak.bandwidth, shape.flops(M) / peak.tensor_flops)
+    return kernel.floor_us(problem, M, peak)
 
 
 # -- recorded grids --------------------------------------------------------------------
@@ -109,7 +106,7 @@ class GridDataset:
 
     path: Path
     space: str
-    best: dict[int, tuple[KernelConfig, float]]  # M -> fastest config that ran, its median
+    best: dict[int, tuple[Config, float]]  # M -> fastest config that ran, its median
     batch_sizes: set[int]  # every M the dataset has rows for
     configs: int  # rows (measured configs, all batch sizes)
     cost_s: dict[int, float]  # M -> recorded GPU seconds (only where costs are recorded)
@@ -123,12 +120,12 @@ def grid_column(space: str) -> str:
     return f"grid {space} best"
 
 
-def read_grid(path: str | Path, shape: Shape, device: str) -> GridDataset:
-    """Read a recorded grid and check that it is of this shape and GPU.
+def read_grid(path: str | Path, kernel: Kernel, problem: Problem, device: str) -> GridDataset:
+    """Read a recorded grid and check that it is of this kernel, problem and GPU.
 
     Raises:
         SearcherError: the file cannot be read, names no space, or was recorded for
-            another shape or GPU (the message names ``--grid`` and the file).
+            another kernel, shape or GPU (the message names ``--grid`` and the file).
     """
     from searcher.measurement import Status
     from searcher.replay import read_dataset
@@ -142,12 +139,13 @@ def read_grid(path: str | Path, shape: Shape, device: str) -> GridDataset:
     if not space:
         raise SearcherError(f"--grid {path}: no '# space:' metadata line names the grid's "
                             "space (`searcher grid --dataset` writes one)")
-    for key, want in (("shape", shape.label()), ("vllm_name", device)):
+    for key, want in (("kernel", kernel.name), ("shape", problem.label()),
+                      ("vllm_name", device)):
         have = meta.get(key)
         if have and have != want:
             raise SearcherError(f"--grid {path}: recorded with {key} {have}, but this report "
                                 f"is of {key} {want}")
-    best: dict[int, tuple[KernelConfig, float]] = {}
+    best: dict[int, tuple[Config, float]] = {}
     cost: dict[int, float] = {}
     sizes: set[int] = set()
     for (M, config), r in records.items():
@@ -168,7 +166,7 @@ class GridCell:
     """A grid's best config at one M; ``config`` None where the dataset lacks M (or
     nothing ran there)."""
 
-    config: KernelConfig | None = None
+    config: Config | None = None
     us: float | None = None
     side_by_side: bool = False  # timed in the row's own side-by-side run
 
@@ -177,9 +175,9 @@ class GridCell:
 class ReportRow:
     M: int
     source: str  # "side by side", "finalists" or "none"
-    default: KernelConfig
+    default: Config
     default_us: float | None = None
-    winner: KernelConfig | None = None
+    winner: Config | None = None
     winner_us: float | None = None
     noise: float | None = None  # relative; see the module docstring
     trials: int = 0
@@ -252,7 +250,7 @@ def _spread(times: Sequence[float]) -> float | None:
 
 
 def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
-                             default: KernelConfig) -> tuple[list[dict[str, Any]], dict] | None:
+                             default: Config, kernel: Kernel) -> tuple[list[dict[str, Any]], dict] | None:
     """The side-by-side run's entries as (config, times_us, median_us, role), or None when
     there is none, or it no longer shows the study's winner or vLLM's default."""
     run = attrs.get("side_by_side")
@@ -262,43 +260,44 @@ def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
     search, dflt = by_label.get("search"), by_label.get("vLLM default")
     if search is None or dflt is None:
         return None
-    winner = KernelConfig.from_dict(search["config"])
+    winner = kernel.config_from_dict(search["config"])
     if summary.winner is not None and winner != summary.winner:
         return None  # the search went on after compare: its winner changed
-    if KernelConfig.from_dict(dflt["config"]) != default:
+    if kernel.config_from_dict(dflt["config"]) != default:
         return None
-    entries = [{"config": KernelConfig.from_dict(e["config"]), "times_us": e["times_us"],
+    entries = [{"config": kernel.config_from_dict(e["config"]), "times_us": e["times_us"],
                 "median_us": e["median_us"],
                 "role": {"search": "winner", "vLLM default": "default"}.get(e["label"])}
                for e in run["entries"]]
     return entries, run
 
 
-def _entries_of_final(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict] | None:
+def _entries_of_final(attrs: dict[str, Any],
+                      kernel: Kernel) -> tuple[list[dict[str, Any]], dict] | None:
     final = attrs.get("final")
     if not final:
         return None
     entries = []
     for e in final["entries"]:
-        config = KernelConfig.from_dict(e["config"])
+        config = kernel.config_from_dict(e["config"])
         role = "default" if e.get("default") else None
         entries.append({"config": config, "times_us": e["times_us"], "median_us": e["median_us"],
                         "role": role})
-        if config == KernelConfig.from_dict(final["winner"]):
+        if config == kernel.config_from_dict(final["winner"]):
             entries.append({**entries[-1], "role": "winner"})
     return entries, final
 
 
 def _row(spec: StudySpec, device: str, M: int, attrs: dict[str, Any],
          summary: MSummary) -> tuple[ReportRow, list[dict[str, Any]], dict | None]:
-    default = vllm_default_config(M, spec.shape.E)
+    default = spec.kernel.default_config(spec.shape, M)
     row = ReportRow(M=M, source="none", default=default, trials=summary.trials,
-                    wall_s=summary.wall_s, floor_us=floor_us(spec.shape, M, device))
-    found = _entries_of_side_by_side(attrs, summary, default)
+                    wall_s=summary.wall_s, floor_us=floor_us(spec.kernel, spec.shape, M, device))
+    found = _entries_of_side_by_side(attrs, summary, default, spec.kernel)
     source = "side by side"
     if found is None:
         row.stale = bool(attrs.get("side_by_side"))
-        found, source = _entries_of_final(attrs), "finalists"
+        found, source = _entries_of_final(attrs, spec.kernel), "finalists"
     if found is None:
         return row, [], None
     entries, run = found
@@ -325,7 +324,7 @@ def build_report(spec: StudySpec, storage_url: str, device: str,
     """
     datasets: list[GridDataset] = []
     for path in grids:
-        g = read_grid(path, spec.shape, device)
+        g = read_grid(path, spec.kernel, spec.shape, device)
         twin = next((d for d in datasets if d.space == g.space), None)
         if twin is not None:
             raise SearcherError(f"--grid {g.path} and --grid {twin.path} are both grids of "
@@ -347,6 +346,7 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                   datasets: list[GridDataset], columns: list[str],
                   batch_sizes: Sequence[int] | None) -> Report:
     from searcher.search import iter_studies, summarize_study
+    from searcher.storage import stored_devices
 
     by_column = {g.column: g for g in datasets}
     rows: list[ReportRow] = []
@@ -358,7 +358,7 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
             missing.append(M)
             continue
         attrs = study.user_attrs
-        row, entries, run = _row(spec, device, M, attrs, summarize_study(study, M))
+        row, entries, run = _row(spec, device, M, attrs, summarize_study(spec.kernel, study, M))
         for info in (attrs.get("device_info"), (run or {}).get("device_info")):
             if info:
                 infos.setdefault(json.dumps(info, sort_keys=True), info)
@@ -379,7 +379,8 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                     else GridCell(config, us, False)
         rows.append(row)
     if not rows:
-        others = [d for d in _stored_devices(storage, spec) if d != device]
+        others = [d for d in stored_devices(storage, spec.kernel, "search", spec.shape)
+                  if d != device]
         hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
         raise StorageError(f"--storage {storage_url} holds no search of study {spec.name} on "
                            f"{device}{hint}")
@@ -387,15 +388,6 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                   grids=datasets, columns=columns, device_infos=list(infos.values()),
                   runs=list(runs.values()), missing=missing,
                   stale=[r.M for r in rows if r.stale])
-
-
-def _stored_devices(storage: Any, spec: StudySpec) -> list[str]:
-    """Devices the storage holds searches of this spec's shape for."""
-    from searcher.storage import KERNEL
-
-    prefix = f"{KERNEL}:search:{spec.shape.label()}:"
-    names = [s.study_name for s in storage.get_all_studies()]
-    return sorted({n[len(prefix):].rsplit(":M=", 1)[0] for n in names if n.startswith(prefix)})
 
 
 def _storage_file(url: str) -> str | None:
@@ -535,7 +527,7 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
         lines += [f"![% of the physical floor against M]({plots['floor']})", ""]
     else:
         lines += [f"No % of floor plot: searcher has no peak numbers for {report.device} "
-                  f"({spec.shape.dtype}).", ""]
+                  f"({spec.shape.label()}).", ""]
     return "\n".join(lines)
 
 

@@ -4,14 +4,16 @@ export. Needs optuna, not a GPU."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import ExportError, StorageError
 from searcher.search import MSummary, iter_studies, summarize_study
 from searcher.spec import StudySpec
 
-__all__ = ["stored_summaries", "stored_devices", "winners", "export_study"]
+if TYPE_CHECKING:  # pragma: no cover
+    from searcher.kernels.base import Config
+
+__all__ = ["stored_summaries", "winners", "export_study"]
 
 
 def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str = "search",
@@ -20,26 +22,14 @@ def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str =
     from searcher.storage import open_storage
 
     storage = open_storage(storage_url)
-    return [summarize_study(study, M) if study is not None else None
+    return [summarize_study(spec.kernel, study, M) if study is not None else None
             for M, study in iter_studies(storage, kind, spec, device,
                                          batch_sizes or spec.batch_sizes)]
 
 
-def stored_devices(storage_url: str, spec: StudySpec, kind: str = "search") -> list[str]:
-    """Devices for which the storage holds studies of this spec's shape."""
-    import optuna
-
-    from searcher.storage import KERNEL, open_storage
-
-    prefix = f"{KERNEL}:{kind}:{spec.shape.label()}:"
-    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage_url),
-                                                                   include_best_trial=False)]
-    return sorted({n[len(prefix):].rsplit(":M=", 1)[0] for n in names if n.startswith(prefix)})
-
-
 def winners(spec: StudySpec, storage_url: str, device: str,
             batch_sizes: Sequence[int] | None = None,
-            kind: str = "search") -> tuple[dict[int, KernelConfig], str]:
+            kind: str = "search") -> tuple[dict[int, Config], str]:
     """The config to export for each batch size, and the Triton version that tuned them.
 
     The winner of the finalists' side-by-side run where one exists, else the best
@@ -47,15 +37,16 @@ def winners(spec: StudySpec, storage_url: str, device: str,
 
     Raises:
         ExportError: a batch size has no completed trial (never filled silently).
+        StorageError: no Triton version is stored with the studies.
     """
-    from searcher.storage import open_storage, study_name
+    from searcher.storage import open_storage, stored_devices, study_name
 
     storage = open_storage(storage_url)
-    chosen: dict[int, KernelConfig] = {}
+    chosen: dict[int, Config] = {}
     missing = []
     triton_version = None
     for M, study in iter_studies(storage, kind, spec, device, batch_sizes or spec.batch_sizes):
-        summary = summarize_study(study, M) if study is not None else None
+        summary = summarize_study(spec.kernel, study, M) if study is not None else None
         config = summary and (summary.winner or summary.best_config)
         if config is None:
             missing.append(M)
@@ -64,12 +55,12 @@ def winners(spec: StudySpec, storage_url: str, device: str,
         info = study.user_attrs.get("device_info") or {}
         triton_version = triton_version or info.get("triton_version")
     if missing:
-        have = stored_devices(storage_url, spec)
+        have = stored_devices(storage, spec.kernel, "search", spec.shape)
         hint = f"; studies of this shape exist for: {', '.join(have)}" if have and device not in have else ""
         raise ExportError(
             f"study {spec.name} on {device}: batch size(s) {', '.join(map(str, missing))} have "
             f"no completed trial in {storage_url} (e.g. study "
-            f"{study_name(kind, spec.shape, device, missing[0])!r}); run "
+            f"{study_name(spec.kernel, kind, spec.shape, device, missing[0])!r}); run "
             f"`searcher {'run' if kind == 'search' else 'grid'} --study {spec.name}` to finish "
             "them, or export fewer with "
             f"--batch-sizes{hint}"
@@ -82,13 +73,21 @@ def winners(spec: StudySpec, storage_url: str, device: str,
 def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | Path,
                  overwrite: bool = False, merge: bool = False,
                  batch_sizes: Sequence[int] | None = None, kind: str = "search") -> Path:
-    """Write the winners (of the search, or of the grid with ``kind="grid"``) in vLLM's
-    file format under ``out_dir``; returns the file."""
-    from searcher.kernels.fused_moe.vllm_file import config_file_name, write_config_file
+    """Write the winners (of the search, or of the grid with ``kind="grid"``) in the
+    kernel's file format (``spec.kernel.file_name``, ``render_file``) under ``out_dir``;
+    returns the file.
+
+    Raises:
+        ExportError: ``out_dir`` is not a directory, a batch size has no completed trial,
+            or the file cannot be written (see :func:`searcher.export.write_config_file`).
+        StorageError: no Triton version is stored with the studies.
+    """
+    from searcher.export import write_config_file
 
     configs, triton_version = winners(spec, storage_url, device, batch_sizes, kind)
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ExportError(f"--out {out_dir}: not a directory")
-    path = out_dir / config_file_name(spec.shape.E, spec.shape.N, device, spec.shape.dtype)
-    return write_config_file(path, triton_version, configs, overwrite=overwrite, merge=merge)
+    path = out_dir / spec.kernel.file_name(spec.shape, device)
+    return write_config_file(path, spec.kernel, triton_version, configs, overwrite=overwrite,
+                             merge=merge)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from searcher.errors import ConfigError, NoGPUError, SpecError
 from searcher.isolation import DEFAULT_TIMEOUT_S
-from searcher.kernels.fused_moe.problem import Shape
 from searcher.spec import StudySpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from searcher.kernels.base import Problem
 
 __all__ = ["make_benchmarker", "check_gpu", "ISOLATIONS"]
 
@@ -34,7 +36,7 @@ def check_gpu(spec: StudySpec, device: str, allow_other_gpu: bool) -> None:
 
 # Module-level factories: picklable, so a measuring child process can build the
 # benchmarker itself (a CUDA context cannot be handed over, nor forked).
-def _gpu_benchmarker(kernel: str, problem: Any, backend: str, seed: int) -> Any:
+def _gpu_benchmarker(kernel: str, problem: Problem, backend: str, seed: int) -> Any:
     from searcher.harness import GpuBenchmarker
     from searcher.kernels import get_kernel
 
@@ -48,11 +50,11 @@ def _replay_benchmarker(path: str, seed: int) -> Any:
     return ReplayBenchmarker(path, seed=seed)
 
 
-def _synthetic_benchmarker(shape: Shape, device: str, seed: int) -> Any:
+def _synthetic_benchmarker(kernel: str, problem: Problem, device: str, seed: int) -> Any:
     # The SEARCHER_SYNTHETIC_* test hooks are read where this runs (in the child).
     from searcher.synthetic import synthetic_from_env
 
-    return synthetic_from_env(shape, device, seed)
+    return synthetic_from_env(kernel, problem, device, seed)
 
 
 def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: bool = False,
@@ -85,7 +87,8 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
     if replay:
         factory = functools.partial(_replay_benchmarker, replay, seed)
     elif synthetic:
-        factory = functools.partial(_synthetic_benchmarker, spec.shape, spec.gpu, seed)
+        factory = functools.partial(_synthetic_benchmarker, spec.kernel.name, spec.shape,
+                                    spec.gpu, seed)
         device = spec.gpu
     else:
         from searcher.device import cuda_available
@@ -100,7 +103,8 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
 
         device = current_device().vllm_name
         check_gpu(spec, device, allow_other_gpu)
-        factory = functools.partial(_gpu_benchmarker, spec.kernel, spec.shape, spec.backend, seed)
+        factory = functools.partial(_gpu_benchmarker, spec.kernel.name, spec.shape, spec.backend,
+                                    seed)
     if isolation == "none":
         bencher = factory()
     else:

@@ -33,10 +33,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
-from searcher.kernels.fused_moe.config import KernelConfig
-from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.measurement import Measurement, Status
-from searcher.space import make_context
 from searcher.stop import Stopped, stop_requested
 from searcher.storage import (
     HEARTBEAT_INTERVAL_S,
@@ -54,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
     from searcher.harness import Benchmarker
+    from searcher.kernels.base import Config, Kernel
     from searcher.spec import StudySpec
 
 __all__ = [
@@ -111,9 +109,9 @@ class MSummary:
     invalid: int = 0
     duplicate: int = 0
     best_us: float = math.inf
-    best_config: KernelConfig | None = None
+    best_config: Config | None = None
     default_us: float | None = None  # default config measured in the finalists' run
-    winner: KernelConfig | None = None
+    winner: Config | None = None
     winner_us: float | None = None
     cost_s: float = 0.0  # sum of measurement wall times
     wall_s: float = 0.0  # wall time of the search loops and finalist runs
@@ -169,13 +167,14 @@ def _status(trial: optuna.trial.FrozenTrial) -> str | None:
     return trial.user_attrs.get("status")
 
 
-def _config_of(trial: optuna.trial.FrozenTrial) -> KernelConfig | None:
+def _config_of(kernel: Kernel, trial: optuna.trial.FrozenTrial) -> Config | None:
     data = trial.user_attrs.get("config")
-    return KernelConfig.from_dict(data) if data else None
+    return kernel.config_from_dict(data) if data else None
 
 
-def summarize_study(study: optuna.Study, M: int) -> MSummary:
-    """Count a stored study's trials by status and read its best and final results."""
+def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
+    """Count a stored study of ``kernel`` by trial status and read its best and final
+    results."""
     from optuna.trial import TrialState
 
     s = MSummary(M=M)
@@ -187,7 +186,7 @@ def summarize_study(study: optuna.Study, M: int) -> MSummary:
         if status == "ok" and t.state == TrialState.COMPLETE:
             s.complete += 1
             if t.value is not None and t.value < s.best_us:
-                s.best_us, s.best_config = t.value, _config_of(t)
+                s.best_us, s.best_config = t.value, _config_of(kernel, t)
         elif status == "pruned":
             s.pruned += 1
         elif status in ("invalid", "unmeasurable"):
@@ -205,7 +204,7 @@ def summarize_study(study: optuna.Study, M: int) -> MSummary:
     final = attrs.get("final")
     if final:
         s.finalized = final.get("trials") == s.trials
-        s.winner = KernelConfig.from_dict(final["winner"])
+        s.winner = kernel.config_from_dict(final["winner"])
         s.winner_us = final["winner_us"]
         s.default_us = final.get("default_us")
         s.extra["final_cost_s"] = final.get("cost_s", 0.0)
@@ -308,8 +307,8 @@ class _Searcher:
         self.storage = open_storage(opts.storage_url)
         self.heartbeat = _Heartbeat(self.storage)
         self.identity = worker_identity()
-        self.winners: dict[int, KernelConfig] = {}
-        self._valid: dict[int, list[tuple[KernelConfig, list[int]]]] = {}
+        self.winners: dict[int, Config] = {}
+        self._valid: dict[int, list[tuple[Config, list[int]]]] = {}
 
     # study of one M
     def study(self, M: int, n_existing: int = 0) -> optuna.Study:
@@ -361,12 +360,12 @@ class _Searcher:
         recover_stale_trials(probe)
         existing = len(probe.get_trials(deepcopy=False))
         study = self.study(M, existing) if existing else probe
-        ctx = make_context(self.spec.shape, M, self.spec.gpu_facts)
+        ctx = self.spec.kernel.context(self.spec.shape, M, self.spec.gpu_facts)
         if "device_info" not in study.user_attrs:
             study.set_user_attr("device_info", self.bencher.device_info())
         started = self.clock()
         self.warm_start(study, M, ctx)
-        summary = summarize_study(study, M)
+        summary = summarize_study(self.spec.kernel, study, M)
         self.view.update(summary)
         idle = unmeasurable = measured_here = 0
         try:
@@ -378,7 +377,7 @@ class _Searcher:
                     # Trials other workers are measuring hold their share of the budget.
                     left = budget - summary.trials - summary.running
                     if left <= 0 and summary.running and recover_stale_trials(study):
-                        summary = summarize_study(study, M)  # a worker here died
+                        summary = summarize_study(self.spec.kernel, study, M)  # a worker here died
                         continue
                     if left <= 0:
                         break
@@ -394,19 +393,19 @@ class _Searcher:
                 for status in self.measure_batch(study, M, batch, budget, deadline):
                     measured_here += 1
                     unmeasurable = unmeasurable + 1 if status == "unmeasurable" else 0
-                summary = summarize_study(study, M)
+                summary = summarize_study(self.spec.kernel, study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
         finally:
             add_wall_time(study, self.clock() - started)
-        summary = summarize_study(study, M)
+        summary = summarize_study(self.spec.kernel, study, M)
         if summary.complete and not summary.finalized and summary.running == 0 and (
                 budget is None or summary.trials >= budget or self._out_of_configs(study, M, ctx)):
             # Workers finishing the last trials at once must not both re-measure.
-            if claim(self.storage, f"{study.study_name}:final@{summary.trials}"):
+            if claim(self.storage, self.spec.kernel, f"{study.study_name}:final@{summary.trials}"):
                 self.finalize(study, M)
                 measured_here += 1
-            summary = summarize_study(study, M)
+            summary = summarize_study(self.spec.kernel, study, M)
         summary.extra["study"] = study
         summary.extra["nothing_here"] = self.opts.workers > 1 and not measured_here
         if summary.winner is not None:
@@ -416,7 +415,7 @@ class _Searcher:
         self.view.finish_m(summary)
         return summary
 
-    def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, KernelConfig, str]],
+    def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, Config, str]],
                       budget: int | None, deadline: float | None) -> list[str]:
         """Measure a batch of asked trials in order and return their statuses; trials past
         the budget (other workers took it) or the deadline, and the rest after Ctrl-C, go
@@ -441,7 +440,7 @@ class _Searcher:
                 status = self.evaluate(study, trial, M, config, source)
                 pending.pop(0)
                 statuses.append(status)
-                self.view.update(summarize_study(study, M))
+                self.view.update(summarize_study(self.spec.kernel, study, M))
         finally:
             for trial, config, _ in pending:
                 self.tell_skipped(study, trial, config)
@@ -449,7 +448,7 @@ class _Searcher:
 
     @staticmethod
     def _held_by_others(study: optuna.Study, trial: Any,
-                        config: KernelConfig) -> tuple[int, int | None]:
+                        config: Config) -> tuple[int, int | None]:
         """What other trials (of any worker) hold, checked after ``trial`` is marked
         ``measuring``: how much budget (measured trials, and others marked measuring),
         and the number of one with the same config, if any.
@@ -488,11 +487,11 @@ class _Searcher:
         sizes, once per study."""
         if study.user_attrs.get("warm_started") or not self.opts.warm_start:
             return
-        candidates: list[tuple[KernelConfig, str]] = [
-            (vllm_default_config(M, self.spec.shape.E), "default")]
+        candidates: list[tuple[Config, str]] = [
+            (self.spec.kernel.default_config(self.spec.shape, M), "default")]
         for other, config in self.neighbour_winners(M, 2):
             candidates.append((config, f"neighbour M={other}"))
-        seen: set[KernelConfig] = set()
+        seen: set[Config] = set()
         for config, source in candidates:
             if config in seen or not self.spec.space.is_valid(config, ctx):
                 continue
@@ -501,7 +500,7 @@ class _Searcher:
                                 user_attrs={"source": source}, skip_if_exists=True)
         study.set_user_attr("warm_started", True)
 
-    def neighbour_winners(self, M: int, n: int) -> list[tuple[int, KernelConfig]]:
+    def neighbour_winners(self, M: int, n: int) -> list[tuple[int, Config]]:
         """Winners of the ``n`` batch sizes nearest to M (in log2) that are finished, in
         this process or in the storage (another worker's, or an earlier run's)."""
         from searcher.storage import load_existing_study
@@ -513,9 +512,9 @@ class _Searcher:
             config = self.winners.get(other)
             if config is None:
                 stored = load_existing_study(self.storage, study_name(
-                    self.opts.kind, self.spec.shape, self.opts.device, other))
+                    self.spec.kernel, self.opts.kind, self.spec.shape, self.opts.device, other))
                 final = stored.user_attrs.get("final") if stored is not None else None
-                config = KernelConfig.from_dict(final["winner"]) if final else None
+                config = self.spec.kernel.config_from_dict(final["winner"]) if final else None
             if config is not None:
                 found.append((other, config))
             if len(found) == n:
@@ -535,8 +534,8 @@ class _Searcher:
     def _out_of_configs(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> bool:
         return len(self.measured_configs(study)) >= len(self.valid_codes(M, ctx))
 
-    def nearest_valid(self, M: int, ctx: dict[str, int], config: KernelConfig,
-                      exclude: set[KernelConfig]) -> KernelConfig | None:
+    def nearest_valid(self, M: int, ctx: dict[str, int], config: Config,
+                      exclude: set[Config]) -> Config | None:
         """The valid config closest to ``config`` in the space's ordinal encoding (sum of
         steps along each parameter's value list), skipping ``exclude``."""
         here = list(self.spec.space.to_params(config).values())
@@ -549,15 +548,14 @@ class _Searcher:
                 best, best_d = candidate, d
         return best
 
-    def valid_codes(self, M: int, ctx: dict[str, int]) -> list[tuple[KernelConfig, list[int]]]:
+    def valid_codes(self, M: int, ctx: dict[str, int]) -> list[tuple[Config, list[int]]]:
         """Every valid config of M with its ordinal encoding (computed once per M)."""
         if M not in self._valid:
             space = self.spec.space
             self._valid[M] = [(c, list(space.to_params(c).values())) for c in space.enumerate(ctx)]
         return self._valid[M]
 
-    @staticmethod
-    def measured_configs(study: optuna.Study) -> dict[KernelConfig, Any]:
+    def measured_configs(self, study: optuna.Study) -> dict[Config, Any]:
         """Configs already tried: measured, or found unmeasurable by the benchmarker."""
         from optuna.trial import TrialState
 
@@ -566,20 +564,20 @@ class _Searcher:
             status = _status(t)
             if status in COUNTED_STATUSES or status == "unmeasurable" or (
                     status is None and t.state == TrialState.RUNNING and "pid" in t.user_attrs):
-                out[_config_of(t)] = t  # measured, or being measured by another worker
+                out[_config_of(self.spec.kernel, t)] = t  # measured, or being measured by another worker
         return out
 
     # asking
     def ask_batch(self, study: optuna.Study, M: int, ctx: dict[str, int],
-                  want: int) -> list[tuple[Any, KernelConfig, str]]:
+                  want: int) -> list[tuple[Any, Config, str]]:
         """Ask until ``want`` trials have something to measure (or too many asks were
         idle); invalid and duplicate configs are told at once without measuring."""
         measured = self.measured_configs(study)
         # Near the end of a small space, or with other workers on it, few configs are
         # left: ask for no more than that.
         want = min(want, len(self.valid_codes(M, ctx)) - len(measured))
-        batch: list[tuple[Any, KernelConfig, str]] = []
-        in_batch: set[KernelConfig] = set()
+        batch: list[tuple[Any, Config, str]] = []
+        in_batch: set[Config] = set()
         try:
             self._ask_into(study, M, ctx, want, measured, batch, in_batch)
         except BaseException:
@@ -590,7 +588,7 @@ class _Searcher:
         return batch
 
     def _ask_into(self, study: optuna.Study, M: int, ctx: dict[str, int], want: int,
-                  measured: dict[KernelConfig, Any], batch: list, in_batch: set) -> None:
+                  measured: dict[Config, Any], batch: list, in_batch: set) -> None:
         from optuna.trial import TrialState
 
         for _ in range(MAX_IDLE_ASKS + want if want > 0 else 0):
@@ -616,7 +614,7 @@ class _Searcher:
                 raise
 
     def _classify(self, study: optuna.Study, M: int, ctx: dict[str, int], trial: Any,
-                  measured: dict[KernelConfig, Any], batch: list, in_batch: set) -> bool:
+                  measured: dict[Config, Any], batch: list, in_batch: set) -> bool:
         """Suggest a config for an asked trial: add it to the batch, or tell it at once
         when there is nothing to measure. Returns False when no valid config is left."""
         from optuna.trial import TrialState
@@ -654,7 +652,7 @@ class _Searcher:
                             user_attrs={"source": f"nearest to trial {trial.number}"})
         return True
 
-    def tell_skipped(self, study: optuna.Study, trial: Any, config: KernelConfig) -> None:
+    def tell_skipped(self, study: optuna.Study, trial: Any, config: Config) -> None:
         """A trial asked ahead but not measured (budget or time ran out): give its config
         back to the queue for a later run, and close the trial."""
         from optuna.trial import TrialState
@@ -669,7 +667,7 @@ class _Searcher:
             study.enqueue_trial(params, user_attrs={"source": trial.user_attrs.get("source", "sampler")})
 
     # measuring
-    def evaluate(self, study: optuna.Study, trial: Any, M: int, config: KernelConfig,
+    def evaluate(self, study: optuna.Study, trial: Any, M: int, config: Config,
                  source: str) -> str:
         """Measure one trial's config and tell the study; returns the trial's status."""
         from optuna.trial import TrialState
@@ -728,20 +726,20 @@ class _Searcher:
              if _status(t) == "ok"),
             key=lambda t: t.value,
         )
-        finalists: list[KernelConfig] = []
+        finalists: list[Config] = []
         for t in complete:
-            config = _config_of(t)
+            config = _config_of(self.spec.kernel, t)
             if config not in finalists:
                 finalists.append(config)
             if len(finalists) == max(1, self.spec.finalists):
                 break
-        default = vllm_default_config(M, self.spec.shape.E)
+        default = self.spec.kernel.default_config(self.spec.shape, M)
         # A default that crashed or hung as a trial is not re-measured (with process
         # isolation, a hang would cost a full timeout per round).
-        failed = {_config_of(t) for t in study.get_trials(deepcopy=False)
+        failed = {_config_of(self.spec.kernel, t) for t in study.get_trials(deepcopy=False)
                   if _status(t) in (Status.RUNTIME_ERROR.value, Status.TIMEOUT.value)}
         entries = finalists + ([default] if default not in finalists and default not in failed else [])
-        times: dict[KernelConfig, list[float]] = {c: [] for c in entries}
+        times: dict[Config, list[float]] = {c: [] for c in entries}
         cost = 0.0
         for _ in range(self.opts.finalist_rounds):
             for config in entries:
@@ -757,7 +755,7 @@ class _Searcher:
         study.set_user_attr("final", {
             "fidelity": self.opts.final_fidelity,
             "rounds": self.opts.finalist_rounds,
-            "trials": summarize_study(study, M).trials,
+            "trials": summarize_study(self.spec.kernel, study, M).trials,
             "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
                          "default": c == default} for c in entries],
             "winner": winner.to_dict(),
@@ -799,5 +797,5 @@ def iter_studies(storage: Any, kind: str, spec: StudySpec, device: str,
     from searcher.storage import load_existing_study, study_name
 
     for M in batch_sizes:
-        yield M, load_existing_study(storage, study_name(kind, spec.shape, device, M))
+        yield M, load_existing_study(storage, study_name(spec.kernel, kind, spec.shape, device, M))
 

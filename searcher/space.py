@@ -4,7 +4,8 @@ A space is read from a TOML file (``spaces/*.toml``)::
 
     schema = 1
     description = "..."
-    [params]                            # all six config keys, no others
+    kernel = "fused_moe"                # optional: the kernel whose configs these are
+    [params]                            # every config key of the kernel, no others
     BLOCK_SIZE_M = [16, 32, 64, 128]    # explicit values
     BLOCK_SIZE_K = { pow2 = [32, 256] } # 32, 64, 128, 256
     num_stages = { range = [1, 6] }     # 1, 2, ..., 6
@@ -14,6 +15,11 @@ A space is read from a TOML file (``spaces/*.toml``)::
 One :class:`Space` serves both the exhaustive grid (:meth:`Space.enumerate`) and the
 Optuna samplers (:meth:`Space.suggest`), so both search the same valid set. Loading and
 enumerating a space import neither optuna nor torch.
+
+A space belongs to one kernel (:class:`~searcher.kernels.base.Kernel`): its params are the
+kernel's ``config_keys``, its constraints may use those and the kernel's
+``context_names``, and its configs are the kernel's (``kernel.make_config``). The values
+of the context names for one problem come from ``kernel.context(problem, M, gpu)``.
 """
 
 from __future__ import annotations
@@ -27,23 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
-from searcher.errors import SpaceError, SpecError
+from searcher.errors import SearcherError, SpaceError
 from searcher.expr import Expression, compile_expression, did_you_mean
+from searcher.kernels import DEFAULT_KERNEL, get_kernel
 
 if TYPE_CHECKING:
     import optuna
 
-    from searcher.device import GpuFacts
-    from searcher.kernels.fused_moe.problem import Shape
+    from searcher.kernels.base import Config, Kernel
 
 __all__ = [
-    "CONTEXT_NAMES",
     "SCHEMA",
     "Param",
     "Constraint",
     "Space",
-    "make_context",
     "load_space",
     "space_from_dict",
 ]
@@ -51,53 +54,15 @@ __all__ = [
 #: The space file format version this code reads.
 SCHEMA = 1
 
-#: Names a constraint may use besides the six config keys: the layer's shape, the batch
-#: size and the GPU's facts.
-CONTEXT_NAMES: tuple[str, ...] = (
-    "E",
-    "N",
-    "hidden",
-    "top_k",
-    "dtype_bytes",
-    "M",
-    "smem_per_block",
-    "sm_count",
-)
-
-_EXPRESSION_NAMES = frozenset(CONFIG_KEYS) | frozenset(CONTEXT_NAMES)
-_TOP_LEVEL_KEYS = ("schema", "description", "params", "constraints")
+_TOP_LEVEL_KEYS = ("schema", "description", "kernel", "params", "constraints")
 _RANGE_KINDS = ("pow2", "range")
-# Triton's tl.arange needs power-of-two lengths, and warps come in powers of two.
-_POWER_OF_TWO_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_warps")
+_WARPS_KEY = "num_warps"  # Triton's launch option, in every kernel's configs
 _MAX_WARPS = 32  # 1,024 threads per block
 _MAX_VALUES = 1024  # per param; a longer list is a typo in a range, not a search space
 
+_NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+
 _Report = Callable[[str], None]  # collects one problem of a file
-
-
-def make_context(shape: Shape, M: int, gpu: GpuFacts) -> dict[str, int]:
-    """The names constraints may use besides the config keys, for one problem.
-
-    Args:
-        shape: the MoE layer.
-        M: the batch size (number of tokens).
-        gpu: facts of the GPU the configs are for.
-
-    Raises:
-        SpecError: ``M`` is not a positive integer.
-    """
-    if isinstance(M, bool) or not isinstance(M, int) or M < 1:
-        raise SpecError(f"M = {M!r} must be a positive integer")
-    return {
-        "E": shape.E,
-        "N": shape.N,
-        "hidden": shape.hidden,
-        "top_k": shape.top_k,
-        "dtype_bytes": shape.element_size,
-        "M": M,
-        "smem_per_block": gpu.shared_mem_per_block,
-        "sm_count": gpu.sm_count,
-    }
 
 
 def _is_power_of_two(value: int) -> bool:
@@ -208,17 +173,20 @@ class Constraint:
 
 @dataclass(frozen=True)
 class Space:
-    """The configs a search may try: six params and the constraints a config must meet.
+    """The configs a search may try: one param per config key of a kernel, and the
+    constraints a config must meet.
 
     Attributes:
         name: the file stem, e.g. ``"extended"``.
-        params: one per config key, in :data:`~searcher.kernels.fused_moe.config.CONFIG_KEYS` order.
+        kernel: the kernel whose configs these are.
+        params: one per config key, in ``kernel.config_keys`` order.
         constraints: in file order.
         path: the file it was read from, if any.
         description: free text from the file.
     """
 
     name: str
+    kernel: Kernel
     params: tuple[Param, ...]
     constraints: tuple[Constraint, ...] = ()
     path: Path | None = None
@@ -226,18 +194,20 @@ class Space:
 
     def __post_init__(self) -> None:
         names = tuple(p.name for p in self.params)
-        if names != CONFIG_KEYS:
+        keys = self.kernel.config_keys
+        if names != keys:
             raise SpaceError(
-                f"space {self.name}: params {', '.join(names)} must be {', '.join(CONFIG_KEYS)}"
+                f"space {self.name}: params {', '.join(names)} must be {', '.join(keys)} "
+                f"(the config keys of kernel {self.kernel.name})"
             )
 
     @property
     def context_names(self) -> frozenset[str]:
-        """The context names (shape, M, GPU facts) the constraints use."""
+        """The context names (problem, M, GPU facts) the constraints use."""
         used: set[str] = set()
         for c in self.constraints:
             used |= c.expression.names
-        return frozenset(used) - frozenset(CONFIG_KEYS)
+        return frozenset(used) - frozenset(self.kernel.config_keys)
 
     def raw_size(self) -> int:
         """Number of configs before constraints: the product of the params' sizes."""
@@ -254,7 +224,7 @@ class Space:
                 f"which the context does not give"
             )
 
-    def violations(self, config: KernelConfig, context: Mapping[str, int]) -> list[str]:
+    def violations(self, config: Config, context: Mapping[str, int]) -> list[str]:
         """Why a config is not in this space; empty when it is.
 
         Returns:
@@ -265,20 +235,21 @@ class Space:
             SpaceError: the context lacks a name the constraints use.
         """
         self._check_context(context)
+        values = config.to_dict()
         problems = [
-            f"{p.name} = {getattr(config, p.name)} not in space"
+            f"{p.name} = {values[p.name]} not in space"
             for p in self.params
-            if getattr(config, p.name) not in p.values
+            if values[p.name] not in p.values
         ]
-        env = {**context, **config.to_dict()}
+        env = {**context, **values}
         problems.extend(c.name for c in self.constraints if not _holds(c, env))
         return problems
 
-    def is_valid(self, config: KernelConfig, context: Mapping[str, int]) -> bool:
+    def is_valid(self, config: Config, context: Mapping[str, int]) -> bool:
         """True when every value is in its param's list and every constraint holds."""
         return not self.violations(config, context)
 
-    def enumerate(self, context: Mapping[str, int]) -> list[KernelConfig]:
+    def enumerate(self, context: Mapping[str, int]) -> list[Config]:
         """Every valid config, in ``itertools.product`` order over the params.
 
         Raises:
@@ -286,42 +257,44 @@ class Space:
         """
         self._check_context(context)
         env: dict[str, Any] = dict(context)
+        keys = self.kernel.config_keys
         valid = []
         for values in itertools.product(*(p.values for p in self.params)):
-            env.update(zip(CONFIG_KEYS, values))
+            env.update(zip(keys, values))
             if all(_holds(c, env) for c in self.constraints):
-                valid.append(KernelConfig(*values))
+                valid.append(self.kernel.make_config(values))
         return valid
 
-    def suggest(self, trial: optuna.trial.Trial) -> KernelConfig:
+    def suggest(self, trial: optuna.trial.Trial) -> Config:
         """Ask an Optuna trial for a config of this space.
 
         Calls ``trial.suggest_int(p.optuna_name, low, high)`` once per param. The result
         may break a constraint: check :meth:`is_valid` and report it to the study.
         """
-        return KernelConfig(
-            *(p.decode(trial.suggest_int(p.optuna_name, p.low, p.high)) for p in self.params)
+        return self.kernel.make_config(
+            [p.decode(trial.suggest_int(p.optuna_name, p.low, p.high)) for p in self.params]
         )
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         """The Optuna distribution of each param, keyed by its Optuna name."""
         return {p.optuna_name: p.distribution for p in self.params}
 
-    def to_params(self, config: KernelConfig) -> dict[str, int]:
+    def to_params(self, config: Config) -> dict[str, int]:
         """Optuna params for a config, e.g. for ``study.enqueue_trial`` (warm start).
 
         Raises:
             SpaceError: a value of the config is not in this space.
         """
+        values = config.to_dict()
         params = {}
         for p in self.params:
             try:
-                params[p.optuna_name] = p.encode(getattr(config, p.name))
+                params[p.optuna_name] = p.encode(values[p.name])
             except SpaceError as exc:
                 raise SpaceError(f"space {self.name}: {config.short()}: {exc}") from None
         return params
 
-    def from_params(self, params: Mapping[str, int]) -> KernelConfig:
+    def from_params(self, params: Mapping[str, int]) -> Config:
         """The config for Optuna params (a trial's ``params``).
 
         Raises:
@@ -338,7 +311,7 @@ class Space:
         if missing:
             raise SpaceError(f"space {self.name}: Optuna params lack {', '.join(missing)}")
         try:
-            return KernelConfig(*(p.decode(params[p.optuna_name]) for p in self.params))
+            return self.kernel.make_config([p.decode(params[p.optuna_name]) for p in self.params])
         except SpaceError as exc:
             raise SpaceError(f"space {self.name}: {exc}") from None
 
@@ -370,12 +343,18 @@ def _show(values: Iterable[int]) -> str:
     return str(values)
 
 
-def load_space(path: str | Path) -> Space:
+def load_space(path: str | Path, kernel: Kernel | None = None) -> Space:
     """Read and validate a space file completely.
 
+    Args:
+        path: the space file.
+        kernel: the kernel the space is for (a study's); None takes the kernel the file's
+            ``kernel`` key names (``fused_moe`` when it has none).
+
     Raises:
-        SpaceError: the file cannot be read, is not TOML, or breaks a rule of the format;
-            the message names the file, the key, the value and the rule.
+        SpaceError: the file cannot be read, is not TOML, breaks a rule of the format, or
+            names another kernel than ``kernel``; the message names the file, the key, the
+            value and the rule.
     """
     where = str(path)
     try:
@@ -386,11 +365,13 @@ def load_space(path: str | Path) -> Space:
         raise SpaceError(f"{where}: not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpaceError(f"{where}: invalid TOML: {exc}") from None
-    return space_from_dict(data, where=where, name=Path(path).stem, path=Path(path))
+    return space_from_dict(data, where=where, name=Path(path).stem, path=Path(path),
+                           kernel=kernel)
 
 
 def space_from_dict(
-    data: Mapping[str, Any], where: str, name: str, path: Path | None = None
+    data: Mapping[str, Any], where: str, name: str, path: Path | None = None,
+    kernel: Kernel | None = None,
 ) -> Space:
     """Validate a parsed space file and build the space.
 
@@ -402,9 +383,12 @@ def space_from_dict(
         where: how to name the source in messages (usually the file path).
         name: the space's name (usually the file stem).
         path: the file, if any.
+        kernel: the kernel the space is for; None: the one ``data["kernel"]`` names
+            (default ``fused_moe``).
 
     Raises:
-        SpaceError: the data breaks a rule of the format.
+        SpaceError: the data breaks a rule of the format, or names an unknown kernel or
+            another one than ``kernel``.
     """
     problems: list[str] = []
 
@@ -432,13 +416,17 @@ def space_from_dict(
         problem(f"description = {description!r} must be a string")
         description = ""
 
-    params = _params_from(data.get("params"), "params" in data, problem)
-    constraints = _constraints_from(data.get("constraints", {}), where, problem)
+    kernel = _kernel_from(data.get("kernel", DEFAULT_KERNEL), kernel, problem)
+    if kernel is None:
+        raise SpaceError("; ".join(problems))
+    params = _params_from(data.get("params"), "params" in data, kernel, problem)
+    constraints = _constraints_from(data.get("constraints", {}), where, kernel, problem)
 
     if problems:
         raise SpaceError("; ".join(problems))
     return Space(
         name=name,
+        kernel=kernel,
         params=tuple(params),
         constraints=tuple(constraints),
         path=path,
@@ -446,34 +434,55 @@ def space_from_dict(
     )
 
 
-def _params_from(table: Any, present: bool, problem: _Report) -> list[Param]:
+def _kernel_from(named: Any, given: Kernel | None, problem: _Report) -> Kernel | None:
+    """The kernel of a space file: ``given`` (a study's), which the file's ``kernel`` key
+    must then not contradict, else the one the key names. None after reporting."""
+    if not isinstance(named, str):
+        problem(f"kernel = {named!r} must be a string naming a kernel")
+        return None
+    if given is not None:
+        if named != given.name:
+            problem(f"kernel = {named!r}: the space is for another kernel than the study's "
+                    f"({given.name!r})")
+            return None
+        return given
+    try:
+        return get_kernel(named)
+    except SearcherError as exc:
+        problem(str(exc))
+        return None
+
+
+def _params_from(table: Any, present: bool, kernel: Kernel, problem: _Report) -> list[Param]:
+    keys = kernel.config_keys
     if not present:
-        problem(f"missing table [params]; a space gives values for {', '.join(CONFIG_KEYS)}")
+        problem(f"missing table [params]; a space gives values for {', '.join(keys)}")
         return []
     if not isinstance(table, Mapping):
-        problem(f"params = {table!r} must be a table with the keys {', '.join(CONFIG_KEYS)}")
+        problem(f"params = {table!r} must be a table with the keys {', '.join(keys)}")
         return []
     for key in table:
-        if key not in CONFIG_KEYS:
+        if key not in keys:
             problem(
-                f"params.{key}: unknown param{did_you_mean(key, CONFIG_KEYS)}; "
-                f"the params are {', '.join(CONFIG_KEYS)}"
+                f"params.{key}: unknown param{did_you_mean(key, keys)}; "
+                f"the params of kernel {kernel.name} are {', '.join(keys)}"
             )
-    missing = [key for key in CONFIG_KEYS if key not in table]
+    missing = [key for key in keys if key not in table]
     if missing:
         problem(
-            f"params: missing {', '.join(missing)}; a space gives values for all six keys"
+            f"params: missing {', '.join(missing)}; a space gives values for all "
+            f"{_NUMBERS.get(len(keys), len(keys))} keys"
         )
     params = []
-    for key in CONFIG_KEYS:
+    for key in keys:
         if key in table:
-            values = _param_values(key, table[key], problem)
+            values = _param_values(key, table[key], kernel, problem)
             if values is not None:
                 params.append(Param(key, values))
     return params
 
 
-def _param_values(key: str, raw: Any, problem: _Report) -> tuple[int, ...] | None:
+def _param_values(key: str, raw: Any, kernel: Kernel, problem: _Report) -> tuple[int, ...] | None:
     """The sorted values of one param, or None after reporting a problem."""
     label = f"params.{key}"
     if isinstance(raw, list):
@@ -509,7 +518,7 @@ def _param_values(key: str, raw: Any, problem: _Report) -> tuple[int, ...] | Non
     if len(values) > _MAX_VALUES:
         problem(f"{label} holds {len(values)} values; at most {_MAX_VALUES} are allowed")
         return None
-    if key in _POWER_OF_TWO_KEYS:
+    if key in kernel.power_of_two_keys:
         for value in values:
             if not _is_power_of_two(value):
                 problem(
@@ -517,7 +526,7 @@ def _param_values(key: str, raw: Any, problem: _Report) -> tuple[int, ...] | Non
                     f"(Triton needs power-of-two block sizes and warp counts)"
                 )
                 return None
-    if key == "num_warps" and values[-1] > _MAX_WARPS:
+    if key == _WARPS_KEY and values[-1] > _MAX_WARPS:
         problem(
             f"{label} = {values[-1]} is more than {_MAX_WARPS} "
             f"(a block has at most 1,024 threads)"
@@ -569,10 +578,12 @@ def _range_values(label: str, raw: Mapping[str, Any], problem: _Report) -> tuple
     return tuple(1 << e for e in range(lo.bit_length() - 1, hi.bit_length()))
 
 
-def _constraints_from(table: Any, where: str, problem: _Report) -> list[Constraint]:
+def _constraints_from(table: Any, where: str, kernel: Kernel,
+                      problem: _Report) -> list[Constraint]:
     if not isinstance(table, Mapping):
         problem(f"constraints = {table!r} must be a table of name = \"expression\"")
         return []
+    names = frozenset(kernel.config_keys) | frozenset(kernel.context_names)
     constraints = []
     for name, source in table.items():
         label = f"{where}: [constraints] {name}"
@@ -580,7 +591,7 @@ def _constraints_from(table: Any, where: str, problem: _Report) -> list[Constrai
             problem(f"[constraints] {name} = {source!r} must be a string holding an expression")
             continue
         try:
-            expression = compile_expression(source, _EXPRESSION_NAMES, label)
+            expression = compile_expression(source, names, label)
         except SpaceError as exc:
             problem(str(exc).removeprefix(f"{where}: "))
             continue

@@ -4,11 +4,11 @@ A spec is a TOML file under ``studies/`` (its stem is the study's name)::
 
     schema = 1
     description = "DeepSeek-V2-Lite style MoE on one H100"   # optional
-    kernel = "fused_moe"
+    kernel = "fused_moe"               # a kernel of searcher.kernels.KERNELS
     gpu = "NVIDIA_H100_80GB_HBM3"      # vLLM's spelling of the device name
-    backend = "builtin"                # optional: builtin (default) or vllm
+    backend = "builtin"                # optional: one of the kernel's backends, default builtin
 
-    [shape]
+    [shape]                            # the kernel's problem (Kernel.parse_problem)
     E = 64
     N = 1408
     hidden = 2048
@@ -66,11 +66,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, cast
 
 from searcher.device import KNOWN_GPUS, GpuFacts, vllm_device_name
 from searcher.errors import SpaceError, SpecError, did_you_mean
+from searcher.kernels import KERNELS, get_kernel
 from searcher.pruners import DEFAULT_PRUNER, DEFAULT_RATIO, check_pruner_name
 from searcher.samplers import DEFAULT_SAMPLER, DEFAULT_STARTUP_TRIALS, check_sampler_name
-from searcher.kernels.fused_moe.problem import Shape
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from searcher.kernels.base import Kernel, Problem
     from searcher.space import Space
 
 __all__ = [
@@ -82,8 +83,7 @@ __all__ = [
     "studies_dirs",
     "spaces_dirs",
     "SCHEMA_VERSION",
-    "KERNELS",
-    "BACKENDS",
+    "DEFAULT_BACKEND",
     "DEFAULT_BATCH_SIZES",
     "DEFAULT_STORAGE",
     "DEFAULT_SEED",
@@ -93,11 +93,9 @@ __all__ = [
 #: The spec format this code reads.
 SCHEMA_VERSION = 1
 
-#: Kernels searcher can tune.
-KERNELS: tuple[str, ...] = ("fused_moe",)
-
-#: Who runs the kernel: searcher's own Triton copy, or vLLM's installed one.
-BACKENDS: tuple[str, ...] = ("builtin", "vllm")
+#: Who runs the kernel unless the spec says: searcher's own Triton copy (a kernel's
+#: ``backends()`` name the others, e.g. vLLM's installed one).
+DEFAULT_BACKEND = "builtin"
 
 #: vLLM's tuner's batch sizes (benchmarks/kernels/benchmark_moe.py).
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (
@@ -114,7 +112,6 @@ _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _TOP_KEYS = ("schema", "description", "kernel", "gpu", "backend",
              "shape", "search", "storage", "gpu_facts")
-_SHAPE_KEYS = ("E", "N", "hidden", "top_k", "dtype")
 _SEARCH_KEYS = ("space", "batch_sizes", "sampler", "pruner", "pruner_ratio", "trials_per_m",
                 "time_limit_s", "startup_trials", "seed", "finalists")
 _STORAGE_KEYS = ("url",)
@@ -124,19 +121,21 @@ _SEED_LIMIT = 2**32
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated study spec, with its shape and space loaded.
+    """A validated study spec, with its kernel, problem and space loaded.
 
-    ``trials_per_m`` and ``time_limit_s`` are the budget; at least one is set.
+    ``kernel`` is the :class:`~searcher.kernels.base.Kernel` the spec's ``kernel`` key
+    names; ``shape`` is that kernel's problem (the ``[shape]`` table, parsed by the
+    kernel). ``trials_per_m`` and ``time_limit_s`` are the budget; at least one is set.
     """
 
     name: str
     path: Path
     description: str
-    kernel: str
+    kernel: Kernel
     gpu: str
     gpu_facts: GpuFacts
     backend: str
-    shape: Shape
+    shape: Problem
     space: Space
     batch_sizes: tuple[int, ...]
     sampler: str
@@ -422,16 +421,12 @@ def _gpu(check: _Checker, data: Mapping[str, Any]) -> tuple[str, GpuFacts]:
     return gpu, GpuFacts(**values)
 
 
-def _shape(check: _Checker, data: Mapping[str, Any]) -> Shape:
+def _problem(check: _Checker, data: Mapping[str, Any], kernel: Kernel) -> Problem:
     table = cast(dict, check.table(data, "shape", required=True))
-    check.keys(table, _SHAPE_KEYS, "shape")
-    dims = {k: cast(int, check.integer(table, k, "shape", required=True, minimum=1))
-            for k in ("E", "N", "hidden", "top_k")}
-    dtype = cast(str, check.string(table, "dtype", "shape", default="bf16"))
     try:
-        return Shape(dtype=dtype, **dims)
+        return kernel.parse_problem(table)
     except SpecError as exc:
-        raise check.error(f"[shape] {exc}") from None
+        raise check.error(str(exc)) from None
 
 
 def _batch_sizes(check: _Checker, table: Mapping[str, Any]) -> tuple[int, ...]:
@@ -457,7 +452,7 @@ def _batch_sizes(check: _Checker, table: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _load_space(check: _Checker, name: str) -> Space:
+def _load_space(check: _Checker, name: str, kernel: Kernel) -> Space:
     from searcher.space import load_space
 
     try:
@@ -465,7 +460,7 @@ def _load_space(check: _Checker, name: str) -> Space:
     except SpecError as exc:
         raise check.error(f"search.space = {name!r}: {exc}") from None
     try:
-        return load_space(space_path)
+        return load_space(space_path, kernel)
     except SpaceError as exc:
         raise check.error(f"search.space = {name!r}: {exc}") from exc
 
@@ -491,10 +486,12 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
                           f"schema = {SCHEMA_VERSION}")
     check.keys(data, _TOP_KEYS, "")
     description = cast(str, check.string(data, "description", default="", nonempty=False))
-    kernel = cast(str, check.string(data, "kernel", required=True, choices=KERNELS))
+    kernel = get_kernel(cast(str, check.string(data, "kernel", required=True,
+                                               choices=tuple(KERNELS))))
     gpu, facts = _gpu(check, data)
-    backend = cast(str, check.string(data, "backend", default="builtin", choices=BACKENDS))
-    shape = _shape(check, data)
+    backend = cast(str, check.string(data, "backend", default=DEFAULT_BACKEND,
+                                     choices=kernel.backends()))
+    shape = _problem(check, data, kernel)
 
     search = cast(dict, check.table(data, "search", required=True))
     check.keys(search, _SEARCH_KEYS, "search")
@@ -539,7 +536,7 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
             f"storage.url = {storage!r} is not a database URL; write e.g. {DEFAULT_STORAGE!r}"
         )
 
-    space = _load_space(check, space_name)
+    space = _load_space(check, space_name, kernel)
 
     return StudySpec(
         name=path.stem,

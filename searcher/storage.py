@@ -1,7 +1,8 @@
 """Where studies live: opening an Optuna storage, naming studies, and checking that a
 stored study is the one a spec describes.
 
-Every (kind, shape, device, M) gets its own Optuna study, named deterministically, e.g.
+Every (kernel, kind, problem, device, M) gets its own Optuna study, named deterministically,
+e.g.
 ``fused_moe:search:E=64,N=1408,H=2048,top_k=6,bf16:NVIDIA_H200:M=64``. The default storage is
 an embedded SQLite file (``sqlite:///searcher.db`` in the current directory); any
 SQLAlchemy URL works through ``--storage``, and a path ending in ``.log`` or ``.journal``
@@ -21,23 +22,21 @@ from searcher.errors import StorageError
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
-    from searcher.kernels.fused_moe.problem import Shape
+    from searcher.kernels.base import Kernel, Problem
     from searcher.space import Space
 
 __all__ = [
-    "KERNEL",
     "study_name",
     "open_storage",
     "open_study",
     "load_existing_study",
+    "stored_devices",
     "HEARTBEAT_INTERVAL_S",
     "GRACE_PERIOD_S",
     "add_wall_time",
     "stored_wall_time",
     "claim",
 ]
-
-KERNEL = "fused_moe"
 
 # searcher drives trials with ask/tell and records heartbeats itself; Optuna's notes that
 # heartbeats and the retry callback are experimental, or meant for optimize(), are noise.
@@ -53,9 +52,9 @@ GRACE_PERIOD_S = int(os.environ.get("SEARCHER_GRACE_S", "60"))
 MAX_RETRY = 2
 
 
-def study_name(kind: str, shape: Shape, device: str, M: int) -> str:
+def study_name(kernel: Kernel, kind: str, problem: Problem, device: str, M: int) -> str:
     """The storage name of the study of one batch size (``kind`` is search or grid)."""
-    return f"{KERNEL}:{kind}:{shape.label()}:{device}:M={M}"
+    return f"{kernel.name}:{kind}:{problem.label()}:{device}:M={M}"
 
 
 def _journal_path(url: str) -> str | None:
@@ -166,12 +165,14 @@ def _fast_sqlite(storage: Any) -> None:
     storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
 
 
-def expected_attrs(kind: str, shape: Shape, device: str, M: int, space: Space) -> dict[str, Any]:
-    """What a study must record about itself; a mismatch refuses a resume."""
+def expected_attrs(kind: str, problem: Problem, device: str, M: int,
+                   space: Space) -> dict[str, Any]:
+    """What a study must record about itself; a mismatch refuses a resume. The kernel is
+    the space's."""
     return {
-        "kernel": KERNEL,
+        "kernel": space.kernel.name,
         "kind": kind,
-        "shape": shape.label(),
+        "shape": problem.label(),
         "device": device,
         "M": M,
         "space": space.name,
@@ -182,7 +183,7 @@ def expected_attrs(kind: str, shape: Shape, device: str, M: int, space: Space) -
 def open_study(
     storage: optuna.storages.BaseStorage,
     kind: str,
-    shape: Shape,
+    problem: Problem,
     device: str,
     M: int,
     space: Space,
@@ -190,19 +191,20 @@ def open_study(
     pruner: optuna.pruners.BasePruner,
     storage_url: str = "",
 ) -> optuna.Study:
-    """Create or resume the study of one batch size, refusing one made differently.
+    """Create or resume the study of one batch size of ``space``'s kernel, refusing one
+    made differently.
 
     Raises:
         StorageError: the stored study was made for another space, shape or device.
     """
     import optuna
 
-    name = study_name(kind, shape, device, M)
+    name = study_name(space.kernel, kind, problem, device, M)
     study = optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, pruner=pruner,
         direction="minimize", load_if_exists=True,
     )
-    want = expected_attrs(kind, shape, device, M, space)
+    want = expected_attrs(kind, problem, device, M, space)
     have = study.user_attrs
     for key, value in want.items():
         if key not in have:
@@ -233,6 +235,14 @@ def load_existing_study(storage: optuna.storages.BaseStorage, name: str) -> optu
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
+
+
+def stored_devices(storage: optuna.storages.BaseStorage, kernel: Kernel, kind: str,
+                   problem: Problem) -> list[str]:
+    """The devices ``storage`` holds studies of ``kind`` of this kernel and problem for."""
+    prefix = f"{kernel.name}:{kind}:{problem.label()}:"
+    names = [s.study_name for s in storage.get_all_studies()]
+    return sorted({n[len(prefix):].rsplit(":M=", 1)[0] for n in names if n.startswith(prefix)})
 
 
 def worker_identity() -> dict[str, Any]:
@@ -273,10 +283,10 @@ def stored_wall_time(attrs: dict[str, Any]) -> float:
     return sum(float(v) for k, v in attrs.items() if k == "wall_s" or k.startswith("wall_s:"))
 
 
-def claim(storage: optuna.storages.BaseStorage, what: str) -> bool:
+def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bool:
     """Claim a piece of work once among all processes on ``storage``.
 
-    The claim is a study named ``fused_moe-claim:WHAT`` (creating a study of an existing
+    The claim is a study named ``KERNEL-claim:WHAT`` (creating a study of an existing
     name fails atomically in every Optuna storage). A claim left by a dead process on
     this host is taken over; one of a live process, or of another host, is not.
     Returns True when this process holds the claim.
@@ -284,7 +294,7 @@ def claim(storage: optuna.storages.BaseStorage, what: str) -> bool:
     import optuna
     from optuna.exceptions import DuplicatedStudyError
 
-    name = f"{KERNEL}-claim:{what}"
+    name = f"{kernel.name}-claim:{what}"
     for _ in range(2):
         try:
             study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)

@@ -13,12 +13,13 @@ from searcher.cli import main
 from searcher.compare import compare
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
-from searcher.kernels.fused_moe.vllm_file import write_config_file
+from searcher.export import write_config_file
 from searcher.grid import run_grid, write_grid_dataset
 from searcher.replay import ReplayBenchmarker
 from searcher.search import SearchOptions, run_search
 from searcher.spec import load_spec
 from searcher.synthetic import SyntheticBenchmarker
+from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
@@ -29,9 +30,9 @@ def stored(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     url = f"sqlite:///{tmp / 'c.db'}"
-    bench = SyntheticBenchmarker(spec.shape, device=H100, noise=0.0)
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, noise=0.0)
     run_grid(spec, bench, H100, url, batch_sizes=[64, 1024])
-    run_search(spec, SyntheticBenchmarker(spec.shape, device=H100, seed=3), SearchOptions(
+    run_search(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3), SearchOptions(
         device=H100, storage_url=url, batch_sizes=[64, 1024], trials_per_m=25))
     dataset = write_grid_dataset(spec, url, H100, str(tmp / "grid.csv"))
     return spec, url, dataset, tmp
@@ -39,7 +40,7 @@ def stored(tmp_path_factory):
 
 def test_rows_against_the_grid(stored):
     spec, url, _, _ = stored
-    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)
     rows = compare(spec, url, H100, batch_sizes=[64, 1024])
     for row in rows:
         valid = [c for c in spec.space.enumerate({"E": 64, "N": 1408, "hidden": 2048, "top_k": 6,
@@ -65,7 +66,7 @@ def test_rows_against_the_grid(stored):
 def test_against_a_file_and_replayed_remeasurement(stored):
     spec, url, dataset, tmp = stored
     cfg = KernelConfig(32, 64, 64, 1, 4, 3)
-    f = write_config_file(tmp / "theirs.json", "3.0.0", {1: cfg, 2048: KernelConfig(128, 128, 64, 1, 8, 3)})
+    f = write_config_file(tmp / "theirs.json", FUSED_MOE, "3.0.0", {1: cfg, 2048: KernelConfig(128, 128, 64, 1, 8, 3)})
     from searcher.kernels.fused_moe.vllm_file import read_config_file
 
     _, against = read_config_file(f)

@@ -1,4 +1,5 @@
-"""Tests for searcher.kernels.fused_moe.vllm_file: vLLM config file names, layout, reading, writing, lookup."""
+"""Tests for searcher.export and searcher.kernels.fused_moe.vllm_file: vLLM config file
+names, layout, reading, writing, lookup."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import pytest
 
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import ExportError, SearcherError
+from searcher.export import nearest_config, write_config_file
 from searcher.kernels.fused_moe.vllm_file import (
     DTYPE_SUFFIXES,
     config_file_name,
-    nearest_config,
     read_config_file,
     render_config_file,
-    write_config_file,
 )
+from searcher.kernels.fused_moe import FUSED_MOE
 
 DATA = Path(__file__).parent / "data" / "export"
 GOLDEN_NAME = "E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json"
@@ -184,7 +185,7 @@ def test_read_golden() -> None:
 
 def test_round_trip_keeps_configs_and_order(tmp_path: Path) -> None:
     ours = {2048: D, 1: A, 64: C, 8: B}
-    path = write_config_file(tmp_path / GOLDEN_NAME, "3.5.1", ours)
+    path = write_config_file(tmp_path / GOLDEN_NAME, FUSED_MOE, "3.5.1", ours)
     version, configs = read_config_file(path)
     assert version == "3.5.1"
     assert configs == ours
@@ -267,7 +268,7 @@ def test_write_refuses_existing_file(tmp_path: Path) -> None:
     path = tmp_path / GOLDEN_NAME
     path.write_bytes(b"original")
     with pytest.raises(ExportError) as info:
-        write_config_file(path, "3.6.0", {1: A})
+        write_config_file(path, FUSED_MOE, "3.6.0", {1: A})
     assert str(info.value) == (
         f"{path} exists; pass --overwrite to replace it or --merge to update its batch sizes"
     )
@@ -276,16 +277,16 @@ def test_write_refuses_existing_file(tmp_path: Path) -> None:
 
 def test_write_overwrite_replaces(tmp_path: Path) -> None:
     path = tmp_path / GOLDEN_NAME
-    write_config_file(path, "3.5.0", {1: A, 2: B})
-    write_config_file(path, "3.6.0", {64: C}, overwrite=True)
+    write_config_file(path, FUSED_MOE, "3.5.0", {1: A, 2: B})
+    write_config_file(path, FUSED_MOE, "3.6.0", {64: C}, overwrite=True)
     assert read_config_file(path) == ("3.6.0", {64: C})
     assert path.read_text() == render_config_file("3.6.0", {64: C})
 
 
 def test_write_merge_keeps_other_keys_and_sorts(tmp_path: Path) -> None:
     path = tmp_path / GOLDEN_NAME
-    write_config_file(path, "3.5.0", {256: A, 1: A, 64: A})
-    write_config_file(path, "3.6.0", {64: B, 8: C, 4096: D}, merge=True)
+    write_config_file(path, FUSED_MOE, "3.5.0", {256: A, 1: A, 64: A})
+    write_config_file(path, FUSED_MOE, "3.6.0", {64: B, 8: C, 4096: D}, merge=True)
     version, configs = read_config_file(path)
     assert version == "3.6.0"
     assert list(configs) == [1, 8, 64, 256, 4096]
@@ -294,7 +295,7 @@ def test_write_merge_keeps_other_keys_and_sorts(tmp_path: Path) -> None:
 
 def test_write_merge_without_existing_file_sorts(tmp_path: Path) -> None:
     path = tmp_path / GOLDEN_NAME
-    write_config_file(path, "3.6.0", {64: B, 8: C}, merge=True)
+    write_config_file(path, FUSED_MOE, "3.6.0", {64: B, 8: C}, merge=True)
     assert list(read_config_file(path)[1]) == [8, 64]
 
 
@@ -302,19 +303,19 @@ def test_write_merge_refuses_invalid_existing_file(tmp_path: Path) -> None:
     path = tmp_path / GOLDEN_NAME
     path.write_text("not json")
     with pytest.raises(ExportError, match="not valid JSON"):
-        write_config_file(path, "3.6.0", {1: A}, merge=True)
+        write_config_file(path, FUSED_MOE, "3.6.0", {1: A}, merge=True)
     assert path.read_text() == "not json"
 
 
 def test_write_refuses_both_flags(tmp_path: Path) -> None:
     with pytest.raises(ExportError):
-        write_config_file(tmp_path / "x.json", "3.6.0", {1: A}, overwrite=True, merge=True)
+        write_config_file(tmp_path / "x.json", FUSED_MOE, "3.6.0", {1: A}, overwrite=True, merge=True)
 
 
 def test_write_new_file_is_readable_by_others(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        path = write_config_file(tmp_path / GOLDEN_NAME, "3.6.0", {1: A})
+        path = write_config_file(tmp_path / GOLDEN_NAME, FUSED_MOE, "3.6.0", {1: A})
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
@@ -329,11 +330,11 @@ def test_write_failure_leaves_original_and_no_temp_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
     path = tmp_path / GOLDEN_NAME
-    write_config_file(path, "3.5.0", {1: A, 2: B})
+    write_config_file(path, FUSED_MOE, "3.5.0", {1: A, 2: B})
     before = path.read_bytes()
     monkeypatch.setattr(os, target, _fail)
     with pytest.raises(ExportError, match="No space left on device"):
-        write_config_file(path, "3.6.0", {1: C}, overwrite=True)
+        write_config_file(path, FUSED_MOE, "3.6.0", {1: C}, overwrite=True)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [GOLDEN_NAME]
@@ -343,7 +344,7 @@ def test_write_interrupted_leaves_original_and_no_temp_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / GOLDEN_NAME
-    write_config_file(path, "3.5.0", {1: A})
+    write_config_file(path, FUSED_MOE, "3.5.0", {1: A})
     before = path.read_bytes()
 
     def interrupt(*args, **kwargs):
@@ -351,7 +352,7 @@ def test_write_interrupted_leaves_original_and_no_temp_file(
 
     monkeypatch.setattr(os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        write_config_file(path, "3.6.0", {4: D}, merge=True)
+        write_config_file(path, FUSED_MOE, "3.6.0", {4: D}, merge=True)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [GOLDEN_NAME]
@@ -360,7 +361,7 @@ def test_write_interrupted_leaves_original_and_no_temp_file(
 def test_write_into_missing_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(ExportError, match=f"directory {missing} does not exist"):
-        write_config_file(missing / GOLDEN_NAME, "3.6.0", {1: A})
+        write_config_file(missing / GOLDEN_NAME, FUSED_MOE, "3.6.0", {1: A})
     assert not missing.exists()
 
 
@@ -368,7 +369,7 @@ def test_write_under_a_regular_file(tmp_path: Path) -> None:
     blocker = tmp_path / "configs"
     blocker.write_text("I am a file")
     with pytest.raises(ExportError, match=f"{blocker} is not a directory"):
-        write_config_file(blocker / GOLDEN_NAME, "3.6.0", {1: A})
+        write_config_file(blocker / GOLDEN_NAME, FUSED_MOE, "3.6.0", {1: A})
     assert blocker.read_text() == "I am a file"
 
 
@@ -379,7 +380,7 @@ def test_write_into_read_only_directory(tmp_path: Path) -> None:
     locked.chmod(0o500)
     try:
         with pytest.raises(ExportError, match=f"directory {locked} is not writable"):
-            write_config_file(locked / GOLDEN_NAME, "3.6.0", {1: A})
+            write_config_file(locked / GOLDEN_NAME, FUSED_MOE, "3.6.0", {1: A})
     finally:
         locked.chmod(0o700)
     assert list(locked.iterdir()) == []
@@ -387,14 +388,14 @@ def test_write_into_read_only_directory(tmp_path: Path) -> None:
 
 def test_write_refuses_directory_as_path(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="is a directory"):
-        write_config_file(tmp_path, "3.6.0", {1: A}, overwrite=True)
+        write_config_file(tmp_path, FUSED_MOE, "3.6.0", {1: A}, overwrite=True)
 
 
 def test_write_bad_configs_touch_nothing(tmp_path: Path) -> None:
     path = tmp_path / GOLDEN_NAME
     path.write_bytes(b"original")
     with pytest.raises(ExportError):
-        write_config_file(path, "3.6.0", {}, overwrite=True)
+        write_config_file(path, FUSED_MOE, "3.6.0", {}, overwrite=True)
     assert path.read_bytes() == b"original"
     assert sorted(p.name for p in tmp_path.iterdir()) == [GOLDEN_NAME]
 

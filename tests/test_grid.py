@@ -14,6 +14,7 @@ from searcher.space import load_space
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
+from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
@@ -33,7 +34,7 @@ def test_order_is_a_seeded_permutation_of_the_valid_configs(spec):
 
 def test_grid_resumes_and_never_measures_a_config_twice(spec, tmp_path):
     url = f"sqlite:///{tmp_path / 'g.db'}"
-    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)
     first = run_grid(spec, bench, H100, url, batch_sizes=[64], limit_per_m=25)[0]
     assert first["measured"] == 25
     second = run_grid(spec, bench, H100, url, batch_sizes=[64], limit_per_m=60)[0]
@@ -42,7 +43,7 @@ def test_grid_resumes_and_never_measures_a_config_twice(spec, tmp_path):
     assert len(measured) == len(set(measured)) == 60
     # Visited in the grid's order: the first 60 of the permutation.
     assert set(measured) == set(grid_order(spec, 64)[:60])
-    study = optuna.load_study(study_name=study_name("grid", spec.shape, H100, 64),
+    study = optuna.load_study(study_name=study_name(FUSED_MOE, "grid", spec.shape, H100, 64),
                               storage=open_storage(url))
     assert not [t for t in study.trials if not t.state.is_finished()]
 
@@ -52,7 +53,7 @@ def test_failures_are_stored_and_the_dataset_round_trips(spec, tmp_path):
 
     wide = dataclasses.replace(spec, space=load_space(ROOT / "spaces" / "vllm-1920.toml"))
     url = f"sqlite:///{tmp_path / 'g.db'}"
-    bench = SyntheticBenchmarker(wide.shape, device=H100)
+    bench = SyntheticBenchmarker(FUSED_MOE, wide.shape, device=H100)
     g = run_grid(wide, bench, H100, url, batch_sizes=[256], limit_per_m=120)[0]
     assert g["failed"] > 0 and g["ok"] + g["failed"] == 120
     path = write_grid_dataset(wide, url, H100, str(tmp_path / "d.csv"))
@@ -72,7 +73,7 @@ def test_grid_time_limit_stops_and_a_rerun_continues(spec, tmp_path):
     url = f"sqlite:///{tmp_path / 'g.db'}"
     ticks = iter(range(10_000))
     clock = lambda: float(next(ticks))  # noqa: E731 - one second per call
-    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)
     g = run_grid(spec, bench, H100, url, batch_sizes=[8, 16], time_limit_s=30, clock=clock)
     assert len(g) == 1 and 0 < g[0]["measured"] < 432
     done = g[0]["measured"]
@@ -87,7 +88,7 @@ def test_export_grid_writes_each_batch_sizes_fastest_measured_config(spec, tmp_p
     from searcher.results import export_study
 
     url = f"sqlite:///{tmp_path / 'g.db'}"
-    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)
     run_grid(spec, bench, H100, url, batch_sizes=[16, 256], limit_per_m=30)
     path = export_study(spec, url, H100, tmp_path, batch_sizes=[16, 256], kind="grid")
     _, configs = read_config_file(path)
@@ -102,7 +103,7 @@ def test_dataset_never_overwrites_another_file_and_leaves_nothing_behind(spec, t
     from searcher.errors import SearcherError
 
     url = f"sqlite:///{tmp_path / 'g.db'}"
-    run_grid(spec, SyntheticBenchmarker(spec.shape, device=H100), H100, url,
+    run_grid(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100), H100, url,
              batch_sizes=[16], limit_per_m=5)
     mine = tmp_path / "mine.csv"
     mine.write_text("M,some,other,data\n1,2,3,4\n")
@@ -114,7 +115,7 @@ def test_dataset_never_overwrites_another_file_and_leaves_nothing_behind(spec, t
     # Its own dataset is rewritten (after more measurements), atomically.
     path = tmp_path / "d.csv"
     write_grid_dataset(spec, url, H100, str(path), batch_sizes=[16])
-    run_grid(spec, SyntheticBenchmarker(spec.shape, device=H100), H100, url,
+    run_grid(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100), H100, url,
              batch_sizes=[16], limit_per_m=8)
     write_grid_dataset(spec, url, H100, str(path), batch_sizes=[16])
     assert len(read_dataset(path)[1]) == 8

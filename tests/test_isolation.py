@@ -28,6 +28,7 @@ from searcher.kernels.fused_moe.problem import Shape
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
+from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
@@ -38,7 +39,7 @@ OTHER = KernelConfig(32, 64, 64, 1, 4, 3)
 
 
 def _synthetic(**kw) -> functools.partial:
-    return functools.partial(SyntheticBenchmarker, SHAPE, device=H100, noise=0.0, **kw)
+    return functools.partial(SyntheticBenchmarker, FUSED_MOE, SHAPE, device=H100, noise=0.0, **kw)
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def isolated(request):
 
 
 def _true_us(M: int, config: KernelConfig) -> float:
-    return SyntheticBenchmarker(SHAPE, device=H100).true_time(M, config)
+    return SyntheticBenchmarker(FUSED_MOE, SHAPE, device=H100).true_time(M, config)
 
 
 # -- the benchmarker ----------------------------------------------------------------------
@@ -118,7 +119,7 @@ def test_device_info_is_fetched_once_and_cached(isolated):
     bencher = isolated(crash_on=[GOOD.short()])
     assert bencher.pid is None
     info = bencher.device_info()
-    assert info == SyntheticBenchmarker(SHAPE, device=H100).device_info()
+    assert info == SyntheticBenchmarker(FUSED_MOE, SHAPE, device=H100).device_info()
     assert bencher.measure(16, GOOD, "short").status is Status.RUNTIME_ERROR
     assert bencher.device_info() == info
     assert bencher.pid is None and bencher.started == 1  # no child started to answer
@@ -162,7 +163,7 @@ def test_errors_of_the_benchmarker_reach_the_parent(isolated, tmp_path):
 
 
 def test_measurements_pickle():
-    ok = SyntheticBenchmarker(SHAPE, device=H100).measure(16, GOOD, "full")
+    ok = SyntheticBenchmarker(FUSED_MOE, SHAPE, device=H100).measure(16, GOOD, "full")
     failed = Measurement.failed(Status.TIMEOUT, "why", "short", cost_s=1.0, device={"a": 1})
     for m in (ok, failed):
         assert pickle.loads(pickle.dumps(m)) == m
@@ -179,16 +180,15 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
         import functools, sys
-        from searcher.kernels.fused_moe.config import KernelConfig
         from searcher.isolation import IsolatedBenchmarker
-        from searcher.kernels.fused_moe.problem import Shape
+        from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape
         from searcher.synthetic import SyntheticBenchmarker
 
         if __name__ == "__main__":
             config = KernelConfig(*{DEFAULT_16.astuple()})
             shape = Shape(E=64, N=1408, hidden=2048, top_k=6, dtype="bf16")
             bencher = IsolatedBenchmarker(functools.partial(
-                SyntheticBenchmarker, shape, hang_on=[config.short()]), timeout_s=None)
+                SyntheticBenchmarker, FUSED_MOE, shape, hang_on=[config.short()]), timeout_s=None)
             bencher.device_info()
             print(bencher.pid, flush=True)
             bencher.measure(16, config, "short")
@@ -243,7 +243,7 @@ def test_grid_stores_a_crashed_config_with_its_reason(tmp_path):
     with IsolatedBenchmarker(_synthetic(crash_on=[first.short()])) as bencher:
         [summary] = run_grid(spec, bencher, H100, url, limit_per_m=3)
     assert summary["measured"] == 3 and summary["failed"] >= 1
-    study = optuna.load_study(study_name=study_name("grid", spec.shape, H100, 16),
+    study = optuna.load_study(study_name=study_name(FUSED_MOE, "grid", spec.shape, H100, 16),
                               storage=open_storage(url))
     [crashed] = [t for t in study.trials if t.user_attrs["config"] == first.to_dict()]
     assert crashed.user_attrs["status"] == "runtime_error"
@@ -282,9 +282,9 @@ def _run_with(tmp_path: Path, hook: str, timeout_s: float) -> tuple[list, object
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     spec = load_spec(study_path)
-    study = optuna.load_study(study_name=study_name("search", spec.shape, H100, 16),
+    study = optuna.load_study(study_name=study_name(FUSED_MOE, "search", spec.shape, H100, 16),
                               storage=open_storage(spec.storage))
-    assert summarize_study(study, 16).trials == 10, "the budget was not spent exactly"
+    assert summarize_study(FUSED_MOE, study, 16).trials == 10, "the budget was not spent exactly"
     default = [t for t in study.trials if t.user_attrs.get("config") == DEFAULT_16.to_dict()
                and t.user_attrs.get("status") in COUNTED_STATUSES]
     assert len(default) == 1 and default[0].user_attrs["source"] == "default"
@@ -316,7 +316,7 @@ class _Faulty:
 
     def __init__(self, how: str) -> None:
         self.how = how
-        self.inner = SyntheticBenchmarker(SHAPE, device=H100)
+        self.inner = SyntheticBenchmarker(FUSED_MOE, SHAPE, device=H100)
 
     def device_info(self):
         return self.inner.device_info()

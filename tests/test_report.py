@@ -23,10 +23,10 @@ from searcher.replay import ReplayBenchmarker, read_dataset, write_dataset
 from searcher.report import build_report, floor_us, write_report
 from searcher.search import SearchOptions, run_search, summarize_study
 from searcher.kernels.fused_moe.problem import Shape
-from searcher.space import make_context
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
+from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
@@ -38,10 +38,10 @@ def _write_grid(spec, path, sizes, not_best=None):
     """A recorded vllm-432 grid of every valid config at ``sizes``, timed by the synthetic
     benchmarker (as `searcher grid --dataset` would write it, without a storage). At
     M=1024 the fastest recorded config is one outside ``not_best``."""
-    bench = SyntheticBenchmarker(spec.shape, device=H100, seed=7)
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=7)
     records = []
     for M in sizes:
-        for c in spec.space.enumerate(make_context(spec.shape, M, spec.gpu_facts)):
+        for c in spec.space.enumerate(spec.kernel.context(spec.shape, M, spec.gpu_facts)):
             short = bench.measure(M, c, "short")
             full = bench.measure(M, c, "full") if short.ok else None
             final = full or short
@@ -70,9 +70,9 @@ def stored(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     url = f"sqlite:///{tmp / 'r.db'}"
-    run_search(spec, SyntheticBenchmarker(spec.shape, device=H100, seed=3), SearchOptions(
+    run_search(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3), SearchOptions(
         device=H100, storage_url=url, batch_sizes=SIZES, trials_per_m=8))
-    run_search(spec, SyntheticBenchmarker(spec.shape, device=OTHER, seed=4), SearchOptions(
+    run_search(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=OTHER, seed=4), SearchOptions(
         device=OTHER, storage_url=url, batch_sizes=[64], trials_per_m=6))
     finalists = {KernelConfig.from_dict(e["config"])
                  for e in _study(url, spec, 1024).user_attrs["final"]["entries"]}
@@ -92,7 +92,7 @@ def _copy_db(src, dst):
 
 
 def _study(url, spec, M, device=H100):
-    return optuna.load_study(study_name=study_name("search", spec.shape, device, M),
+    return optuna.load_study(study_name=study_name(FUSED_MOE, "search", spec.shape, device, M),
                              storage=open_storage(url))
 
 
@@ -129,7 +129,7 @@ def test_side_by_side_row_equals_what_compare_stored(stored):
     assert cell.config == best == KernelConfig.from_dict(by_label["file"]["config"])
     assert cell.side_by_side and cell.us == by_label["file"]["median_us"] != recorded_us
     assert row.grids["grid vllm-1920 best"] is None  # no grid of that space given
-    summary = summarize_study(_study(url, spec, 64), 64)
+    summary = summarize_study(FUSED_MOE, _study(url, spec, 64), 64)
     assert (row.trials, row.wall_s) == (summary.trials, summary.wall_s) and row.trials == 8
 
 
@@ -140,7 +140,7 @@ def test_rows_without_compare_use_the_finalists_run(stored):
     for M in (1, 1024):
         study = _study(url, spec, M)
         assert "side_by_side" not in study.user_attrs
-        s = summarize_study(study, M)
+        s = summarize_study(FUSED_MOE, study, M)
         row = rows[M]
         assert row.source == "finalists"
         assert (row.winner, row.winner_us, row.default_us) == (s.winner, s.winner_us, s.default_us)
@@ -163,10 +163,10 @@ def test_floor_percent_follows_the_roofline_formula(stored):
         floor = 1e6 * max(moved / 3.35e12, 6 * M * k * H * N / 989e12)
         assert row.floor_us == pytest.approx(floor)
         assert row.floor_pct == pytest.approx(100 * floor / row.winner_us)
-    h200 = floor_us(spec.shape, 4096, "NVIDIA_H200")
+    h200 = floor_us(FUSED_MOE, spec.shape, 4096, "NVIDIA_H200")
     assert h200 == pytest.approx(1e6 * 6 * 4096 * k * H * N / 989e12)  # compute-bound there
-    assert floor_us(spec.shape, 64, OTHER) is None
-    assert floor_us(Shape(E=64, N=1408, hidden=2048, top_k=6, dtype="fp32"), 64, H100) is None
+    assert floor_us(FUSED_MOE, spec.shape, 64, OTHER) is None
+    assert floor_us(FUSED_MOE, Shape(E=64, N=1408, hidden=2048, top_k=6, dtype="fp32"), 64, H100) is None
 
 
 def test_within_noise_and_slower_marking(stored):
@@ -261,14 +261,14 @@ def test_a_side_by_side_run_of_an_older_winner_is_not_used(stored, tmp_path):
     study = _study(url, spec, 64)
     run = study.user_attrs["side_by_side"]
     older = KernelConfig(32, 32, 64, 1, 4, 3)
-    assert older != summarize_study(study, 64).winner
+    assert older != summarize_study(FUSED_MOE, study, 64).winner
     for e in run["entries"]:
         if e["label"] == "search":
             e["config"] = older.to_dict()
     study.set_user_attr("side_by_side", run)
     report = build_report(spec, url, H100, batch_sizes=SIZES)
     row = {r.M: r for r in report.rows}[64]
-    s = summarize_study(study, 64)
+    s = summarize_study(FUSED_MOE, study, 64)
     assert row.source == "finalists" and report.stale == [64]
     assert (row.winner, row.winner_us, row.default_us) == (s.winner, s.winner_us, s.default_us)
     text = write_report(report, tmp_path, command="searcher report ...").read_text()

@@ -23,10 +23,10 @@ from searcher.kernels.fused_moe.vllm_file import read_config_file
 from searcher.measurement import Status
 from searcher.results import export_study, winners
 from searcher.search import SearchOptions, run_search, summarize_study
-from searcher.space import make_context
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
+from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
@@ -40,23 +40,23 @@ def spec():
 def _run(spec, tmp_path, bencher=None, **kw):
     tmp_path.mkdir(parents=True, exist_ok=True)
     url = kw.pop("storage", f"sqlite:///{tmp_path / 's.db'}")
-    bencher = bencher or SyntheticBenchmarker(spec.shape, device=H100, seed=1)
+    bencher = bencher or SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=1)
     opts = SearchOptions(device=H100, storage_url=url, **kw)
     return run_search(spec, bencher, opts), bencher, url
 
 
 def _trials(url, spec, M, kind="search"):
-    study = optuna.load_study(study_name=study_name(kind, spec.shape, H100, M),
+    study = optuna.load_study(study_name=study_name(FUSED_MOE, kind, spec.shape, H100, M),
                               storage=open_storage(url))
     return study, study.get_trials(deepcopy=False)
 
 
 def test_study_names_are_deterministic(spec):
-    name = study_name("search", spec.shape, H100, 64)
+    name = study_name(FUSED_MOE, "search", spec.shape, H100, 64)
     assert name == "fused_moe:search:E=64,N=1408,H=2048,top_k=6,bf16:NVIDIA_H100_80GB_HBM3:M=64"
-    assert study_name("search", load_spec(spec.path).shape, H100, 64) == name
-    assert study_name("search", spec.shape, H100, 128) != name
-    assert study_name("grid", spec.shape, H100, 64) != name
+    assert study_name(FUSED_MOE, "search", load_spec(spec.path).shape, H100, 64) == name
+    assert study_name(FUSED_MOE, "search", spec.shape, H100, 128) != name
+    assert study_name(FUSED_MOE, "grid", spec.shape, H100, 64) != name
 
 
 def test_budget_counts_measured_trials_and_invalid_ones_are_never_benchmarked(spec, tmp_path):
@@ -64,7 +64,7 @@ def test_budget_counts_measured_trials_and_invalid_ones_are_never_benchmarked(sp
     summaries, bencher, url = _run(ext, tmp_path, batch_sizes=[1], trials_per_m=15)
     s = summaries[0]
     assert s.trials == 15
-    ctx = make_context(ext.shape, 1, ext.gpu_facts)
+    ctx = ext.kernel.context(ext.shape, 1, ext.gpu_facts)
     for M, config, _ in bencher.calls:
         assert ext.space.is_valid(config, ctx), f"benchmarked an invalid config {config}"
     _, trials = _trials(url, ext, 1)
@@ -187,8 +187,8 @@ def test_export_refuses_a_batch_size_without_trials(spec, tmp_path):
 def test_replay_benchmarker_serves_a_recorded_dataset(spec, tmp_path):
     from searcher.replay import ReplayBenchmarker, write_dataset
 
-    synth = SyntheticBenchmarker(spec.shape, device=H100)
-    ctx = make_context(spec.shape, 64, spec.gpu_facts)
+    synth = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)
+    ctx = spec.kernel.context(spec.shape, 64, spec.gpu_facts)
     records = []
     for config in spec.space.enumerate(ctx):
         t = synth.true_time(64, config)
@@ -250,7 +250,7 @@ def test_resume_after_sigkill_finishes_the_budget_without_losing_or_remeasuring(
     deadline = time.time() + 120
     before = []
     storage = open_storage(url)
-    name = study_name("search", spec.shape, H100, 16)
+    name = study_name(FUSED_MOE, "search", spec.shape, H100, 16)
     while time.time() < deadline:
         time.sleep(0.05)
         try:
@@ -275,7 +275,7 @@ def test_resume_after_sigkill_finishes_the_budget_without_losing_or_remeasuring(
     assert rerun.returncode == 0, rerun.stderr
     for M in (16, 64):
         study, trials = _trials(url, spec, M)
-        s = summarize_study(study, M)
+        s = summarize_study(FUSED_MOE, study, M)
         assert s.trials == 12, f"M={M}: budget not finished exactly"
         configs = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
                    if t.user_attrs.get("status") in ("ok", "pruned")]
@@ -299,7 +299,7 @@ def test_time_limit_stops_a_run_and_the_next_run_continues(spec, tmp_path):
     ticks = iter(range(100_000))
     clock = lambda: float(next(ticks))  # noqa: E731 - each call advances one second
     url = f"sqlite:///{tmp_path / 't.db'}"
-    bench = SyntheticBenchmarker(spec.shape, device=H100)
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)
     opts = SearchOptions(device=H100, storage_url=url, batch_sizes=[8, 16], trials_per_m=30,
                          time_limit_s=40)
     first = run_search(spec, bench, opts, clock=clock)

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
-from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.device import KNOWN_GPUS, GpuFacts
-from searcher.errors import SpaceError, SpecError
-from searcher.kernels.fused_moe.problem import Shape
+from searcher.errors import SpaceError
+from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape, vllm_default_config
 from searcher.space import (
-    CONTEXT_NAMES,
     Param,
     Space,
     load_space,
-    make_context,
     space_from_dict,
 )
 
@@ -33,7 +29,7 @@ VLLM_BATCH_SIZES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 153
 
 
 def context(M: int = 64, gpu: GpuFacts = H100, shape: Shape = SHAPE) -> dict[str, int]:
-    return make_context(shape, M, gpu)
+    return FUSED_MOE.context(shape, M, gpu)
 
 
 def valid_dict(**params: object) -> dict[str, object]:
@@ -232,25 +228,6 @@ def test_context_must_give_names_the_constraints_use() -> None:
     assert len(load_space(SPACES / "vllm-432.toml").enumerate({})) == 432
 
 
-def test_make_context() -> None:
-    ctx = make_context(SHAPE, 256, H100)
-    assert tuple(ctx) == CONTEXT_NAMES
-    assert ctx == {
-        "E": 64,
-        "N": 1408,
-        "hidden": 2048,
-        "top_k": 6,
-        "dtype_bytes": 2,
-        "M": 256,
-        "smem_per_block": 232448,
-        "sm_count": 132,
-    }
-    assert make_context(Shape(8, 16, 16, 2, "fp32"), 1, H100)["dtype_bytes"] == 4
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(SpecError, match="M = "):
-            make_context(SHAPE, bad, H100)  # type: ignore[arg-type]
-
-
 # -- Optuna encoding ----------------------------------------------------------------
 
 
@@ -295,7 +272,7 @@ def test_param_rejects_bad_values() -> None:
 def test_space_rejects_params_out_of_order() -> None:
     params = load_space(DATA / "small.toml").params
     with pytest.raises(SpaceError, match="must be BLOCK_SIZE_M"):
-        Space("x", params[::-1])
+        Space("x", FUSED_MOE, params[::-1])
 
 
 def test_round_trip_every_config_of_vllm_1920() -> None:
@@ -588,3 +565,41 @@ def test_loading_and_enumerating_import_no_heavy_modules() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# -- the space's kernel --------------------------------------------------------------
+
+
+def test_a_space_is_the_kernels() -> None:
+    space = space_from_dict(valid_dict(), where=WHERE, name="x")
+    assert space.kernel is FUSED_MOE
+    assert space_from_dict({**valid_dict(), "kernel": "fused_moe"}, where=WHERE, name="x",
+                           kernel=FUSED_MOE).kernel is FUSED_MOE
+    assert isinstance(space.enumerate({})[0], KernelConfig)
+
+
+def test_a_param_outside_the_kernels_config_keys_is_refused() -> None:
+    with pytest.raises(SpaceError) as info:
+        space_from_dict(valid_dict(SPLIT_K=[1]), where=WHERE, name="x", kernel=FUSED_MOE)
+    message = str(info.value)
+    assert message.startswith(f"{WHERE}: params.SPLIT_K: unknown param")
+    assert "the params of kernel fused_moe are BLOCK_SIZE_M, BLOCK_SIZE_N" in message
+
+
+@pytest.mark.parametrize(("kernel", "expected"), [
+    ("fused_mo", "unknown kernel 'fused_mo' (did you mean 'fused_moe'?); must be one of: fused_moe"),
+    (3, "kernel = 3 must be a string naming a kernel"),
+])
+def test_a_space_naming_an_unknown_kernel_is_refused(kernel: object, expected: str) -> None:
+    with pytest.raises(SpaceError) as info:
+        space_from_dict({**valid_dict(), "kernel": kernel}, where=WHERE, name="x")
+    assert str(info.value).startswith(f"{WHERE}: ")
+    assert expected in str(info.value)
+
+
+def test_a_space_of_another_kernel_than_the_studys_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text('kernel = "other_kernel"\n' + (DATA / "small.toml").read_text())
+    with pytest.raises(SpaceError, match="kernel = 'other_kernel': the space is for another "
+                       "kernel than the study's \\('fused_moe'\\)"):
+        load_space(path, FUSED_MOE)

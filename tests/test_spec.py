@@ -12,6 +12,7 @@ import pytest
 import searcher
 from searcher.device import KNOWN_GPUS, GpuFacts
 from searcher.errors import SpecError
+from searcher.kernels import get_kernel
 from searcher.spec import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_STORAGE,
@@ -233,7 +234,7 @@ def test_minimal_spec_gets_the_defaults() -> None:
     assert spec.name == "minimal"
     assert spec.path == DATA / "minimal.toml"
     assert spec.description == ""
-    assert spec.kernel == "fused_moe"
+    assert spec.kernel is get_kernel("fused_moe")
     assert spec.backend == "builtin"
     assert spec.gpu == "NVIDIA_H100_80GB_HBM3"
     assert spec.gpu_facts == KNOWN_GPUS["NVIDIA_H100_80GB_HBM3"]
@@ -255,9 +256,8 @@ def test_minimal_spec_gets_the_defaults() -> None:
 
 
 def _context(spec: StudySpec) -> dict[str, int]:
-    from searcher.space import make_context
-
-    return make_context(spec.shape, spec.batch_sizes[0], spec.gpu_facts)
+    
+    return spec.kernel.context(spec.shape, spec.batch_sizes[0], spec.gpu_facts)
 
 
 def test_full_spec_reads_every_key() -> None:

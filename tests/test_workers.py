@@ -22,11 +22,11 @@ import pytest
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, NoGPUError
 from searcher.search import COUNTED_STATUSES, summarize_study
-from searcher.space import make_context
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
 from searcher.workers import child_argv, parse_worker, resolve_workers
+from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
@@ -99,7 +99,7 @@ def _searcher(args: list[str], cwd: Path, env: dict | None = None,
 
 
 def _trials(url: str, kind: str, spec, M: int):
-    study = optuna.load_study(study_name=study_name(kind, spec.shape, spec.gpu, M),
+    study = optuna.load_study(study_name=study_name(FUSED_MOE, kind, spec.shape, spec.gpu, M),
                               storage=open_storage(url))
     return study, study.get_trials(deepcopy=False)
 
@@ -157,17 +157,17 @@ def test_four_workers_share_the_budget_exactly_and_find_the_single_process_best(
     pids = set()
     for M in spec.batch_sizes:
         study, trials = _trials(url, "search", spec, M)
-        valid = spec.space.enumerate(make_context(spec.shape, M, spec.gpu_facts))
+        valid = spec.space.enumerate(spec.kernel.context(spec.shape, M, spec.gpu_facts))
         measured = _measured(trials)
         keys = [_key(t) for t in measured]
         assert len(keys) == len(set(keys)) == len(valid), f"M={M}: not each config once"
         assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING], \
             "a trial left running"
         pids |= {t.user_attrs["pid"] for t in measured}
-        summary = summarize_study(study, M)
+        summary = summarize_study(FUSED_MOE, study, M)
         assert summary.finalized and summary.running == 0
         # vLLM's default config competes in the final round too.
-        true_time = SyntheticBenchmarker(spec.shape).true_time
+        true_time = SyntheticBenchmarker(FUSED_MOE, spec.shape).true_time
         best = min([*valid, vllm_default_config(M, 64)], key=lambda c: true_time(M, c))
         assert summary.winner == best, f"M={M}"
     assert len(pids) >= 2, "the work was not shared"
@@ -178,7 +178,7 @@ def test_four_workers_share_the_budget_exactly_and_find_the_single_process_best(
     assert one.returncode == 0, one.stderr
     for M in spec.batch_sizes:
         a, b = _trials(url, "search", spec, M)[0], _trials(single_url, "search", spec, M)[0]
-        assert summarize_study(a, M).winner == summarize_study(b, M).winner
+        assert summarize_study(FUSED_MOE, a, M).winner == summarize_study(FUSED_MOE, b, M).winner
 
 
 @pytest.mark.slow
@@ -193,7 +193,7 @@ def test_four_workers_stop_at_the_budget_of_the_study_not_of_each_worker(url, tm
         measured = _measured(trials)
         assert len(measured) == 17, f"M={M}: {len(measured)} measured for a budget of 17"
         assert len({_key(t) for t in measured}) == 17
-        assert summarize_study(study, M).finalized
+        assert summarize_study(FUSED_MOE, study, M).finalized
         claims = [s for s in optuna.get_all_study_names(open_storage(url))
                   if s.startswith(f"fused_moe-claim:{study.study_name}:final@")]
         assert len(claims) == 1, "the finalists were re-measured more than once"
@@ -209,7 +209,7 @@ def test_grid_workers_measure_each_config_once(url, tmp_path):
     assert four.returncode == 0, four.stderr
     for M in spec.batch_sizes:
         _, trials = _trials(url, "grid", spec, M)
-        valid = spec.space.enumerate(make_context(spec.shape, M, spec.gpu_facts))
+        valid = spec.space.enumerate(spec.kernel.context(spec.shape, M, spec.gpu_facts))
         keys = [_key(t) for t in trials]
         assert len(keys) == len(set(keys)) == len(valid)
         assert len({t.user_attrs["order"] % 4 for t in trials}) == 4
@@ -262,7 +262,7 @@ def test_a_worker_killed_mid_trial_leaves_the_others_running_and_nothing_lost(tm
     for M in spec.batch_sizes:
         study, trials = _trials(url, "search", spec, M)
         assert len(_measured(trials)) == 10, f"M={M}"
-        assert summarize_study(study, M).finalized, f"M={M}"
+        assert summarize_study(FUSED_MOE, study, M).finalized, f"M={M}"
     # What the dead worker had asked (its trial in flight, the rest of its batch) was
     # failed as interrupted and queued again. (The trial seen running may have finished
     # just before the kill landed: it is then measured, and the batch behind it is not.)

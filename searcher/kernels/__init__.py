@@ -7,10 +7,14 @@ from searcher.errors import SpecError, did_you_mean
 from searcher.kernels.base import Kernel
 from searcher.kernels.fused_moe import FUSED_MOE
 
-__all__ = ["Kernel", "KERNELS", "get_kernel"]
+__all__ = ["Kernel", "KERNELS", "DEFAULT_KERNEL", "get_kernel"]
 
 #: Registered kernels by the name a study's ``kernel`` key gives.
 KERNELS: dict[str, Kernel] = {FUSED_MOE.name: FUSED_MOE}
+
+#: The kernel of a space file or dataset that names none (every file written before
+#: searcher had a second kernel is the fused MoE's).
+DEFAULT_KERNEL = FUSED_MOE.name
 
 
 def get_kernel(name: str) -> Kernel:

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.device import GpuFacts
+    from searcher.measurement import Status
 
-__all__ = ["Config", "Problem", "Kernel", "GpuPeak", "LayerCall", "Workload"]
+__all__ = ["Config", "Problem", "Kernel", "GpuPeak", "LayerCall", "Workload",
+           "SyntheticLandscape"]
 
 
 class Config(Hashable, Protocol):
@@ -71,6 +73,17 @@ class GpuPeak(Protocol):
     bandwidth: float
 
 
+class SyntheticLandscape(Protocol):
+    """Made-up times of a kernel's configs for one problem and GPU (see
+    :mod:`searcher.synthetic`): structured like a real landscape, predicting nothing."""
+
+    def true_time(self, M: int, config: Config) -> float:
+        """The noiseless time (us) of ``config`` at batch size M."""
+
+    def failure(self, config: Config) -> tuple[Status, str] | None:
+        """How measuring ``config`` fails (a status and a reason), or None when it runs."""
+
+
 class Kernel(ABC):
     """One tunable kernel: its problem, its configs, vLLM's defaults and files, its layer.
 
@@ -80,12 +93,15 @@ class Kernel(ABC):
         context_names: names a space constraint may use besides the config keys (problem
             facts, the batch size ``M``, GPU facts).
         problem_keys: the keys of a study's ``[shape]`` table.
+        power_of_two_keys: config keys whose values a space may only hold as powers of two
+            (Triton's ``tl.arange`` lengths, warp counts).
     """
 
     name: str
     config_keys: tuple[str, ...]
     context_names: tuple[str, ...]
     problem_keys: tuple[str, ...]
+    power_of_two_keys: tuple[str, ...]
 
     # -- problems and configs (no GPU) -------------------------------------------------
     @abstractmethod
@@ -148,6 +164,11 @@ class Kernel(ABC):
     def floor_us(self, problem: Problem, M: int, peak: GpuPeak) -> float | None:
         """The roofline time (us) of one call at batch size M, or None where the GPU's
         peaks do not apply (e.g. a dtype whose tensor rate the peaks do not give)."""
+
+    # -- a CPU stand-in for the GPU ----------------------------------------------------
+    @abstractmethod
+    def synthetic_landscape(self, problem: Problem, gpu: GpuFacts) -> SyntheticLandscape:
+        """The made-up landscape ``--synthetic`` measures for ``problem`` on ``gpu``."""
 
     # -- the GPU side (imports torch and triton) ---------------------------------------
     @abstractmethod

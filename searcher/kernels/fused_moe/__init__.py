@@ -4,8 +4,9 @@ The folder holds everything specific to this kernel: the problem (:mod:`.problem
 hidden, top_k, dtype, quantization), the config (:mod:`.config`: vLLM's six keys), vLLM's
 default config (:mod:`.default`), vLLM's file name and layout (:mod:`.vllm_file`), the
 Triton layer and its fp32 reference (:mod:`.layer`, :mod:`.triton_kernels`,
-:mod:`.reference`), the backends that time it (:mod:`.backends`) and the GPU workload
-(:mod:`.workload`). Importing this package imports neither torch nor triton.
+:mod:`.reference`), the backends that time it (:mod:`.backends`), the GPU workload
+(:mod:`.workload`) and the made-up landscape ``--synthetic`` measures (:mod:`.synthetic`).
+Importing this package imports neither torch nor triton.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from searcher.kernels.fused_moe.problem import DTYPES, Shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.device import GpuFacts
+    from searcher.kernels.fused_moe.synthetic import MoELandscape
 
 __all__ = ["FusedMoE", "FUSED_MOE", "KernelConfig", "CONFIG_KEYS", "Shape",
            "vllm_default_config"]
@@ -49,6 +51,8 @@ class FusedMoE(Kernel):
     context_names = ("E", "N", "hidden", "top_k", "dtype_bytes", "M", "smem_per_block",
                      "sm_count", "block_n", "block_k", "fp8")
     problem_keys = _PROBLEM_KEYS
+    #: Triton's tl.arange needs power-of-two lengths, and warps come in powers of two.
+    power_of_two_keys = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_warps")
 
     def parse_problem(self, table: Mapping[str, Any]) -> Shape:
         for key in table:
@@ -135,6 +139,11 @@ class FusedMoE(Kernel):
             return None
         moved = problem.weight_bytes(M) + 2 * M * problem.hidden * problem.activation_size
         return 1e6 * max(moved / peak.bandwidth, problem.flops(M) / (peak.tensor_flops * rate))
+
+    def synthetic_landscape(self, problem: Shape, gpu: GpuFacts) -> MoELandscape:
+        from searcher.kernels.fused_moe.synthetic import MoELandscape
+
+        return MoELandscape(problem, gpu)
 
     def workload(self, problem: Shape, backend: str, seed: int) -> Any:
         from searcher.kernels.fused_moe.workload import FusedMoEWorkload
