@@ -111,7 +111,9 @@ class FusedMoE(Kernel):
         }
 
     def default_config(self, problem: Shape, M: int) -> KernelConfig:
-        return vllm_default_config(M, problem.E)
+        """vLLM 0.33.0's ``get_default_config`` for this problem's dtype and block shape
+        (per-channel fp8 gets the per-tensor default: vLLM passes it the same arguments)."""
+        return vllm_default_config(M, problem.E, problem.dtype, problem.block_shape)
 
     def file_name(self, problem: Shape, device: str) -> str:
         from searcher.kernels.fused_moe.vllm_file import config_file_name
