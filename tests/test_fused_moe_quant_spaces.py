@@ -8,6 +8,7 @@ context (:meth:`FusedMoE.context`), studies' ``[shape]`` tables with
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from searcher.space import Space, load_space
 
 ROOT = Path(searcher.__file__).resolve().parent.parent
 SPACES = ROOT / "spaces"
+STUDIES = ROOT / "studies"
 H200 = KNOWN_GPUS["NVIDIA_H200"]
 BATCH_SIZES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
 
@@ -193,3 +195,39 @@ def test_context_gives_operand_sizes() -> None:
     assert sizes(DEEPSEEK_V3_TP8) == (1, 1)
     assert sizes(Shape(8, 16, 16, 2, "int8_w8a16")) == (2, 1)
     assert tuple(FUSED_MOE.context(MIXTRAL_TP2_FP8, 1, H200)) == FUSED_MOE.context_names
+
+
+# -- the studies -----------------------------------------------------------------------
+
+STUDIES_EXPECTED = {
+    "h200-deepseek-v3-tp8-fp8": (
+        Shape(256, 256, 7168, 8, "fp8_w8a8", block_shape=(128, 128)),
+        "E=256,N=256,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"),
+    "h200-mixtral-8x7b-tp2-fp8": (
+        Shape(8, 7168, 4096, 2, "fp8_w8a8"),
+        "E=8,N=7168,device_name=NVIDIA_H200,dtype=fp8_w8a8.json"),
+    "h200-qwen3-30b-a3b-fp8-per-channel": (
+        Shape(128, 768, 2048, 8, "fp8_w8a8", per_channel=True),
+        "E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8.json"),
+    "h200-jamba-1.5-large-tp8-int8": (
+        Shape(16, 3072, 8192, 2, "int8_w8a16"),
+        "E=16,N=3072,device_name=NVIDIA_H200,dtype=int8_w8a16.json"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES_EXPECTED))
+def test_quantized_study_shape_and_file_name(name: str) -> None:
+    data = tomllib.loads((STUDIES / f"{name}.toml").read_text(encoding="utf-8"))
+    shape, file_name = STUDIES_EXPECTED[name]
+    assert FUSED_MOE.parse_problem(data["shape"]) == shape
+    assert data["gpu"] == "NVIDIA_H200" and data["kernel"] == "fused_moe"
+    assert FUSED_MOE.file_name(shape, data["gpu"]) == file_name
+    assert data["search"]["space"] == "extended"
+    # At most 15% of the 640 configs vLLM's tuner times per batch size for block fp8.
+    assert data["search"]["trials_per_m"] <= 96
+
+
+def test_quantized_studies_have_their_own_storage() -> None:
+    urls = [tomllib.loads((STUDIES / f"{n}.toml").read_text(encoding="utf-8"))["storage"]["url"]
+            for n in STUDIES_EXPECTED]
+    assert len(set(urls)) == len(urls)
