@@ -47,9 +47,14 @@ class FusedMoE(Kernel):
     #: The layer's shape (E, N, hidden, top_k), bytes of a weight element, the batch size
     #: and the GPU's facts; ``block_n``/``block_k`` are the block-quantization tile (0 when
     #: the weights are not block-quantized); ``fp8`` is 1 for fp8_w8a8 (whose GEMMs run on
-    #: fp8 tensor cores), else 0.
+    #: fp8 tensor cores), else 0. ``a_bytes`` and ``b_bytes`` are the bytes of one element
+    #: of the GEMMs' A (activation) and B (weight) tiles as they are staged in shared
+    #: memory: 2 and 2 for bf16/fp16, 4 and 4 for fp32, 1 and 1 for fp8_w8a8 (vLLM
+    #: quantizes the activations to e4m3 before each GEMM), 2 and 1 for int8_w8a16 (bf16
+    #: activations, int8 weights converted after the load). ``dtype_bytes`` is the weight
+    #: element's size, ``b_bytes`` under another name, kept for existing spaces.
     context_names = ("E", "N", "hidden", "top_k", "dtype_bytes", "M", "smem_per_block",
-                     "sm_count", "block_n", "block_k", "fp8")
+                     "sm_count", "block_n", "block_k", "fp8", "a_bytes", "b_bytes")
     problem_keys = _PROBLEM_KEYS
     #: Triton's tl.arange needs power-of-two lengths, and warps come in powers of two.
     power_of_two_keys = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_warps")
@@ -112,10 +117,14 @@ class FusedMoE(Kernel):
             "block_n": block_n,
             "block_k": block_k,
             "fp8": int(problem.dtype == "fp8_w8a8"),
+            "a_bytes": 1 if problem.dtype == "fp8_w8a8" else problem.activation_size,
+            "b_bytes": problem.element_size,
         }
 
     def default_config(self, problem: Shape, M: int) -> KernelConfig:
-        return vllm_default_config(M, problem.E)
+        """vLLM 0.33.0's ``get_default_config`` for this problem's dtype and block shape
+        (per-channel fp8 gets the per-tensor default: vLLM passes it the same arguments)."""
+        return vllm_default_config(M, problem.E, problem.dtype, problem.block_shape)
 
     def file_name(self, problem: Shape, device: str) -> str:
         from searcher.kernels.fused_moe.vllm_file import config_file_name
