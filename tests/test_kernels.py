@@ -44,6 +44,8 @@ def test_the_fused_moe_context() -> None:
         "block_n": 0,
         "block_k": 0,
         "fp8": 0,
+        "a_bytes": 2,
+        "b_bytes": 2,
     }
     assert FUSED_MOE.context(Shape(8, 16, 16, 2, "fp32"), 1, H100)["dtype_bytes"] == 4
     block = Shape(8, 16, 16, 2, "fp8_w8a8", block_shape=(128, 64))

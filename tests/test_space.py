@@ -97,6 +97,7 @@ def test_extended_reaches_beyond_both_grids() -> None:
         "k_tile_fits",
         "block_m_fits_rows",
         "group_needs_row_blocks",
+        "k_tile_within_scale_block",
     }
 
 
@@ -559,7 +560,8 @@ def test_loading_and_enumerating_import_no_heavy_modules() -> None:
         "from searcher.space import load_space\n"
         f"s = load_space({str(SPACES / 'extended.toml')!r})\n"
         "ctx = dict(E=64, N=1408, hidden=2048, top_k=6, dtype_bytes=2, M=64,"
-        " smem_per_block=232448, sm_count=132)\n"
+        " smem_per_block=232448, sm_count=132, block_n=0, block_k=0, fp8=0, a_bytes=2,"
+        " b_bytes=2)\n"
         "assert s.enumerate(ctx) and s.fingerprint() and s.to_params(s.enumerate(ctx)[0])\n"
         "heavy = [m for m in ('optuna', 'torch', 'triton', 'numpy') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
