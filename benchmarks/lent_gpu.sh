@@ -61,6 +61,40 @@ h100-extended)  # issue #6 on what H100s were left: one GPU, TRIALS per M (no 43
     tar czf "$out/compare.tgz" -C /tmp cmpext
     pack /tmp/ext.db extended
     ;;
+h200-quant)  # issue #10: the two quantized studies at once, one per GPU (2 H200s); rerun
+    # to resume: a storage carried in .gpu-state/ (gunzipped from an earlier OUT) is reused.
+    nvidia-smi -L | tee "$out/gpus.txt"
+    i=0
+    for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
+        [ -f ".gpu-state/$study.db" ] && cp ".gpu-state/$study.db" "/tmp/$study.db"
+        CUDA_VISIBLE_DEVICES=$i python3 -m searcher run --study "$study" \
+            --storage "sqlite:////tmp/$study.db" --time-limit "$limit" --no-live \
+            > "$out/$study-run.log" 2>&1 &
+        i=$((i + 1))
+    done
+    wait
+    for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
+        pack "/tmp/$study.db" "$study"
+    done
+    ;;
+h200-quant-compare)  # issue #10: each study's winner, vLLM's default and vLLM 0.33.0's
+    # shipped H200 file (from the wheel, carried in .vllm-configs/) side by side, one GPU each
+    i=0
+    for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
+        cp ".gpu-state/$study.db" "/tmp/$study.db"
+        shipped=".vllm-configs/$(python3 -c 'import sys
+from searcher.spec import find_spec, load_spec
+spec = load_spec(find_spec(sys.argv[1]))
+print(spec.kernel.file_name(spec.shape, spec.gpu))' "$study")"
+        mkdir -p "/tmp/cmp-$study"
+        CUDA_VISIBLE_DEVICES=$i python3 -m searcher compare --study "$study" \
+            --storage "sqlite:////tmp/$study.db" --rounds "${ROUNDS:-3}" --out "/tmp/cmp-$study" \
+            --against "$shipped" > "$out/$study-compare.log" 2>&1 &
+        i=$((i + 1))
+    done
+    wait
+    tar czf "$out/compare.tgz" -C /tmp cmp-h200-deepseek-v3-tp8-fp8 cmp-h200-mixtral-8x7b-tp2-fp8
+    ;;
 *)
     echo "unknown step $step" >&2
     exit 2
