@@ -78,22 +78,43 @@ def test_vllm_block_space_is_empty_without_a_block_shape(shape: Shape) -> None:
 # -- extended: quantized problems -------------------------------------------------------
 
 def test_extended_counts_for_block_fp8_on_h200() -> None:
-    # Update deliberately when a constraint of extended.toml changes.
-    space = _space("extended")
-    assert _count(space, DEEPSEEK_V3_TP8, 1) == 270
-    assert _count(space, DEEPSEEK_V3_TP8, 4096) == 5870
+    # Update deliberately when a constraint of extended-quant.toml changes.
+    space = _space("extended-quant")
+    assert _count(space, DEEPSEEK_V3_TP8, 1) == 540
+    assert _count(space, DEEPSEEK_V3_TP8, 4096) == 7220
 
 
 def test_extended_counts_for_other_quantized_layers_on_h200() -> None:
-    space = _space("extended")
-    assert (_count(space, MIXTRAL_TP2_FP8, 1), _count(space, MIXTRAL_TP2_FP8, 4096)) == (352, 7405)
+    space = _space("extended-quant")
+    assert (_count(space, MIXTRAL_TP2_FP8, 1), _count(space, MIXTRAL_TP2_FP8, 4096)) == (2432, 9165)
     jamba = Shape(16, 3072, 8192, 2, "int8_w8a16")
-    assert (_count(space, jamba, 1), _count(space, jamba, 4096)) == (354, 6980)
+    assert (_count(space, jamba, 1), _count(space, jamba, 4096)) == (930, 6980)
+
+
+def test_extended_quant_keeps_8_row_tiles_for_fp8_only() -> None:
+    """vLLM's tuned H200 DeepSeek-V3 file uses BLOCK_SIZE_M = 8 at M <= 4 (and was faster
+    there than any 16-row tile side by side): fp8 keeps it, int8_w8a16 does not."""
+    space = _space("extended-quant")
+    tile8 = KernelConfig(8, 32, 128, 1, 4, 4)
+    assert space.is_valid(tile8, FUSED_MOE.context(DEEPSEEK_V3_TP8, 1, H200))
+    jamba = Shape(16, 3072, 8192, 2, "int8_w8a16")
+    assert space.violations(tile8, FUSED_MOE.context(jamba, 1, H200)) == ["mma_rows"]
+
+
+def test_extended_quant_groups_only_past_one_wave() -> None:
+    """GROUP_SIZE_M only reorders programs: with every program in one wave it is moot."""
+    space = _space("extended-quant")
+    grouped = KernelConfig(16, 128, 128, 16, 4, 3)
+    # M=96: 48 row blocks x 4 column blocks = 192 programs > 132 SMs: grouping can matter.
+    assert space.is_valid(grouped, FUSED_MOE.context(DEEPSEEK_V3_TP8, 96, H200))
+    # M=16: 8 x 4 = 32 programs, one wave.
+    assert space.violations(grouped, FUSED_MOE.context(DEEPSEEK_V3_TP8, 16, H200)) == [
+        "group_needs_waves"]
 
 
 def test_extended_block_fp8_k_tile_is_at_most_the_scale_block() -> None:
     # vLLM clamps BLOCK_SIZE_K to min(block_shape): a longer K tile is the same config.
-    space = _space("extended")
+    space = _space("extended-quant")
     for M in (1, 4096):
         ks = {c.BLOCK_SIZE_K for c in space.enumerate(FUSED_MOE.context(DEEPSEEK_V3_TP8, M, H200))}
         assert ks == {32, 64, 128}
@@ -106,7 +127,7 @@ def test_extended_block_fp8_k_tile_is_at_most_the_scale_block() -> None:
 
 
 def test_extended_block_fp8_n_tile_need_not_be_a_multiple_of_block_n() -> None:
-    space = _space("extended")
+    space = _space("extended-quant")
     ns = {c.BLOCK_SIZE_N for c in space.enumerate(FUSED_MOE.context(DEEPSEEK_V3_TP8, 1, H200))}
     assert {16, 32, 64} <= ns
 
@@ -115,7 +136,7 @@ def test_extended_shared_memory_counts_each_operand_at_its_size() -> None:
     # 128 x 256 x 128 tiles with wgmma (num_stages buffers) a stage holds 96 KiB at bf16,
     # 48 KiB at fp8 and 64 KiB for int8_w8a16 (a bf16 A of 128 rows, an int8 B of 256
     # columns); smem_per_block is 232,448 B, so 2, 4 and 3 stages fit.
-    space = _space("extended")
+    space = _space("extended-quant")
     stages = {}
     for shape in (Shape(8, 7168, 4096, 2), MIXTRAL_TP2_FP8, Shape(8, 7168, 4096, 2, "int8_w8a16")):
         ctx = FUSED_MOE.context(shape, 4096, H200)
@@ -130,7 +151,7 @@ def test_extended_counts_swapped_fp8_tiles_as_wgmma_tiles() -> None:
     # fp8 on Hopper: BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64 run as dot(b, a), whose MMA
     # rows are BLOCK_SIZE_N: num_stages buffers, as for a 64-row tile. 16 x 256 x 256 fp8
     # is 69,632 B a stage: 3 buffers fit, 4 do not.
-    space = _space("extended")
+    space = _space("extended-quant")
     ctx = FUSED_MOE.context(MIXTRAL_TP2_FP8, 1, H200)
     assert "shared_memory" not in space.violations(KernelConfig(16, 256, 256, 1, 4, 3), ctx)
     assert "shared_memory" in space.violations(KernelConfig(16, 256, 256, 1, 4, 4), ctx)
@@ -139,26 +160,24 @@ def test_extended_counts_swapped_fp8_tiles_as_wgmma_tiles() -> None:
     assert "shared_memory" not in space.violations(KernelConfig(16, 256, 256, 1, 4, 2), ctx)
 
 
-# vLLM's block-fp8 default for DeepSeek-V3 TP=8 (E=256, top_k=8) is in the extended space
-# except where fewer than ~1 row block per expert makes two of its choices moot: from M=24
-# it groups 32 row blocks (GROUP_SIZE_M=32), which gives the same weight reuse as 1 while
-# every expert has one row block (`group_needs_row_blocks`), and at M=96..256 its
-# BLOCK_SIZE_M=64 is more than 4x the 3-8 rows an expert gets (`block_m_fits_rows`). vLLM's
-# own tuned H200 file for this shape uses BLOCK_SIZE_M=16 up to M=512. The search still
-# times the default beside its finalists.
+# vLLM's block-fp8 default for DeepSeek-V3 TP=8 (E=256, top_k=8) is in the extended-quant
+# space except where two of its choices are moot: from M=24 to 256 it groups 32 row blocks
+# (GROUP_SIZE_M=32) while all its programs fit in one wave (`group_needs_waves`), and at
+# M=96..256 its BLOCK_SIZE_M=64 is more than 4x the 3-8 rows an expert gets
+# (`block_m_fits_rows`). vLLM's own tuned H200 file for this shape uses BLOCK_SIZE_M=16 up
+# to M=512. The search still times the default beside its finalists.
 DEEPSEEK_DEFAULT_OUTSIDE = {
-    24: ["group_needs_row_blocks"], 32: ["group_needs_row_blocks"],
-    48: ["group_needs_row_blocks"], 64: ["group_needs_row_blocks"],
-    96: ["block_m_fits_rows", "group_needs_row_blocks"],
-    128: ["block_m_fits_rows", "group_needs_row_blocks"],
-    256: ["block_m_fits_rows", "group_needs_row_blocks"],
-    512: ["group_needs_row_blocks"],
+    24: ["group_needs_waves"], 32: ["group_needs_waves"],
+    48: ["group_needs_waves"], 64: ["group_needs_waves"],
+    96: ["block_m_fits_rows", "group_needs_waves"],
+    128: ["block_m_fits_rows", "group_needs_waves"],
+    256: ["block_m_fits_rows", "group_needs_waves"],
 }
 
 
 @pytest.mark.parametrize("M", BATCH_SIZES)
 def test_extended_and_vllms_block_fp8_default_for_deepseek_v3(M: int) -> None:
-    space = _space("extended")
+    space = _space("extended-quant")
     ctx = FUSED_MOE.context(DEEPSEEK_V3_TP8, M, H200)
     default = FUSED_MOE.default_config(DEEPSEEK_V3_TP8, M)
     assert space.violations(default, ctx) == DEEPSEEK_DEFAULT_OUTSIDE.get(M, [])
@@ -174,14 +193,14 @@ def test_extended_and_vllms_block_fp8_default_for_deepseek_v3(M: int) -> None:
 def test_extended_keeps_vllms_per_tensor_fp8_default_for_mixtral_tp2(M: int) -> None:
     ctx = FUSED_MOE.context(MIXTRAL_TP2_FP8, M, H200)
     default = FUSED_MOE.default_config(MIXTRAL_TP2_FP8, M)
-    assert _space("extended").violations(default, ctx) == []
+    assert _space("extended-quant").violations(default, ctx) == []
 
 
 @pytest.mark.parametrize("M", BATCH_SIZES)
 def test_extended_keeps_vllms_int8_w8a16_default_for_jamba_tp8(M: int) -> None:
     jamba = Shape(16, 3072, 8192, 2, "int8_w8a16")
     ctx = FUSED_MOE.context(jamba, M, H200)
-    assert _space("extended").violations(FUSED_MOE.default_config(jamba, M), ctx) == []
+    assert _space("extended-quant").violations(FUSED_MOE.default_config(jamba, M), ctx) == []
 
 
 def test_context_gives_operand_sizes() -> None:
@@ -222,7 +241,7 @@ def test_quantized_study_shape_and_file_name(name: str) -> None:
     assert FUSED_MOE.parse_problem(data["shape"]) == shape
     assert data["gpu"] == "NVIDIA_H200" and data["kernel"] == "fused_moe"
     assert FUSED_MOE.file_name(shape, data["gpu"]) == file_name
-    assert data["search"]["space"] == "extended"
+    assert data["search"]["space"] == "extended-quant"
     # At most 15% of the 640 configs vLLM's tuner times per batch size for block fp8.
     assert data["search"]["trials_per_m"] <= 96
 

@@ -59,7 +59,8 @@ VARIANTS = {
 # blocks, experts without tokens, the tiny-batch path.
 CASES = [(7, 72, 100, 2, 33), (12, 40, 72, 4, 3), (64, 24, 40, 6, 1)]
 CONFIGS = [KernelConfig(16, 64, 64, 1, 4, 2), KernelConfig(32, 32, 32, 2, 4, 3),
-           KernelConfig(16, 16, 128, 1, 4, 2), KernelConfig(64, 128, 32, 16, 4, 2)]
+           KernelConfig(16, 16, 128, 1, 4, 2), KernelConfig(64, 128, 32, 16, 4, 2),
+           KernelConfig(8, 64, 32, 1, 4, 2)]
 
 
 def _inputs(shape: Shape, M: int, seed: int):

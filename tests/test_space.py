@@ -97,7 +97,6 @@ def test_extended_reaches_beyond_both_grids() -> None:
         "k_tile_fits",
         "block_m_fits_rows",
         "group_needs_row_blocks",
-        "k_tile_within_scale_block",
     }
 
 
