@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher.errors import ConfigError, SearcherError, StorageError
-from searcher.search import within_noise
+from searcher import record
+from searcher.record import within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel, Problem
-    from searcher.search import MSummary
+    from searcher.record import MSummary
     from searcher.spec import StudySpec
 
 __all__ = [
@@ -253,7 +254,7 @@ def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
                              default: Config, kernel: Kernel) -> tuple[list[dict[str, Any]], dict] | None:
     """The side-by-side run's entries as (config, times_us, median_us, role), or None when
     there is none, or it no longer shows the study's winner or vLLM's default."""
-    run = attrs.get("side_by_side")
+    run = attrs.get(record.SIDE_BY_SIDE)
     if not run:
         return None
     by_label = {e.get("label"): e for e in run.get("entries", [])}
@@ -274,7 +275,7 @@ def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
 
 def _entries_of_final(attrs: dict[str, Any],
                       kernel: Kernel) -> tuple[list[dict[str, Any]], dict] | None:
-    final = attrs.get("final")
+    final = attrs.get(record.FINAL)
     if not final:
         return None
     entries = []
@@ -296,7 +297,7 @@ def _row(spec: StudySpec, device: str, M: int, attrs: dict[str, Any],
     found = _entries_of_side_by_side(attrs, summary, default, spec.kernel)
     source = "side by side"
     if found is None:
-        row.stale = bool(attrs.get("side_by_side"))
+        row.stale = bool(attrs.get(record.SIDE_BY_SIDE))
         found, source = _entries_of_final(attrs, spec.kernel), "finalists"
     if found is None:
         return row, [], None
@@ -345,8 +346,8 @@ def build_report(spec: StudySpec, storage_url: str, device: str,
 def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                   datasets: list[GridDataset], columns: list[str],
                   batch_sizes: Sequence[int] | None) -> Report:
-    from searcher.search import iter_studies, summarize_study
-    from searcher.storage import stored_devices
+    from searcher.record import summarize_study
+    from searcher.storage import iter_studies, stored_devices
 
     by_column = {g.column: g for g in datasets}
     rows: list[ReportRow] = []
@@ -359,7 +360,7 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
             continue
         attrs = study.user_attrs
         row, entries, run = _row(spec, device, M, attrs, summarize_study(spec.kernel, study, M))
-        for info in (attrs.get("device_info"), (run or {}).get("device_info")):
+        for info in (attrs.get(record.DEVICE_INFO), (run or {}).get(record.DEVICE_INFO)):
             if info:
                 infos.setdefault(json.dumps(info, sort_keys=True), info)
         if run is not None:

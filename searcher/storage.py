@@ -12,11 +12,11 @@ opens Optuna's journal file storage.
 from __future__ import annotations
 
 import os
-import socket
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
+from searcher import record
 from searcher.errors import StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,17 +24,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from searcher.kernels.base import Kernel, Problem
     from searcher.space import Space
+    from searcher.spec import StudySpec
 
 __all__ = [
     "study_name",
     "open_storage",
     "open_study",
     "load_existing_study",
+    "iter_studies",
     "stored_devices",
     "HEARTBEAT_INTERVAL_S",
     "GRACE_PERIOD_S",
-    "add_wall_time",
-    "stored_wall_time",
+    "process_alive",
     "claim",
 ]
 
@@ -170,13 +171,13 @@ def expected_attrs(kind: str, problem: Problem, device: str, M: int,
     """What a study must record about itself; a mismatch refuses a resume. The kernel is
     the space's."""
     return {
-        "kernel": space.kernel.name,
-        "kind": kind,
-        "shape": problem.label(),
-        "device": device,
-        "M": M,
-        "space": space.name,
-        "space_fingerprint": space.fingerprint(),
+        record.KERNEL: space.kernel.name,
+        record.KIND: kind,
+        record.SHAPE: problem.label(),
+        record.DEVICE: device,
+        record.BATCH_SIZE: M,
+        record.SPACE: space.name,
+        record.SPACE_FINGERPRINT: space.fingerprint(),
     }
 
 
@@ -214,9 +215,11 @@ def open_study(
             continue
         if have[key] == value:
             continue
-        if key.startswith("space"):
-            stored = f"space {have.get('space')!r} (fingerprint {str(have.get('space_fingerprint'))[:12]})"
-            given = f"space {want['space']!r} (fingerprint {want['space_fingerprint'][:12]})"
+        if key in (record.SPACE, record.SPACE_FINGERPRINT):
+            stored = (f"space {have.get(record.SPACE)!r} (fingerprint "
+                      f"{str(have.get(record.SPACE_FINGERPRINT))[:12]})")
+            given = (f"space {want[record.SPACE]!r} (fingerprint "
+                     f"{want[record.SPACE_FINGERPRINT][:12]})")
         else:
             stored, given = f"{key} {have.get(key)!r}", f"{key} {value!r}"
         raise StorageError(
@@ -237,17 +240,19 @@ def load_existing_study(storage: optuna.storages.BaseStorage, name: str) -> optu
         return None
 
 
+def iter_studies(storage: optuna.storages.BaseStorage, kind: str, spec: StudySpec, device: str,
+                 batch_sizes: Iterable[int]) -> Iterable[tuple[int, optuna.Study | None]]:
+    """The stored study of ``kind`` of each batch size (None where nothing is stored)."""
+    for M in batch_sizes:
+        yield M, load_existing_study(storage, study_name(spec.kernel, kind, spec.shape, device, M))
+
+
 def stored_devices(storage: optuna.storages.BaseStorage, kernel: Kernel, kind: str,
                    problem: Problem) -> list[str]:
     """The devices ``storage`` holds studies of ``kind`` of this kernel and problem for."""
     prefix = f"{kernel.name}:{kind}:{problem.label()}:"
     names = [s.study_name for s in storage.get_all_studies()]
     return sorted({n[len(prefix):].rsplit(":M=", 1)[0] for n in names if n.startswith(prefix)})
-
-
-def worker_identity() -> dict[str, Any]:
-    """Who runs a trial: lets a later run on the same host see that its process died."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 def process_alive(pid: int) -> bool:
@@ -264,23 +269,6 @@ def process_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
-
-
-def add_wall_time(study: optuna.Study, seconds: float) -> None:
-    """Add this process's wall time to a study.
-
-    Each process keeps its own attribute (``wall_s:HOST:PID``), so workers sharing a study
-    never overwrite each other's time; :func:`stored_wall_time` adds them up. On a GPU the
-    sum is the GPU time the study held, whatever the number of workers.
-    """
-    me = worker_identity()
-    key = f"wall_s:{me['host']}:{me['pid']}"
-    study.set_user_attr(key, float(study.user_attrs.get(key, 0.0)) + seconds)
-
-
-def stored_wall_time(attrs: dict[str, Any]) -> float:
-    """The wall time of all processes that worked on a study (see :func:`add_wall_time`)."""
-    return sum(float(v) for k, v in attrs.items() if k == "wall_s" or k.startswith("wall_s:"))
 
 
 def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bool:
@@ -301,17 +289,17 @@ def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bo
         except DuplicatedStudyError:
             holder = load_existing_study(storage, name)
             attrs = holder.user_attrs if holder is not None else {}
-            me = worker_identity()
-            pid = attrs.get("pid")
-            if attrs.get("host") == me["host"] and pid is not None and pid != me["pid"] \
-                    and not process_alive(pid):
+            me = record.worker_identity()
+            pid = attrs.get(record.PID)
+            if attrs.get(record.HOST) == me[record.HOST] and pid is not None \
+                    and pid != me[record.PID] and not process_alive(pid):
                 try:
                     optuna.delete_study(study_name=name, storage=storage)
                 except KeyError:
                     pass
                 continue
             return False
-        for key, value in worker_identity().items():
+        for key, value in record.worker_identity().items():
             storage.set_study_user_attr(study_id, key, value)
         return True
     return False

@@ -22,7 +22,8 @@ from searcher.errors import StorageError
 from searcher.kernels.fused_moe.vllm_file import read_config_file
 from searcher.measurement import Status
 from searcher.results import export_study, winners
-from searcher.search import SearchOptions, run_search, summarize_study
+from searcher.record import summarize_study
+from searcher.search import SearchOptions, run_search
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
@@ -314,7 +315,7 @@ def test_live_view_renders(spec):
 
     from rich.console import Console
 
-    from searcher.search import MSummary
+    from searcher.record import MSummary
     from searcher.view import RichView
 
     view = RichView()
