@@ -491,7 +491,8 @@ def _run_status(args: argparse.Namespace) -> int:
     device = args.device or spec.gpu
     summaries = stored_summaries(spec, storage, device, batch_sizes=args.batch_sizes)
     if all(s is None for s in summaries):
-        others = stored_devices(open_storage(storage), spec.kernel, "search", spec.shape)
+        others = stored_devices(open_storage(storage, read_only=True), spec.kernel, "search",
+                                spec.shape)
         hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
         _console(stderr=True).print(f"{storage} holds no study of {spec.name} on {device}{hint}")
     if args.markdown:

@@ -108,7 +108,8 @@ def compare(
     from searcher.grid import grid_order
 
     kernel = spec.kernel
-    storage = open_storage(storage_url)
+    # A side-by-side re-measurement is stored with the study; stored times are only read.
+    storage = open_storage(storage_url, read_only=bencher is None)
     rows = []
     for M in batch_sizes or spec.batch_sizes:
         search = load_existing_study(storage, study_name(kernel, "search", spec.shape, device, M))

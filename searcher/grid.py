@@ -150,7 +150,7 @@ def stored_grid_summaries(spec: StudySpec, storage_url: str, device: str,
     """The summary of each batch size's stored grid (batch sizes with none are left out)."""
     from searcher.storage import load_existing_study, study_name
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     out = []
     for M in batch_sizes or spec.batch_sizes:
         study = load_existing_study(storage, study_name(spec.kernel, "grid", spec.shape, device, M))
@@ -188,7 +188,7 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
     from searcher.replay import write_dataset
     from searcher.storage import load_existing_study, study_name
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     records: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     sizes = {}

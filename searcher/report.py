@@ -334,7 +334,9 @@ def build_report(spec: StudySpec, storage_url: str, device: str,
     columns = [grid_column(s) for s in STANDARD_GRIDS]
     columns += [g.column for g in datasets if g.column not in columns]
 
-    storage = _open_existing(storage_url)
+    from searcher.storage import open_storage
+
+    storage = open_storage(storage_url, read_only=True)
     try:
         return _read_storage(spec, storage, storage_url, device, datasets, columns, batch_sizes)
     finally:
@@ -389,55 +391,6 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                   grids=datasets, columns=columns, device_infos=list(infos.values()),
                   runs=list(runs.values()), missing=missing,
                   stale=[r.M for r in rows if r.stale])
-
-
-def _storage_file(url: str) -> str | None:
-    """The file behind a SQLite or journal URL (None for a server or in-memory one)."""
-    from searcher.storage import _journal_path
-
-    journal = _journal_path(url)
-    if journal is not None:
-        return journal
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):].split("?", 1)[0]
-        return None if path in ("", ":memory:") or path.startswith("file:") else path
-    return None
-
-
-def _open_existing(url: str) -> Any:
-    """Open a storage that exists already, for reading only.
-
-    Unlike :func:`searcher.storage.open_storage`, it creates no file and no table and
-    does not switch a SQLite file to WAL mode; SQLite connections are ``query_only``, so
-    any write would fail rather than change the storage.
-    """
-    import sqlite3
-
-    from searcher.storage import open_storage
-
-    path = _storage_file(url)
-    if path is not None and not Path(path).is_file():
-        raise StorageError(f"--storage {url}: no such file {path}")
-    if url == "memory://" or "://" not in url or url.startswith("journal:"):
-        return open_storage(url)
-    from optuna.storages import RDBStorage
-
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if path is not None:
-        def connect() -> sqlite3.Connection:
-            connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
-            connection.execute("PRAGMA query_only = ON")
-            return connection
-
-        engine_kwargs = {"creator": connect}
-    try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
-    except ImportError as exc:
-        raise StorageError(f"--storage {url}: a database driver is missing ({exc})") from None
-    except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"--storage {url} cannot be read as a searcher storage: "
-                           f"{first}") from None
 
 
 # -- rendering -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str =
     """The summary of each batch size's stored study (None where none is stored)."""
     from searcher.storage import iter_studies, open_storage
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     return [summarize_study(spec.kernel, study, M) if study is not None else None
             for M, study in iter_studies(storage, kind, spec, device,
                                          batch_sizes or spec.batch_sizes)]
@@ -42,7 +42,7 @@ def winners(spec: StudySpec, storage_url: str, device: str,
     """
     from searcher.storage import iter_studies, open_storage, stored_devices, study_name
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     chosen: dict[int, Config] = {}
     missing = []
     triton_version = None

@@ -67,13 +67,21 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open (creating if needed) the storage at ``url``, with heartbeats enabled.
+def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseStorage:
+    """Open the storage at ``url``: the one place searcher resolves a storage URL.
+
+    Read-write (``run``, ``grid``, ``compare`` when it re-measures) creates the storage if
+    needed, with heartbeats enabled. Read-only (``status``, ``export``, ``report``,
+    ``compare`` of stored times) creates no file and no table and does not switch a SQLite
+    file to WAL mode; its SQLite connections are ``query_only``, so a write would fail
+    rather than change the storage. (A journal file or ``memory://`` opens as read-write.)
 
     Raises:
-        StorageError: the URL is malformed, its driver is missing, or the server cannot be
-            reached.
+        StorageError: the URL is malformed, its driver is missing, the server cannot be
+            reached, or (read-only) the storage file does not exist or is not a storage.
     """
+    if read_only:
+        return _open_read_only(url)
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
@@ -118,6 +126,46 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"storage {url!r} cannot be opened: {first}") from None
+
+
+def _storage_file(url: str) -> str | None:
+    """The file behind a SQLite or journal URL (None for a server or in-memory one)."""
+    journal = _journal_path(url)
+    if journal is not None:
+        return journal
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        return None if path in ("", ":memory:") or path.startswith("file:") else path
+    return None
+
+
+def _open_read_only(url: str) -> optuna.storages.BaseStorage:
+    """A storage that exists already, opened for reading (see :func:`open_storage`)."""
+    import sqlite3
+
+    path = _storage_file(url)
+    if path is not None and not os.path.isfile(path):
+        raise StorageError(f"--storage {url}: no such file {path}")
+    if url == "memory://" or "://" not in url or url.startswith("journal:"):
+        return open_storage(url)
+    from optuna.storages import RDBStorage
+
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if path is not None:
+        def connect() -> sqlite3.Connection:
+            connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
+            connection.execute("PRAGMA query_only = ON")
+            return connection
+
+        engine_kwargs = {"creator": connect}
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except ImportError as exc:
+        raise StorageError(f"--storage {url}: a database driver is missing ({exc})") from None
+    except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"--storage {url} cannot be read as a searcher storage: "
+                           f"{first}") from None
 
 
 def _creation_race(exc: Exception) -> bool:
