@@ -116,9 +116,8 @@ def run_grid(
     summaries = []
     for M in sizes[k:] + sizes[:k]:
         study = open_study(storage, "grid", spec.shape, device, M, spec.space,
-                           RandomSampler(seed=spec.seed), make_pruner("none"), storage_url)
-        if record.DEVICE_INFO not in study.user_attrs:
-            study.set_user_attr(record.DEVICE_INFO, bencher.device_info())
+                           RandomSampler(seed=spec.seed), make_pruner("none"),
+                           bencher.device_info(), storage_url)
         order = grid_order(spec, M)
         measured = _measured(spec.kernel, study)
         sample = order if limit_per_m is None else order[:limit_per_m]

@@ -60,8 +60,15 @@ DEVICE = "device"
 BATCH_SIZE = "M"
 SPACE = "space"
 SPACE_FINGERPRINT = "space_fingerprint"
-#: What makes a study the one a spec describes; a stored study that differs is not resumed.
-IDENTITY: tuple[str, ...] = (KERNEL, KIND, SHAPE, DEVICE, BATCH_SIZE, SPACE, SPACE_FINGERPRINT)
+BACKEND = "backend"  # who ran the kernel: a backend's name, "synthetic", "replay of ..."
+TRITON_VERSION = "triton_version"
+#: What makes a study the one a spec and a benchmarker describe; a stored study that
+#: differs is not resumed. Studies stored before the backend and the Triton version were
+#: part of it hold them only in :data:`DEVICE_INFO`.
+IDENTITY: tuple[str, ...] = (KERNEL, KIND, SHAPE, DEVICE, BATCH_SIZE, SPACE, SPACE_FINGERPRINT,
+                             BACKEND, TRITON_VERSION)
+#: What measured a study (the benchmarker's ``device_info()``: GPU, driver, torch and
+#: Triton versions, backend).
 DEVICE_INFO = "device_info"
 WARM_STARTED = "warm_started"
 FINAL = "final"

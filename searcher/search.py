@@ -232,7 +232,8 @@ class _Searcher:
                                n_startup_trials=spec.startup_trials)
         pruner = make_pruner(spec.pruner, **spec.pruner_options())
         return open_study(self.storage, self.opts.kind, spec.shape, self.opts.device, M,
-                          spec.space, sampler, pruner, self.opts.storage_url)
+                          spec.space, sampler, pruner, self.bencher.device_info(),
+                          self.opts.storage_url)
 
     def run(self, batch_sizes: Sequence[int], budget: int | None,
             deadline: float | None) -> list[MSummary]:
@@ -268,8 +269,6 @@ class _Searcher:
         existing = len(probe.get_trials(deepcopy=False))
         study = self.study(M, existing) if existing else probe
         ctx = self.spec.kernel.context(self.spec.shape, M, self.spec.gpu_facts)
-        if record.DEVICE_INFO not in study.user_attrs:
-            study.set_user_attr(record.DEVICE_INFO, self.bencher.device_info())
         started = self.clock()
         self.warm_start(study, M, ctx)
         summary = summarize_study(self.spec.kernel, study, M)

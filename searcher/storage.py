@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from searcher import record
 from searcher.errors import StorageError
@@ -214,10 +214,12 @@ def _fast_sqlite(storage: Any) -> None:
     storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
 
 
-def expected_attrs(kind: str, problem: Problem, device: str, M: int,
-                   space: Space) -> dict[str, Any]:
-    """What a study must record about itself; a mismatch refuses a resume. The kernel is
-    the space's."""
+def expected_attrs(kind: str, problem: Problem, device: str, M: int, space: Space,
+                   device_info: Mapping[str, Any]) -> dict[str, Any]:
+    """What a study must record about itself (:data:`searcher.record.IDENTITY`); a
+    mismatch refuses a resume. The kernel is the space's; the backend and the Triton
+    version are what the benchmarker's ``device_info`` reports (None where it reports
+    none)."""
     return {
         record.KERNEL: space.kernel.name,
         record.KIND: kind,
@@ -226,6 +228,8 @@ def expected_attrs(kind: str, problem: Problem, device: str, M: int,
         record.BATCH_SIZE: M,
         record.SPACE: space.name,
         record.SPACE_FINGERPRINT: space.fingerprint(),
+        record.BACKEND: device_info.get(record.BACKEND),
+        record.TRITON_VERSION: device_info.get(record.TRITON_VERSION),
     }
 
 
@@ -238,13 +242,18 @@ def open_study(
     space: Space,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    device_info: Mapping[str, Any],
     storage_url: str = "",
 ) -> optuna.Study:
     """Create or resume the study of one batch size of ``space``'s kernel, refusing one
-    made differently.
+    made differently, and record what measures it (``device_info``, the benchmarker's).
+
+    A study stored before the backend and the Triton version were part of its identity is
+    checked against the ones its stored ``device_info`` names (and then records them).
 
     Raises:
-        StorageError: the stored study was made for another space, shape or device.
+        StorageError: the stored study was made for another space, shape or device, or
+            measured with another backend or Triton version; the message names both values.
     """
     import optuna
 
@@ -253,8 +262,12 @@ def open_study(
         study_name=name, storage=storage, sampler=sampler, pruner=pruner,
         direction="minimize", load_if_exists=True,
     )
-    want = expected_attrs(kind, problem, device, M, space)
-    have = study.user_attrs
+    want = expected_attrs(kind, problem, device, M, space, device_info)
+    have = dict(study.user_attrs)
+    measured_by = have.get(record.DEVICE_INFO) or {}
+    for key in (record.BACKEND, record.TRITON_VERSION):
+        if key not in have and key in measured_by:
+            have[key] = measured_by[key]
     for key, value in want.items():
         if key not in have:
             # A new study, or one another worker created a moment ago and is still
@@ -262,6 +275,8 @@ def open_study(
             study.set_user_attr(key, value)
             continue
         if have[key] == value:
+            if key not in study.user_attrs:
+                study.set_user_attr(key, value)
             continue
         if key in (record.SPACE, record.SPACE_FINGERPRINT):
             stored = (f"space {have.get(record.SPACE)!r} (fingerprint "
@@ -270,11 +285,15 @@ def open_study(
                      f"{want[record.SPACE_FINGERPRINT][:12]})")
         else:
             stored, given = f"{key} {have.get(key)!r}", f"{key} {value!r}"
+        now = "this run measures with" if key in (record.BACKEND, record.TRITON_VERSION) \
+            else "the spec now has"
         raise StorageError(
             f"storage {storage_url or '(given)'}: study {name!r} was made with {stored}, but "
-            f"the spec now has {given}; resuming would mix two different searches. Use "
+            f"{now} {given}; resuming would mix two different searches. Use "
             "another --storage, or restore what the study was made with"
         )
+    if record.DEVICE_INFO not in study.user_attrs:
+        study.set_user_attr(record.DEVICE_INFO, dict(device_info))
     return study
 
 
