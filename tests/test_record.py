@@ -37,3 +37,18 @@ def test_reading_results_does_not_import_the_search_loop() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_studys_identity_is_what_open_study_checks() -> None:
+    from pathlib import Path
+
+    from searcher.record import IDENTITY
+    from searcher.spec import load_spec
+    from searcher.storage import expected_attrs
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
+    info = {"backend": "builtin", "triton_version": "3.6.0", "name": "NVIDIA H100"}
+    attrs = expected_attrs("search", spec.shape, spec.gpu, 64, spec.space, info)
+    assert tuple(attrs) == IDENTITY
+    assert (attrs["kernel"], attrs["backend"], attrs["triton_version"]) == \
+        ("fused_moe", "builtin", "3.6.0")
