@@ -251,6 +251,7 @@ def _stored_device(args: argparse.Namespace, spec) -> str:
 
 
 def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) -> None:
+    from searcher.record import DEVICE_INFO
     from searcher.view import format_us
 
     if as_json:
@@ -266,7 +267,7 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "default_us": s.default_us, "speedup": s.speedup, "noise": s.noise,
                 "within_noise": s.within_noise, "cost_s": s.cost_s,
                 "wall_s": s.wall_s, "finalized": s.finalized,
-                "device_info": s.extra.get("device_info"),
+                "device_info": s.extra.get(DEVICE_INFO),
             })
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
                           "batch_sizes": rows}, indent=2))
@@ -290,8 +291,8 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         )
     console = _console()
     console.print(table)
-    infos = {json.dumps(s.extra["device_info"], sort_keys=True) for s in summaries
-             if s is not None and s.extra.get("device_info")}
+    infos = {json.dumps(s.extra[DEVICE_INFO], sort_keys=True) for s in summaries
+             if s is not None and s.extra.get(DEVICE_INFO)}
     for info in map(json.loads, sorted(infos)):
         console.print(f"measured on {info.get('name', '?')} (torch {info.get('torch_version', '?')}, "
                       f"triton {info.get('triton_version', '?')}, driver "
@@ -490,7 +491,8 @@ def _run_status(args: argparse.Namespace) -> int:
     device = args.device or spec.gpu
     summaries = stored_summaries(spec, storage, device, batch_sizes=args.batch_sizes)
     if all(s is None for s in summaries):
-        others = stored_devices(open_storage(storage), spec.kernel, "search", spec.shape)
+        others = stored_devices(open_storage(storage, read_only=True), spec.kernel, "search",
+                                spec.shape)
         hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
         _console(stderr=True).print(f"{storage} holds no study of {spec.name} on {device}{hint}")
     if args.markdown:
@@ -507,6 +509,7 @@ def _speedup_text(s) -> str:
 
 
 def _markdown(spec, device: str, summaries) -> str:
+    from searcher.record import DEVICE_INFO
     from searcher.view import format_us
 
     lines = [
@@ -520,7 +523,7 @@ def _markdown(spec, device: str, summaries) -> str:
         if s is None:
             continue
         total += s.wall_s
-        info = info or s.extra.get("device_info")
+        info = info or s.extra.get(DEVICE_INFO)
         w = s.winner
         label = "/".join(str(v) for v in w.astuple()) if w else "-"
         lines.append(

@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from searcher.search import COUNTED_STATUSES, summarize_study
-from searcher.storage import load_existing_study, open_storage, stored_wall_time, study_name
+from searcher import record
+from searcher.record import (COUNTED_STATUSES, TrialStatus, config_of, status_of,
+                             stored_wall_time, summarize_study)
+from searcher.storage import load_existing_study, open_storage, study_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -73,10 +75,10 @@ def _values(kernel: Kernel, study: optuna.Study | None) -> list[tuple[Config, fl
         return []
     out = []
     for t in study.get_trials(deepcopy=False):
-        status = t.user_attrs.get("status")
-        if status in COUNTED_STATUSES and t.user_attrs.get("config"):
-            out.append((kernel.config_from_dict(t.user_attrs["config"]),
-                        t.value if status == "ok" else None, status))
+        status = status_of(t)
+        config = config_of(kernel, t)
+        if status in COUNTED_STATUSES and config is not None:
+            out.append((config, t.value if status is TrialStatus.OK else None, status))
     return out
 
 
@@ -106,7 +108,8 @@ def compare(
     from searcher.grid import grid_order
 
     kernel = spec.kernel
-    storage = open_storage(storage_url)
+    # A side-by-side re-measurement is stored with the study; stored times are only read.
+    storage = open_storage(storage_url, read_only=bencher is None)
     rows = []
     for M in batch_sizes or spec.batch_sizes:
         search = load_existing_study(storage, study_name(kernel, "search", spec.shape, device, M))
@@ -167,9 +170,9 @@ def compare(
             row.remeasured = {label: statistics.median(v) for label, v in times.items()}
             if search is not None:
                 # Kept with the study, so `searcher report` shows it without a GPU.
-                search.set_user_attr("side_by_side", {
+                search.set_user_attr(record.SIDE_BY_SIDE, {
                     "fidelity": fidelity, "rounds": rounds, "against_file": against_file,
-                    "device_info": bencher.device_info(),
+                    record.DEVICE_INFO: bencher.device_info(),
                     "entries": [{"label": label, "config": configs[label].to_dict(),
                                  "times_us": v, "median_us": row.remeasured[label]}
                                 for label, v in times.items()],

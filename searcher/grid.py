@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from searcher.measurement import Measurement
 from searcher.stop import Stopped, stop_requested
-from searcher.storage import add_wall_time, open_storage, open_study, stored_wall_time
+from searcher import record
+from searcher.record import GridSummary, add_wall_time, config_of, summarize_grid
+from searcher.storage import open_storage, open_study
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -32,15 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel
     from searcher.spec import StudySpec
 
-__all__ = ["GridSummary", "run_grid", "grid_order", "grid_records", "write_grid_dataset",
+__all__ = ["run_grid", "grid_order", "grid_records", "write_grid_dataset",
            "stored_grid_summaries", "PRECOMPILE_AHEAD"]
 
 #: Configs handed to the compile threads ahead of the one being measured.
 PRECOMPILE_AHEAD = 12
-
-
-class GridSummary(dict):
-    """M, size (valid configs), measured, ok, failed, best_us, best_config, wall_s."""
 
 
 def grid_order(spec: StudySpec, M: int) -> list[Config]:
@@ -53,9 +51,9 @@ def grid_order(spec: StudySpec, M: int) -> list[Config]:
 def _measured(kernel: Kernel, study: optuna.Study) -> dict[Config, Any]:
     out = {}
     for t in study.get_trials(deepcopy=False):
-        data = t.user_attrs.get("config")
-        if data and t.user_attrs.get("status"):
-            out[kernel.config_from_dict(data)] = t
+        config = config_of(kernel, t)
+        if config is not None and t.user_attrs.get(record.STATUS):
+            out[config] = t
     return out
 
 
@@ -64,16 +62,17 @@ def _store(study: optuna.Study, spec: StudySpec, config: Config, order: int,
     import optuna
     from optuna.trial import TrialState
 
-    attrs: dict[str, Any] = {"config": config.to_dict(), "order": order, "short": short.brief()}
+    attrs: dict[str, Any] = {record.CONFIG: config.to_dict(), record.ORDER: order,
+                             record.SHORT: short.brief()}
     cost = short.cost_s
     if full is not None:
-        attrs["full"] = full.brief()
+        attrs[record.FULL] = full.brief()
         cost += full.cost_s
     final = full if full is not None else short
-    attrs["status"] = final.status.value
-    attrs["cost_s"] = cost
+    attrs[record.STATUS] = final.status.value
+    attrs[record.COST_S] = cost
     if not final.ok:
-        attrs["reason"] = final.reason
+        attrs[record.REASON] = final.reason
     trial = optuna.trial.create_trial(
         params=spec.space.to_params(config),
         distributions=spec.space.distributions(),
@@ -117,9 +116,8 @@ def run_grid(
     summaries = []
     for M in sizes[k:] + sizes[:k]:
         study = open_study(storage, "grid", spec.shape, device, M, spec.space,
-                           RandomSampler(seed=spec.seed), make_pruner("none"), storage_url)
-        if "device_info" not in study.user_attrs:
-            study.set_user_attr("device_info", bencher.device_info())
+                           RandomSampler(seed=spec.seed), make_pruner("none"),
+                           bencher.device_info(), storage_url)
         order = grid_order(spec, M)
         measured = _measured(spec.kernel, study)
         sample = order if limit_per_m is None else order[:limit_per_m]
@@ -146,30 +144,12 @@ def run_grid(
     return summaries
 
 
-def summarize_grid(kernel: Kernel, study: optuna.Study, M: int, size: int) -> GridSummary:
-    """Count a stored grid of ``kernel`` (``size`` valid configs) and find its best."""
-    s = GridSummary(M=M, size=size, measured=0, ok=0, failed=0, best_us=None,
-                    best_config=None, cost_s=0.0, wall_s=stored_wall_time(study.user_attrs))
-    for t in study.get_trials(deepcopy=False):
-        if not t.user_attrs.get("status"):
-            continue
-        s["measured"] += 1
-        s["cost_s"] += float(t.user_attrs.get("cost_s", 0.0))
-        if t.value is not None:
-            s["ok"] += 1
-            if s["best_us"] is None or t.value < s["best_us"]:
-                s["best_us"], s["best_config"] = t.value, kernel.config_from_dict(t.user_attrs["config"])
-        else:
-            s["failed"] += 1
-    return s
-
-
 def stored_grid_summaries(spec: StudySpec, storage_url: str, device: str,
                           batch_sizes: Sequence[int] | None = None) -> list[GridSummary]:
     """The summary of each batch size's stored grid (batch sizes with none are left out)."""
     from searcher.storage import load_existing_study, study_name
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     out = []
     for M in batch_sizes or spec.batch_sizes:
         study = load_existing_study(storage, study_name(spec.kernel, "grid", spec.shape, device, M))
@@ -183,14 +163,14 @@ def grid_records(kernel: Kernel, study: optuna.Study, M: int) -> list[dict[str, 
     from searcher.measurement import Status
 
     rows = []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs.get("order", 0)):
-        if not t.user_attrs.get("status"):
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs.get(record.ORDER, 0)):
+        if not t.user_attrs.get(record.STATUS):
             continue
-        short = t.user_attrs.get("short") or {}
-        full = t.user_attrs.get("full") or {}
+        short = t.user_attrs.get(record.SHORT) or {}
+        full = t.user_attrs.get(record.FULL) or {}
         rows.append({
-            "M": M, "config": kernel.config_from_dict(t.user_attrs["config"]),
-            "status": Status(t.user_attrs["status"]),
+            "M": M, "config": config_of(kernel, t),
+            "status": Status(t.user_attrs[record.STATUS]),
             "median_us": full.get("median_us"), "spread_us": full.get("spread_us"),
             "short_median_us": short.get("median_us"),
             "short_cost_s": (short.get("cost_s") or 0.0) - (short.get("compile_s") or 0.0),
@@ -207,7 +187,7 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
     from searcher.replay import write_dataset
     from searcher.storage import load_existing_study, study_name
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     records: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     sizes = {}
@@ -215,7 +195,7 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
         study = load_existing_study(storage, study_name(spec.kernel, "grid", spec.shape, device, M))
         if study is None:
             continue
-        info = info or dict(study.user_attrs.get("device_info") or {})
+        info = info or dict(study.user_attrs.get(record.DEVICE_INFO) or {})
         rows = grid_records(spec.kernel, study, M)
         sizes[M] = f"{len(rows)}/{len(grid_order(spec, M))}"
         records.extend(rows)

@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher.errors import ConfigError, SearcherError, StorageError
-from searcher.search import within_noise
+from searcher import record
+from searcher.record import within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel, Problem
-    from searcher.search import MSummary
+    from searcher.record import MSummary
     from searcher.spec import StudySpec
 
 __all__ = [
@@ -253,7 +254,7 @@ def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
                              default: Config, kernel: Kernel) -> tuple[list[dict[str, Any]], dict] | None:
     """The side-by-side run's entries as (config, times_us, median_us, role), or None when
     there is none, or it no longer shows the study's winner or vLLM's default."""
-    run = attrs.get("side_by_side")
+    run = attrs.get(record.SIDE_BY_SIDE)
     if not run:
         return None
     by_label = {e.get("label"): e for e in run.get("entries", [])}
@@ -274,7 +275,7 @@ def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
 
 def _entries_of_final(attrs: dict[str, Any],
                       kernel: Kernel) -> tuple[list[dict[str, Any]], dict] | None:
-    final = attrs.get("final")
+    final = attrs.get(record.FINAL)
     if not final:
         return None
     entries = []
@@ -296,7 +297,7 @@ def _row(spec: StudySpec, device: str, M: int, attrs: dict[str, Any],
     found = _entries_of_side_by_side(attrs, summary, default, spec.kernel)
     source = "side by side"
     if found is None:
-        row.stale = bool(attrs.get("side_by_side"))
+        row.stale = bool(attrs.get(record.SIDE_BY_SIDE))
         found, source = _entries_of_final(attrs, spec.kernel), "finalists"
     if found is None:
         return row, [], None
@@ -333,7 +334,9 @@ def build_report(spec: StudySpec, storage_url: str, device: str,
     columns = [grid_column(s) for s in STANDARD_GRIDS]
     columns += [g.column for g in datasets if g.column not in columns]
 
-    storage = _open_existing(storage_url)
+    from searcher.storage import open_storage
+
+    storage = open_storage(storage_url, read_only=True)
     try:
         return _read_storage(spec, storage, storage_url, device, datasets, columns, batch_sizes)
     finally:
@@ -345,8 +348,8 @@ def build_report(spec: StudySpec, storage_url: str, device: str,
 def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                   datasets: list[GridDataset], columns: list[str],
                   batch_sizes: Sequence[int] | None) -> Report:
-    from searcher.search import iter_studies, summarize_study
-    from searcher.storage import stored_devices
+    from searcher.record import summarize_study
+    from searcher.storage import iter_studies, stored_devices
 
     by_column = {g.column: g for g in datasets}
     rows: list[ReportRow] = []
@@ -359,7 +362,7 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
             continue
         attrs = study.user_attrs
         row, entries, run = _row(spec, device, M, attrs, summarize_study(spec.kernel, study, M))
-        for info in (attrs.get("device_info"), (run or {}).get("device_info")):
+        for info in (attrs.get(record.DEVICE_INFO), (run or {}).get(record.DEVICE_INFO)):
             if info:
                 infos.setdefault(json.dumps(info, sort_keys=True), info)
         if run is not None:
@@ -388,55 +391,6 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                   grids=datasets, columns=columns, device_infos=list(infos.values()),
                   runs=list(runs.values()), missing=missing,
                   stale=[r.M for r in rows if r.stale])
-
-
-def _storage_file(url: str) -> str | None:
-    """The file behind a SQLite or journal URL (None for a server or in-memory one)."""
-    from searcher.storage import _journal_path
-
-    journal = _journal_path(url)
-    if journal is not None:
-        return journal
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):].split("?", 1)[0]
-        return None if path in ("", ":memory:") or path.startswith("file:") else path
-    return None
-
-
-def _open_existing(url: str) -> Any:
-    """Open a storage that exists already, for reading only.
-
-    Unlike :func:`searcher.storage.open_storage`, it creates no file and no table and
-    does not switch a SQLite file to WAL mode; SQLite connections are ``query_only``, so
-    any write would fail rather than change the storage.
-    """
-    import sqlite3
-
-    from searcher.storage import open_storage
-
-    path = _storage_file(url)
-    if path is not None and not Path(path).is_file():
-        raise StorageError(f"--storage {url}: no such file {path}")
-    if url == "memory://" or "://" not in url or url.startswith("journal:"):
-        return open_storage(url)
-    from optuna.storages import RDBStorage
-
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if path is not None:
-        def connect() -> sqlite3.Connection:
-            connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
-            connection.execute("PRAGMA query_only = ON")
-            return connection
-
-        engine_kwargs = {"creator": connect}
-    try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
-    except ImportError as exc:
-        raise StorageError(f"--storage {url}: a database driver is missing ({exc})") from None
-    except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"--storage {url} cannot be read as a searcher storage: "
-                           f"{first}") from None
 
 
 # -- rendering -------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from searcher.errors import ExportError, StorageError
-from searcher.search import MSummary, iter_studies, summarize_study
+from searcher import record
+from searcher.record import MSummary, summarize_study
 from searcher.spec import StudySpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,9 +20,9 @@ __all__ = ["stored_summaries", "winners", "export_study"]
 def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str = "search",
                      batch_sizes: Sequence[int] | None = None) -> list[MSummary | None]:
     """The summary of each batch size's stored study (None where none is stored)."""
-    from searcher.storage import open_storage
+    from searcher.storage import iter_studies, open_storage
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     return [summarize_study(spec.kernel, study, M) if study is not None else None
             for M, study in iter_studies(storage, kind, spec, device,
                                          batch_sizes or spec.batch_sizes)]
@@ -39,9 +40,9 @@ def winners(spec: StudySpec, storage_url: str, device: str,
         ExportError: a batch size has no completed trial (never filled silently).
         StorageError: no Triton version is stored with the studies.
     """
-    from searcher.storage import open_storage, stored_devices, study_name
+    from searcher.storage import iter_studies, open_storage, stored_devices, study_name
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     chosen: dict[int, Config] = {}
     missing = []
     triton_version = None
@@ -52,7 +53,7 @@ def winners(spec: StudySpec, storage_url: str, device: str,
             missing.append(M)
             continue
         chosen[M] = config
-        info = study.user_attrs.get("device_info") or {}
+        info = study.user_attrs.get(record.DEVICE_INFO) or {}
         triton_version = triton_version or info.get("triton_version")
     if missing:
         have = stored_devices(storage, spec.kernel, "search", spec.shape)

@@ -30,48 +30,47 @@ import statistics
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
+from searcher import record
 from searcher.measurement import Measurement, Status
+from searcher.record import (
+    COUNTED_STATUSES,
+    FAILED_STATUSES,
+    MSummary,
+    TrialStatus,
+    add_wall_time,
+    config_of,
+    status_of,
+    summarize_study,
+    worker_identity,
+)
 from searcher.stop import Stopped, stop_requested
 from searcher.storage import (
     HEARTBEAT_INTERVAL_S,
     MAX_RETRY,
-    add_wall_time,
     claim,
     open_study,
     process_alive,
-    stored_wall_time,
     study_name,
-    worker_identity,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
     from searcher.harness import Benchmarker
-    from searcher.kernels.base import Config, Kernel
+    from searcher.kernels.base import Config
     from searcher.spec import StudySpec
 
 __all__ = [
     "SearchOptions",
-    "MSummary",
     "RunView",
     "run_search",
-    "summarize_study",
-    "COUNTED_STATUSES",
     "NullView",
-    "iter_studies",
     "recover_stale_trials",
-    "within_noise",
 ]
 
-#: Statuses of trials that were measured and so count against the budget.
-COUNTED_STATUSES = frozenset({
-    "ok", "pruned", Status.COMPILE_ERROR.value, Status.OUT_OF_RESOURCES.value,
-    Status.RUNTIME_ERROR.value, Status.TIMEOUT.value,
-})
 #: Consecutive configs the benchmarker cannot measure before a batch size is given up.
 MAX_UNMEASURABLE = 30
 #: Consecutive asks that yield nothing to measure before a random unmeasured valid config
@@ -95,45 +94,6 @@ class SearchOptions:
     warm_start: bool = True  # enqueue vLLM's default and neighbours' winners first
     worker: int = 0  # this process's index among ``workers`` sharing the storage
     workers: int = 1
-
-
-@dataclass
-class MSummary:
-    """What is stored for one batch size, for views, status and export."""
-
-    M: int
-    trials: int = 0  # counted (measured) trials
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    invalid: int = 0
-    duplicate: int = 0
-    best_us: float = math.inf
-    best_config: Config | None = None
-    default_us: float | None = None  # default config measured in the finalists' run
-    winner: Config | None = None
-    winner_us: float | None = None
-    cost_s: float = 0.0  # sum of measurement wall times
-    wall_s: float = 0.0  # wall time of the search loops and finalist runs
-    finalized: bool = False
-    running: int = 0  # trials being measured now (by any process; they hold budget)
-    noise: float | None = None  # relative disagreement of repeated finalist measurements
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def speedup(self) -> float | None:
-        if self.default_us and self.winner_us:
-            return self.default_us / self.winner_us
-        return None
-
-    @property
-    def within_noise(self) -> bool:
-        return within_noise(self.speedup, self.noise)
-
-
-def within_noise(speedup: float | None, noise: float | None) -> bool:
-    """A speedup over the default no larger than the measurement noise: reported as equal."""
-    return speedup is not None and noise is not None and abs(speedup - 1.0) <= noise
 
 
 class RunView(Protocol):
@@ -160,61 +120,6 @@ class NullView:
 
     def close(self) -> None:
         pass
-
-
-# -- trial bookkeeping ------------------------------------------------------------------
-def _status(trial: optuna.trial.FrozenTrial) -> str | None:
-    return trial.user_attrs.get("status")
-
-
-def _config_of(kernel: Kernel, trial: optuna.trial.FrozenTrial) -> Config | None:
-    data = trial.user_attrs.get("config")
-    return kernel.config_from_dict(data) if data else None
-
-
-def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
-    """Count a stored study of ``kernel`` by trial status and read its best and final
-    results."""
-    from optuna.trial import TrialState
-
-    s = MSummary(M=M)
-    for t in study.get_trials(deepcopy=False):
-        status = _status(t)
-        if status in COUNTED_STATUSES:
-            s.trials += 1
-            s.cost_s += float(t.user_attrs.get("cost_s", 0.0))
-        if status == "ok" and t.state == TrialState.COMPLETE:
-            s.complete += 1
-            if t.value is not None and t.value < s.best_us:
-                s.best_us, s.best_config = t.value, _config_of(kernel, t)
-        elif status == "pruned":
-            s.pruned += 1
-        elif status in ("invalid", "unmeasurable"):
-            s.invalid += 1
-        elif status == "duplicate":
-            s.duplicate += 1
-        elif status in COUNTED_STATUSES:
-            s.failed += 1
-        elif status is None and t.state == TrialState.RUNNING and t.user_attrs.get("measuring"):
-            s.running += 1
-    attrs = study.user_attrs
-    s.wall_s = stored_wall_time(attrs)
-    if attrs.get("device_info"):
-        s.extra["device_info"] = attrs["device_info"]
-    final = attrs.get("final")
-    if final:
-        s.finalized = final.get("trials") == s.trials
-        s.winner = kernel.config_from_dict(final["winner"])
-        s.winner_us = final["winner_us"]
-        s.default_us = final.get("default_us")
-        s.extra["final_cost_s"] = final.get("cost_s", 0.0)
-        # How much the winner's and the default's own rounds disagree: a speedup smaller
-        # than this is noise.
-        spreads = [(max(e["times_us"]) - min(e["times_us"])) / e["median_us"]
-                   for e in final["entries"]
-                   if (e["default"] or e["config"] == final["winner"]) and e["median_us"]]
-        s.noise = max(spreads) if spreads else None
-    return s
 
 
 class _Heartbeat:
@@ -274,11 +179,13 @@ def recover_stale_trials(study: optuna.Study) -> int:
     storage = study._storage
     recovered = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
-        if host != me["host"] or pid is None or pid == me["pid"] or process_alive(pid):
+        host, pid = t.user_attrs.get(record.HOST), t.user_attrs.get(record.PID)
+        if host != me[record.HOST] or pid is None or pid == me[record.PID] \
+                or process_alive(pid):
             continue
         try:
-            storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+            storage.set_trial_user_attr(t._trial_id, record.STATUS,
+                                        TrialStatus.INTERRUPTED.value)
             if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 retry(study, storage.get_trial(t._trial_id))
                 recovered += 1
@@ -289,7 +196,7 @@ def recover_stale_trials(study: optuna.Study) -> int:
     # Count only trials that were running and are now failed as stale (other workers fail
     # duplicates and skipped trials all the time: a count of all failures would not do).
     recovered += sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                     if t._trial_id in running and _status(t) is None)
+                     if t._trial_id in running and status_of(t) is None)
     return recovered
 
 
@@ -325,7 +232,8 @@ class _Searcher:
                                n_startup_trials=spec.startup_trials)
         pruner = make_pruner(spec.pruner, **spec.pruner_options())
         return open_study(self.storage, self.opts.kind, spec.shape, self.opts.device, M,
-                          spec.space, sampler, pruner, self.opts.storage_url)
+                          spec.space, sampler, pruner, self.bencher.device_info(),
+                          self.opts.storage_url)
 
     def run(self, batch_sizes: Sequence[int], budget: int | None,
             deadline: float | None) -> list[MSummary]:
@@ -361,8 +269,6 @@ class _Searcher:
         existing = len(probe.get_trials(deepcopy=False))
         study = self.study(M, existing) if existing else probe
         ctx = self.spec.kernel.context(self.spec.shape, M, self.spec.gpu_facts)
-        if "device_info" not in study.user_attrs:
-            study.set_user_attr("device_info", self.bencher.device_info())
         started = self.clock()
         self.warm_start(study, M, ctx)
         summary = summarize_study(self.spec.kernel, study, M)
@@ -392,7 +298,7 @@ class _Searcher:
                 self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
                 for status in self.measure_batch(study, M, batch, budget, deadline):
                     measured_here += 1
-                    unmeasurable = unmeasurable + 1 if status == "unmeasurable" else 0
+                    unmeasurable = unmeasurable + 1 if status is TrialStatus.UNMEASURABLE else 0
                 summary = summarize_study(self.spec.kernel, study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
@@ -416,7 +322,7 @@ class _Searcher:
         return summary
 
     def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, Config, str]],
-                      budget: int | None, deadline: float | None) -> list[str]:
+                      budget: int | None, deadline: float | None) -> list[TrialStatus]:
         """Measure a batch of asked trials in order and return their statuses; trials past
         the budget (other workers took it) or the deadline, and the rest after Ctrl-C, go
         back to the queue."""
@@ -429,7 +335,7 @@ class _Searcher:
                     raise Stopped
                 if deadline is not None and self.clock() >= deadline:
                     break
-                trial.set_user_attr("measuring", True)
+                trial.set_user_attr(record.MEASURING, True)
                 held, twin = self._held_by_others(study, trial, config)
                 if twin is not None:  # another worker took the same config a moment earlier
                     pending.pop(0)
@@ -465,19 +371,19 @@ class _Searcher:
         for t in study.get_trials(deepcopy=False):
             if t._trial_id == trial._trial_id:
                 continue
-            status = _status(t)
+            status = status_of(t)
             if status in COUNTED_STATUSES or (
-                    status is None and t.state == TrialState.RUNNING and t.user_attrs.get("measuring")):
+                    status is None and t.state == TrialState.RUNNING and t.user_attrs.get(record.MEASURING)):
                 held += 1
-                if twin is None and t.user_attrs.get("config") == mine:
+                if twin is None and t.user_attrs.get(record.CONFIG) == mine:
                     twin = t.number
         return held, twin
 
     def tell_duplicate(self, study: optuna.Study, trial: Any, twin: int) -> None:
         from optuna.trial import TrialState
 
-        trial.set_user_attr("status", "duplicate")
-        trial.set_user_attr("duplicate_of", twin)
+        trial.set_user_attr(record.STATUS, TrialStatus.DUPLICATE.value)
+        trial.set_user_attr(record.DUPLICATE_OF, twin)
         study.tell(trial, state=TrialState.FAIL)
         self.heartbeat.remove(trial._trial_id)
 
@@ -485,7 +391,7 @@ class _Searcher:
     def warm_start(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> None:
         """Enqueue vLLM's default config and the winners of the nearest finished batch
         sizes, once per study."""
-        if study.user_attrs.get("warm_started") or not self.opts.warm_start:
+        if study.user_attrs.get(record.WARM_STARTED) or not self.opts.warm_start:
             return
         candidates: list[tuple[Config, str]] = [
             (self.spec.kernel.default_config(self.spec.shape, M), "default")]
@@ -497,8 +403,8 @@ class _Searcher:
                 continue
             seen.add(config)
             study.enqueue_trial(self.spec.space.to_params(config),
-                                user_attrs={"source": source}, skip_if_exists=True)
-        study.set_user_attr("warm_started", True)
+                                user_attrs={record.SOURCE: source}, skip_if_exists=True)
+        study.set_user_attr(record.WARM_STARTED, True)
 
     def neighbour_winners(self, M: int, n: int) -> list[tuple[int, Config]]:
         """Winners of the ``n`` batch sizes nearest to M (in log2) that are finished, in
@@ -513,7 +419,7 @@ class _Searcher:
             if config is None:
                 stored = load_existing_study(self.storage, study_name(
                     self.spec.kernel, self.opts.kind, self.spec.shape, self.opts.device, other))
-                final = stored.user_attrs.get("final") if stored is not None else None
+                final = stored.user_attrs.get(record.FINAL) if stored is not None else None
                 config = self.spec.kernel.config_from_dict(final["winner"]) if final else None
             if config is not None:
                 found.append((other, config))
@@ -528,7 +434,7 @@ class _Searcher:
             return False
         config = random.Random(len(measured)).choice(rest)
         study.enqueue_trial(self.spec.space.to_params(config),
-                            user_attrs={"source": "fallback (sampler stuck)"})
+                            user_attrs={record.SOURCE: "fallback (sampler stuck)"})
         return True
 
     def _out_of_configs(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> bool:
@@ -561,10 +467,10 @@ class _Searcher:
 
         out = {}
         for t in study.get_trials(deepcopy=False):
-            status = _status(t)
-            if status in COUNTED_STATUSES or status == "unmeasurable" or (
-                    status is None and t.state == TrialState.RUNNING and "pid" in t.user_attrs):
-                out[_config_of(self.spec.kernel, t)] = t  # measured, or being measured by another worker
+            status = status_of(t)
+            if status in COUNTED_STATUSES or status is TrialStatus.UNMEASURABLE or (
+                    status is None and t.state == TrialState.RUNNING and record.PID in t.user_attrs):
+                out[config_of(self.spec.kernel, t)] = t  # measured, or being measured by another worker
         return out
 
     # asking
@@ -595,12 +501,12 @@ class _Searcher:
             if len(batch) == want:
                 break
             trial = study.ask()
-            if {"status", "measuring", "pid"} & trial.user_attrs.keys():
+            if {record.STATUS, record.MEASURING, record.PID} & trial.user_attrs.keys():
                 # A retry of a trial whose worker died carries that trial's attributes
                 # (Optuna copies them): its old status would hide it from the budget
                 # count of other workers, and its dead pid would get it recovered again.
-                trial.set_user_attr("status", None)
-                trial.set_user_attr("measuring", False)
+                trial.set_user_attr(record.STATUS, None)
+                trial.set_user_attr(record.MEASURING, False)
                 for key, value in self.identity.items():
                     trial.set_user_attr(key, value)
             try:
@@ -609,7 +515,7 @@ class _Searcher:
             except BaseException:
                 if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING \
                         and not any(t is trial for t, _, _ in batch):
-                    trial.set_user_attr("status", "not_run")
+                    trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
                     study.tell(trial, state=TrialState.FAIL)
                 raise
 
@@ -620,18 +526,18 @@ class _Searcher:
         from optuna.trial import TrialState
 
         config = self.spec.space.suggest(trial)
-        source = trial.user_attrs.get("source") or "sampler"
-        trial.set_user_attr("config", config.to_dict())
+        source = trial.user_attrs.get(record.SOURCE) or "sampler"
+        trial.set_user_attr(record.CONFIG, config.to_dict())
         broken = self.spec.space.violations(config, ctx)
         if broken:
-            trial.set_user_attr("status", "invalid")
-            trial.set_user_attr("reason", "breaks " + ", ".join(broken))
+            trial.set_user_attr(record.STATUS, TrialStatus.INVALID.value)
+            trial.set_user_attr(record.REASON, "breaks " + ", ".join(broken))
             trial.set_constraint("valid", 1.0)
             study.tell(trial, state=TrialState.PRUNED)
         elif config in measured or config in in_batch:
-            trial.set_user_attr("status", "duplicate")
+            trial.set_user_attr(record.STATUS, TrialStatus.DUPLICATE.value)
             if config in measured:
-                trial.set_user_attr("duplicate_of", measured[config].number)
+                trial.set_user_attr(record.DUPLICATE_OF, measured[config].number)
             study.tell(trial, state=TrialState.FAIL)
         else:
             for key, value in self.identity.items():
@@ -649,7 +555,7 @@ class _Searcher:
         if nearest is None:
             return False  # every valid config is measured, in flight, or in this batch
         study.enqueue_trial(self.spec.space.to_params(nearest),
-                            user_attrs={"source": f"nearest to trial {trial.number}"})
+                            user_attrs={record.SOURCE: f"nearest to trial {trial.number}"})
         return True
 
     def tell_skipped(self, study: optuna.Study, trial: Any, config: Config) -> None:
@@ -657,18 +563,18 @@ class _Searcher:
         back to the queue for a later run, and close the trial."""
         from optuna.trial import TrialState
 
-        trial.set_user_attr("status", "not_run")
+        trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
         study.tell(trial, state=TrialState.FAIL)
         self.heartbeat.remove(trial._trial_id)
         params = self.spec.space.to_params(config)
         # (Optuna's skip_if_exists would see this very trial and never re-queue.)
         if not any(t.system_attrs.get("fixed_params") == params
                    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
-            study.enqueue_trial(params, user_attrs={"source": trial.user_attrs.get("source", "sampler")})
+            study.enqueue_trial(params, user_attrs={record.SOURCE: trial.user_attrs.get(record.SOURCE, "sampler")})
 
     # measuring
     def evaluate(self, study: optuna.Study, trial: Any, M: int, config: Config,
-                 source: str) -> str:
+                 source: str) -> TrialStatus:
         """Measure one trial's config and tell the study; returns the trial's status."""
         from optuna.trial import TrialState
 
@@ -676,40 +582,42 @@ class _Searcher:
         try:
             short = self.bencher.measure(M, config, "short")
             cost += short.cost_s
-            trial.set_user_attr("short", short.brief())
+            trial.set_user_attr(record.SHORT, short.brief())
             if not short.ok:
                 return self._tell_failed(study, trial, short, cost)
             trial.report(short.median_us, step=0)
             if trial.should_prune():
-                trial.set_user_attr("status", "pruned")
-                trial.set_user_attr("cost_s", cost)
+                trial.set_user_attr(record.STATUS, TrialStatus.PRUNED.value)
+                trial.set_user_attr(record.COST_S, cost)
                 trial.set_constraint("valid", 0.0)
                 study.tell(trial, state=TrialState.PRUNED)
-                return "pruned"
+                return TrialStatus.PRUNED
             full = self.bencher.measure(M, config, "full")
             cost += full.cost_s
-            trial.set_user_attr("full", full.brief())
+            trial.set_user_attr(record.FULL, full.brief())
             if not full.ok:
                 return self._tell_failed(study, trial, full, cost)
-            trial.set_user_attr("status", "ok")
-            trial.set_user_attr("cost_s", cost)
+            trial.set_user_attr(record.STATUS, TrialStatus.OK.value)
+            trial.set_user_attr(record.COST_S, cost)
             trial.set_constraint("valid", 0.0)
             study.tell(trial, full.median_us)
-            return "ok"
+            return TrialStatus.OK
         finally:
             self.heartbeat.remove(trial._trial_id)
 
     @staticmethod
-    def _tell_failed(study: optuna.Study, trial: Any, m: Measurement, cost: float) -> str:
+    def _tell_failed(study: optuna.Study, trial: Any, m: Measurement,
+                     cost: float) -> TrialStatus:
         from optuna.trial import TrialState
 
         # A benchmarker may itself declare a config outside what it can measure (a replay
         # of a dataset that lacks it): stored as unmeasurable, free like a broken
         # constraint, and never proposed again.
-        status = "unmeasurable" if m.status is Status.INVALID else m.status.value
-        trial.set_user_attr("status", status)
-        trial.set_user_attr("reason", m.reason)
-        trial.set_user_attr("cost_s", cost)
+        status = TrialStatus.UNMEASURABLE if m.status is Status.INVALID \
+            else TrialStatus(m.status.value)
+        trial.set_user_attr(record.STATUS, status.value)
+        trial.set_user_attr(record.REASON, m.reason)
+        trial.set_user_attr(record.COST_S, cost)
         trial.set_constraint("valid", 1.0)
         study.tell(trial, state=TrialState.PRUNED)
         return status
@@ -723,12 +631,12 @@ class _Searcher:
         started = self.clock()
         complete = sorted(
             (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if _status(t) == "ok"),
+             if status_of(t) is TrialStatus.OK),
             key=lambda t: t.value,
         )
         finalists: list[Config] = []
         for t in complete:
-            config = _config_of(self.spec.kernel, t)
+            config = config_of(self.spec.kernel, t)
             if config not in finalists:
                 finalists.append(config)
             if len(finalists) == max(1, self.spec.finalists):
@@ -736,8 +644,8 @@ class _Searcher:
         default = self.spec.kernel.default_config(self.spec.shape, M)
         # A default that crashed or hung as a trial is not re-measured (with process
         # isolation, a hang would cost a full timeout per round).
-        failed = {_config_of(self.spec.kernel, t) for t in study.get_trials(deepcopy=False)
-                  if _status(t) in (Status.RUNTIME_ERROR.value, Status.TIMEOUT.value)}
+        failed = {config_of(self.spec.kernel, t) for t in study.get_trials(deepcopy=False)
+                  if status_of(t) in FAILED_STATUSES}
         entries = finalists + ([default] if default not in finalists and default not in failed else [])
         times: dict[Config, list[float]] = {c: [] for c in entries}
         cost = 0.0
@@ -752,7 +660,7 @@ class _Searcher:
         winner = min(entries, key=lambda c: medians[c])
         if not math.isfinite(medians[winner]):
             return
-        study.set_user_attr("final", {
+        study.set_user_attr(record.FINAL, {
             "fidelity": self.opts.final_fidelity,
             "rounds": self.opts.finalist_rounds,
             "trials": summarize_study(self.spec.kernel, study, M).trials,
@@ -789,13 +697,3 @@ def run_search(
     deadline = clock() + limit if limit else None
     searcher = _Searcher(spec, bencher, opts, view or NullView(), clock)
     return searcher.run(batch_sizes, budget, deadline)
-
-
-def iter_studies(storage: Any, kind: str, spec: StudySpec, device: str,
-                 batch_sizes: Iterable[int]) -> Iterable[tuple[int, optuna.Study | None]]:
-    """The stored study of each batch size (None where nothing is stored)."""
-    from searcher.storage import load_existing_study, study_name
-
-    for M in batch_sizes:
-        yield M, load_existing_study(storage, study_name(spec.kernel, kind, spec.shape, device, M))
-

@@ -12,11 +12,11 @@ opens Optuna's journal file storage.
 from __future__ import annotations
 
 import os
-import socket
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from searcher import record
 from searcher.errors import StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,17 +24,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from searcher.kernels.base import Kernel, Problem
     from searcher.space import Space
+    from searcher.spec import StudySpec
 
 __all__ = [
     "study_name",
     "open_storage",
     "open_study",
     "load_existing_study",
+    "iter_studies",
     "stored_devices",
     "HEARTBEAT_INTERVAL_S",
     "GRACE_PERIOD_S",
-    "add_wall_time",
-    "stored_wall_time",
+    "process_alive",
     "claim",
 ]
 
@@ -66,13 +67,21 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open (creating if needed) the storage at ``url``, with heartbeats enabled.
+def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseStorage:
+    """Open the storage at ``url``: the one place searcher resolves a storage URL.
+
+    Read-write (``run``, ``grid``, ``compare`` when it re-measures) creates the storage if
+    needed, with heartbeats enabled. Read-only (``status``, ``export``, ``report``,
+    ``compare`` of stored times) creates no file and no table and does not switch a SQLite
+    file to WAL mode; its SQLite connections are ``query_only``, so a write would fail
+    rather than change the storage. (A journal file or ``memory://`` opens as read-write.)
 
     Raises:
-        StorageError: the URL is malformed, its driver is missing, or the server cannot be
-            reached.
+        StorageError: the URL is malformed, its driver is missing, the server cannot be
+            reached, or (read-only) the storage file does not exist or is not a storage.
     """
+    if read_only:
+        return _open_read_only(url)
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
@@ -117,6 +126,46 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"storage {url!r} cannot be opened: {first}") from None
+
+
+def _storage_file(url: str) -> str | None:
+    """The file behind a SQLite or journal URL (None for a server or in-memory one)."""
+    journal = _journal_path(url)
+    if journal is not None:
+        return journal
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        return None if path in ("", ":memory:") or path.startswith("file:") else path
+    return None
+
+
+def _open_read_only(url: str) -> optuna.storages.BaseStorage:
+    """A storage that exists already, opened for reading (see :func:`open_storage`)."""
+    import sqlite3
+
+    path = _storage_file(url)
+    if path is not None and not os.path.isfile(path):
+        raise StorageError(f"--storage {url}: no such file {path}")
+    if url == "memory://" or "://" not in url or url.startswith("journal:"):
+        return open_storage(url)
+    from optuna.storages import RDBStorage
+
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if path is not None:
+        def connect() -> sqlite3.Connection:
+            connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
+            connection.execute("PRAGMA query_only = ON")
+            return connection
+
+        engine_kwargs = {"creator": connect}
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except ImportError as exc:
+        raise StorageError(f"--storage {url}: a database driver is missing ({exc})") from None
+    except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"--storage {url} cannot be read as a searcher storage: "
+                           f"{first}") from None
 
 
 def _creation_race(exc: Exception) -> bool:
@@ -165,18 +214,22 @@ def _fast_sqlite(storage: Any) -> None:
     storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
 
 
-def expected_attrs(kind: str, problem: Problem, device: str, M: int,
-                   space: Space) -> dict[str, Any]:
-    """What a study must record about itself; a mismatch refuses a resume. The kernel is
-    the space's."""
+def expected_attrs(kind: str, problem: Problem, device: str, M: int, space: Space,
+                   device_info: Mapping[str, Any]) -> dict[str, Any]:
+    """What a study must record about itself (:data:`searcher.record.IDENTITY`); a
+    mismatch refuses a resume. The kernel is the space's; the backend and the Triton
+    version are what the benchmarker's ``device_info`` reports (None where it reports
+    none)."""
     return {
-        "kernel": space.kernel.name,
-        "kind": kind,
-        "shape": problem.label(),
-        "device": device,
-        "M": M,
-        "space": space.name,
-        "space_fingerprint": space.fingerprint(),
+        record.KERNEL: space.kernel.name,
+        record.KIND: kind,
+        record.SHAPE: problem.label(),
+        record.DEVICE: device,
+        record.BATCH_SIZE: M,
+        record.SPACE: space.name,
+        record.SPACE_FINGERPRINT: space.fingerprint(),
+        record.BACKEND: device_info.get(record.BACKEND),
+        record.TRITON_VERSION: device_info.get(record.TRITON_VERSION),
     }
 
 
@@ -189,13 +242,18 @@ def open_study(
     space: Space,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    device_info: Mapping[str, Any],
     storage_url: str = "",
 ) -> optuna.Study:
     """Create or resume the study of one batch size of ``space``'s kernel, refusing one
-    made differently.
+    made differently, and record what measures it (``device_info``, the benchmarker's).
+
+    A study stored before the backend and the Triton version were part of its identity is
+    checked against the ones its stored ``device_info`` names (and then records them).
 
     Raises:
-        StorageError: the stored study was made for another space, shape or device.
+        StorageError: the stored study was made for another space, shape or device, or
+            measured with another backend or Triton version; the message names both values.
     """
     import optuna
 
@@ -204,8 +262,12 @@ def open_study(
         study_name=name, storage=storage, sampler=sampler, pruner=pruner,
         direction="minimize", load_if_exists=True,
     )
-    want = expected_attrs(kind, problem, device, M, space)
-    have = study.user_attrs
+    want = expected_attrs(kind, problem, device, M, space, device_info)
+    have = dict(study.user_attrs)
+    measured_by = have.get(record.DEVICE_INFO) or {}
+    for key in (record.BACKEND, record.TRITON_VERSION):
+        if key not in have and key in measured_by:
+            have[key] = measured_by[key]
     for key, value in want.items():
         if key not in have:
             # A new study, or one another worker created a moment ago and is still
@@ -213,17 +275,25 @@ def open_study(
             study.set_user_attr(key, value)
             continue
         if have[key] == value:
+            if key not in study.user_attrs:
+                study.set_user_attr(key, value)
             continue
-        if key.startswith("space"):
-            stored = f"space {have.get('space')!r} (fingerprint {str(have.get('space_fingerprint'))[:12]})"
-            given = f"space {want['space']!r} (fingerprint {want['space_fingerprint'][:12]})"
+        if key in (record.SPACE, record.SPACE_FINGERPRINT):
+            stored = (f"space {have.get(record.SPACE)!r} (fingerprint "
+                      f"{str(have.get(record.SPACE_FINGERPRINT))[:12]})")
+            given = (f"space {want[record.SPACE]!r} (fingerprint "
+                     f"{want[record.SPACE_FINGERPRINT][:12]})")
         else:
             stored, given = f"{key} {have.get(key)!r}", f"{key} {value!r}"
+        now = "this run measures with" if key in (record.BACKEND, record.TRITON_VERSION) \
+            else "the spec now has"
         raise StorageError(
             f"storage {storage_url or '(given)'}: study {name!r} was made with {stored}, but "
-            f"the spec now has {given}; resuming would mix two different searches. Use "
+            f"{now} {given}; resuming would mix two different searches. Use "
             "another --storage, or restore what the study was made with"
         )
+    if record.DEVICE_INFO not in study.user_attrs:
+        study.set_user_attr(record.DEVICE_INFO, dict(device_info))
     return study
 
 
@@ -237,17 +307,19 @@ def load_existing_study(storage: optuna.storages.BaseStorage, name: str) -> optu
         return None
 
 
+def iter_studies(storage: optuna.storages.BaseStorage, kind: str, spec: StudySpec, device: str,
+                 batch_sizes: Iterable[int]) -> Iterable[tuple[int, optuna.Study | None]]:
+    """The stored study of ``kind`` of each batch size (None where nothing is stored)."""
+    for M in batch_sizes:
+        yield M, load_existing_study(storage, study_name(spec.kernel, kind, spec.shape, device, M))
+
+
 def stored_devices(storage: optuna.storages.BaseStorage, kernel: Kernel, kind: str,
                    problem: Problem) -> list[str]:
     """The devices ``storage`` holds studies of ``kind`` of this kernel and problem for."""
     prefix = f"{kernel.name}:{kind}:{problem.label()}:"
     names = [s.study_name for s in storage.get_all_studies()]
     return sorted({n[len(prefix):].rsplit(":M=", 1)[0] for n in names if n.startswith(prefix)})
-
-
-def worker_identity() -> dict[str, Any]:
-    """Who runs a trial: lets a later run on the same host see that its process died."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 def process_alive(pid: int) -> bool:
@@ -264,23 +336,6 @@ def process_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
-
-
-def add_wall_time(study: optuna.Study, seconds: float) -> None:
-    """Add this process's wall time to a study.
-
-    Each process keeps its own attribute (``wall_s:HOST:PID``), so workers sharing a study
-    never overwrite each other's time; :func:`stored_wall_time` adds them up. On a GPU the
-    sum is the GPU time the study held, whatever the number of workers.
-    """
-    me = worker_identity()
-    key = f"wall_s:{me['host']}:{me['pid']}"
-    study.set_user_attr(key, float(study.user_attrs.get(key, 0.0)) + seconds)
-
-
-def stored_wall_time(attrs: dict[str, Any]) -> float:
-    """The wall time of all processes that worked on a study (see :func:`add_wall_time`)."""
-    return sum(float(v) for k, v in attrs.items() if k == "wall_s" or k.startswith("wall_s:"))
 
 
 def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bool:
@@ -301,17 +356,17 @@ def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bo
         except DuplicatedStudyError:
             holder = load_existing_study(storage, name)
             attrs = holder.user_attrs if holder is not None else {}
-            me = worker_identity()
-            pid = attrs.get("pid")
-            if attrs.get("host") == me["host"] and pid is not None and pid != me["pid"] \
-                    and not process_alive(pid):
+            me = record.worker_identity()
+            pid = attrs.get(record.PID)
+            if attrs.get(record.HOST) == me[record.HOST] and pid is not None \
+                    and pid != me[record.PID] and not process_alive(pid):
                 try:
                     optuna.delete_study(study_name=name, storage=storage)
                 except KeyError:
                     pass
                 continue
             return False
-        for key, value in worker_identity().items():
+        for key, value in record.worker_identity().items():
             storage.set_study_user_attr(study_id, key, value)
         return True
     return False

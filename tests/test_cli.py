@@ -120,3 +120,38 @@ def test_limits_must_be_positive(argv, message, capsys, in_tmp):
                  "--storage", f"sqlite:///{in_tmp / 's.db'}"]) == 2
     assert message in capsys.readouterr().err
     assert not (in_tmp / "s.db").exists(), "a refused run must not create its storage"
+
+
+def test_run_refuses_to_resume_a_study_of_another_triton_version(capsys, in_tmp):
+    import optuna
+
+    from searcher.spec import find_spec, load_spec
+    from searcher.storage import open_storage, study_name
+
+    args = ["--study", "h100-e64-n1408", "--batch-sizes", "64", "--trials-per-m", "2",
+            "--no-live", "--synthetic"]
+    assert main(["run", *args]) == 0
+    spec = load_spec(find_spec("h100-e64-n1408"))
+    study = optuna.load_study(study_name=study_name(spec.kernel, "search", spec.shape,
+                                                    spec.gpu, 64),
+                              storage=open_storage("sqlite:///searcher.db"))
+    study.set_user_attr("triton_version", "3.6.0")
+    capsys.readouterr()
+    assert main(["run", *args]) == 2
+    refusal = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress line
+    assert refusal.startswith("searcher run: storage sqlite:///searcher.db: study ")
+    assert "made with triton_version '3.6.0', but this run measures with triton_version " \
+        "'synthetic'" in refusal
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["export", "--out", "."],
+                                     ["report", "--out", "."],
+                                     ["compare", "--no-remeasure", "--out", "."]])
+def test_committed_storages_without_backend_and_triton_version_are_read(capsys, command):
+    # examples/*/searcher.db were stored before the backend and the Triton version were
+    # part of a study's identity: reading them must not refuse (or change) them.
+    db = ROOT / "examples" / "h100-e64-n1408-extended" / "searcher.db"
+    before = db.read_bytes()
+    assert main([command[0], "--study", "h100-e64-n1408-extended", "--storage",
+                 f"sqlite:///{db}", "--batch-sizes", "1,4096", *command[1:]]) == 0
+    assert db.read_bytes() == before

@@ -23,7 +23,7 @@ from searcher.errors import BenchmarkerError, ConfigError, SearcherError
 from searcher.isolation import IsolatedBenchmarker, describe_exit
 from searcher.measurement import Measurement, Status
 from searcher.run import make_benchmarker
-from searcher.search import COUNTED_STATUSES, summarize_study
+from searcher.record import COUNTED_STATUSES, summarize_study
 from searcher.kernels.fused_moe.problem import Shape
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name

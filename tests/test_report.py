@@ -21,7 +21,8 @@ from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher.replay import ReplayBenchmarker, read_dataset, write_dataset
 from searcher.report import build_report, floor_us, write_report
-from searcher.search import SearchOptions, run_search, summarize_study
+from searcher.record import summarize_study
+from searcher.search import SearchOptions, run_search
 from searcher.kernels.fused_moe.problem import Shape
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name

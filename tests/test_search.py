@@ -22,9 +22,10 @@ from searcher.errors import StorageError
 from searcher.kernels.fused_moe.vllm_file import read_config_file
 from searcher.measurement import Status
 from searcher.results import export_study, winners
-from searcher.search import SearchOptions, run_search, summarize_study
+from searcher.record import summarize_study
+from searcher.search import SearchOptions, run_search
 from searcher.spec import load_spec
-from searcher.storage import open_storage, study_name
+from searcher.storage import expected_attrs, open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
 
@@ -314,7 +315,7 @@ def test_live_view_renders(spec):
 
     from rich.console import Console
 
-    from searcher.search import MSummary
+    from searcher.record import MSummary
     from searcher.view import RichView
 
     view = RichView()
@@ -327,3 +328,55 @@ def test_live_view_renders(spec):
     view.close()
     text = view.console.file.getvalue()
     assert "38.5" in text and "1.026x" in text and "40/40" in text
+
+
+class _MeasuredWith:
+    """A synthetic benchmarker that reports another backend or Triton version."""
+
+    def __init__(self, spec, **info):
+        self.inner = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=1)
+        self.info = info
+
+    def device_info(self):
+        return {**self.inner.device_info(), **self.info}
+
+    def precompile(self, M, configs):
+        pass
+
+    def measure(self, M, config, fidelity):
+        return self.inner.measure(M, config, fidelity)
+
+
+@pytest.mark.parametrize(("key", "value"), [("triton_version", "3.7.0"), ("backend", "vllm")])
+def test_resume_refuses_another_backend_or_triton_version(spec, tmp_path, key, value):
+    _, _, url = _run(spec, tmp_path, batch_sizes=[64], trials_per_m=3)
+    with pytest.raises(StorageError) as info:
+        _run(spec, tmp_path, bencher=_MeasuredWith(spec, **{key: value}), storage=url,
+             batch_sizes=[64], trials_per_m=6)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert f"was made with {key} 'synthetic', but this run measures with {key} {value!r}" \
+        in message
+    study, _ = _trials(url, spec, 64)
+    assert study.user_attrs[key] == "synthetic"
+    assert summarize_study(FUSED_MOE, study, 64).trials == 3  # nothing measured
+
+
+def test_a_study_stored_without_backend_and_triton_version_is_checked_by_its_device_info(
+        spec, tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    name = study_name(FUSED_MOE, "search", spec.shape, H100, 64)
+    old = optuna.create_study(study_name=name, storage=open_storage(url))
+    for key, value in expected_attrs("search", spec.shape, H100, 64, spec.space, {}).items():
+        if key not in ("backend", "triton_version"):
+            old.set_user_attr(key, value)
+    old.set_user_attr("device_info", {"backend": "builtin", "triton_version": "3.6.0"})
+    with pytest.raises(StorageError, match="made with triton_version '3.6.0', but this run "
+                       "measures with triton_version '3.7.0'"):
+        _run(spec, tmp_path, bencher=_MeasuredWith(spec, backend="builtin",
+                                                   triton_version="3.7.0"),
+             storage=url, batch_sizes=[64], trials_per_m=2)
+    _run(spec, tmp_path, bencher=_MeasuredWith(spec, backend="builtin", triton_version="3.6.0"),
+         storage=url, batch_sizes=[64], trials_per_m=2)
+    study, _ = _trials(url, spec, 64)
+    assert (study.user_attrs["backend"], study.user_attrs["triton_version"]) == ("builtin", "3.6.0")

@@ -21,7 +21,7 @@ import pytest
 
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, NoGPUError
-from searcher.search import COUNTED_STATUSES, summarize_study
+from searcher.record import COUNTED_STATUSES, summarize_study
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker

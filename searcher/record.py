@@ -1,0 +1,262 @@
+"""The stored record of a study: what searcher writes on Optuna studies and trials, and
+the summaries read back from it.
+
+Every attribute name, every trial status and every summary lives here, so that writers
+(the search loop, the grid, ``searcher compare``) and readers (status, export, report,
+compare, the live view) agree on one schema, and reading results never imports the
+search loop. Importing this module imports neither optuna nor a GPU library.
+
+A study's attributes: its identity (:data:`IDENTITY`, checked on resume by
+:func:`searcher.storage.open_study`), :data:`DEVICE_INFO` (what measured it),
+:data:`WARM_STARTED`, one :data:`WALL_S` ``:HOST:PID`` entry per process, :data:`FINAL`
+(the finalists' run) and :data:`SIDE_BY_SIDE` (``searcher compare``'s run).
+
+A trial's attributes: :data:`CONFIG` (the config's dict form), :data:`STATUS` (a
+:class:`TrialStatus` value; None while it is being asked or measured), :data:`REASON`,
+:data:`COST_S`, the :data:`SHORT` and :data:`FULL` measurements
+(:meth:`~searcher.measurement.Measurement.brief`), :data:`SOURCE` (who proposed it),
+:data:`MEASURING`, the :data:`HOST` and :data:`PID` of the process holding it,
+:data:`DUPLICATE_OF`, and for the grid its visiting :data:`ORDER`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from searcher.measurement import Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+    from searcher.kernels.base import Config, Kernel
+
+__all__ = [
+    "TrialStatus",
+    "COUNTED_STATUSES",
+    "FAILED_STATUSES",
+    "IDENTITY",
+    "MSummary",
+    "GridSummary",
+    "within_noise",
+    "status_of",
+    "config_of",
+    "summarize_study",
+    "summarize_grid",
+    "worker_identity",
+    "add_wall_time",
+    "stored_wall_time",
+]
+
+# -- study attributes ------------------------------------------------------------------
+KERNEL = "kernel"
+KIND = "kind"
+SHAPE = "shape"
+DEVICE = "device"
+BATCH_SIZE = "M"
+SPACE = "space"
+SPACE_FINGERPRINT = "space_fingerprint"
+BACKEND = "backend"  # who ran the kernel: a backend's name, "synthetic", "replay of ..."
+TRITON_VERSION = "triton_version"
+#: What makes a study the one a spec and a benchmarker describe; a stored study that
+#: differs is not resumed. Studies stored before the backend and the Triton version were
+#: part of it hold them only in :data:`DEVICE_INFO`.
+IDENTITY: tuple[str, ...] = (KERNEL, KIND, SHAPE, DEVICE, BATCH_SIZE, SPACE, SPACE_FINGERPRINT,
+                             BACKEND, TRITON_VERSION)
+#: What measured a study (the benchmarker's ``device_info()``: GPU, driver, torch and
+#: Triton versions, backend).
+DEVICE_INFO = "device_info"
+WARM_STARTED = "warm_started"
+FINAL = "final"
+SIDE_BY_SIDE = "side_by_side"
+#: Prefix of each process's wall time (``wall_s:HOST:PID``; plain ``wall_s`` in old studies).
+WALL_S = "wall_s"
+
+# -- trial attributes ------------------------------------------------------------------
+STATUS = "status"
+CONFIG = "config"
+REASON = "reason"
+COST_S = "cost_s"
+SHORT = "short"
+FULL = "full"
+SOURCE = "source"
+MEASURING = "measuring"
+HOST = "host"
+PID = "pid"
+DUPLICATE_OF = "duplicate_of"
+ORDER = "order"
+
+
+class TrialStatus(str, enum.Enum):
+    """What became of a trial (its :data:`STATUS` attribute).
+
+    A measured config's status is its measurement's (:class:`~searcher.measurement.Status`:
+    ok, or how it failed); the others say why nothing was measured, or why measuring stopped.
+    """
+
+    OK = Status.OK.value
+    PRUNED = "pruned"  # short measurement only: it could not win
+    COMPILE_ERROR = Status.COMPILE_ERROR.value
+    OUT_OF_RESOURCES = Status.OUT_OF_RESOURCES.value
+    RUNTIME_ERROR = Status.RUNTIME_ERROR.value
+    TIMEOUT = Status.TIMEOUT.value
+    INVALID = "invalid"  # breaks a space constraint; never benchmarked
+    UNMEASURABLE = "unmeasurable"  # the benchmarker cannot measure it (a replay lacks it)
+    DUPLICATE = "duplicate"  # already measured in this study
+    NOT_RUN = "not_run"  # asked ahead, then given back (budget, time, Ctrl-C)
+    INTERRUPTED = "interrupted"  # its process died while measuring it
+
+
+#: Statuses of trials that were measured and so count against the budget.
+COUNTED_STATUSES = frozenset({
+    TrialStatus.OK, TrialStatus.PRUNED, TrialStatus.COMPILE_ERROR,
+    TrialStatus.OUT_OF_RESOURCES, TrialStatus.RUNTIME_ERROR, TrialStatus.TIMEOUT,
+})
+#: Statuses of configs that broke the process measuring them (not re-measured).
+FAILED_STATUSES = frozenset({TrialStatus.RUNTIME_ERROR, TrialStatus.TIMEOUT})
+
+
+def status_of(trial: optuna.trial.FrozenTrial) -> TrialStatus | None:
+    """A trial's stored status; None while it has none (being asked or measured)."""
+    status = trial.user_attrs.get(STATUS)
+    return TrialStatus(status) if status else None
+
+
+def config_of(kernel: Kernel, trial: optuna.trial.FrozenTrial) -> Config | None:
+    """A trial's config (None before one was suggested)."""
+    data = trial.user_attrs.get(CONFIG)
+    return kernel.config_from_dict(data) if data else None
+
+
+def worker_identity() -> dict[str, Any]:
+    """Who runs a trial (its :data:`HOST` and :data:`PID` attributes): lets a later run on
+    the same host see that its process died."""
+    return {HOST: socket.gethostname(), PID: os.getpid()}
+
+
+def add_wall_time(study: optuna.Study, seconds: float) -> None:
+    """Add this process's wall time to a study.
+
+    Each process keeps its own attribute (``wall_s:HOST:PID``), so workers sharing a study
+    never overwrite each other's time; :func:`stored_wall_time` adds them up. On a GPU the
+    sum is the GPU time the study held, whatever the number of workers.
+    """
+    me = worker_identity()
+    key = f"{WALL_S}:{me[HOST]}:{me[PID]}"
+    study.set_user_attr(key, float(study.user_attrs.get(key, 0.0)) + seconds)
+
+
+def stored_wall_time(attrs: Mapping[str, Any]) -> float:
+    """The wall time of all processes that worked on a study (see :func:`add_wall_time`)."""
+    return sum(float(v) for k, v in attrs.items() if k == WALL_S or k.startswith(f"{WALL_S}:"))
+
+
+# -- summaries -------------------------------------------------------------------------
+def within_noise(speedup: float | None, noise: float | None) -> bool:
+    """A speedup over the default no larger than the measurement noise: reported as equal."""
+    return speedup is not None and noise is not None and abs(speedup - 1.0) <= noise
+
+
+@dataclass
+class MSummary:
+    """What is stored for one batch size's search, for views, status and export."""
+
+    M: int
+    trials: int = 0  # counted (measured) trials
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    best_us: float = math.inf
+    best_config: Config | None = None
+    default_us: float | None = None  # default config measured in the finalists' run
+    winner: Config | None = None
+    winner_us: float | None = None
+    cost_s: float = 0.0  # sum of measurement wall times
+    wall_s: float = 0.0  # wall time of the search loops and finalist runs
+    finalized: bool = False
+    running: int = 0  # trials being measured now (by any process; they hold budget)
+    noise: float | None = None  # relative disagreement of repeated finalist measurements
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.default_us and self.winner_us:
+            return self.default_us / self.winner_us
+        return None
+
+    @property
+    def within_noise(self) -> bool:
+        return within_noise(self.speedup, self.noise)
+
+
+def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
+    """Count a stored search study of ``kernel`` by trial status and read its best and
+    final results."""
+    from optuna.trial import TrialState
+
+    s = MSummary(M=M)
+    for t in study.get_trials(deepcopy=False):
+        status = status_of(t)
+        if status in COUNTED_STATUSES:
+            s.trials += 1
+            s.cost_s += float(t.user_attrs.get(COST_S, 0.0))
+        if status is TrialStatus.OK and t.state == TrialState.COMPLETE:
+            s.complete += 1
+            if t.value is not None and t.value < s.best_us:
+                s.best_us, s.best_config = t.value, config_of(kernel, t)
+        elif status is TrialStatus.PRUNED:
+            s.pruned += 1
+        elif status in (TrialStatus.INVALID, TrialStatus.UNMEASURABLE):
+            s.invalid += 1
+        elif status is TrialStatus.DUPLICATE:
+            s.duplicate += 1
+        elif status in COUNTED_STATUSES:
+            s.failed += 1
+        elif status is None and t.state == TrialState.RUNNING and t.user_attrs.get(MEASURING):
+            s.running += 1
+    attrs = study.user_attrs
+    s.wall_s = stored_wall_time(attrs)
+    if attrs.get(DEVICE_INFO):
+        s.extra[DEVICE_INFO] = attrs[DEVICE_INFO]
+    final = attrs.get(FINAL)
+    if final:
+        s.finalized = final.get("trials") == s.trials
+        s.winner = kernel.config_from_dict(final["winner"])
+        s.winner_us = final["winner_us"]
+        s.default_us = final.get("default_us")
+        s.extra["final_cost_s"] = final.get("cost_s", 0.0)
+        # How much the winner's and the default's own rounds disagree: a speedup smaller
+        # than this is noise.
+        spreads = [(max(e["times_us"]) - min(e["times_us"])) / e["median_us"]
+                   for e in final["entries"]
+                   if (e["default"] or e["config"] == final["winner"]) and e["median_us"]]
+        s.noise = max(spreads) if spreads else None
+    return s
+
+
+class GridSummary(dict):
+    """M, size (valid configs), measured, ok, failed, best_us, best_config, cost_s, wall_s."""
+
+
+def summarize_grid(kernel: Kernel, study: optuna.Study, M: int, size: int) -> GridSummary:
+    """Count a stored grid of ``kernel`` (``size`` valid configs) and find its best."""
+    s = GridSummary(M=M, size=size, measured=0, ok=0, failed=0, best_us=None,
+                    best_config=None, cost_s=0.0, wall_s=stored_wall_time(study.user_attrs))
+    for t in study.get_trials(deepcopy=False):
+        if not t.user_attrs.get(STATUS):
+            continue
+        s["measured"] += 1
+        s["cost_s"] += float(t.user_attrs.get(COST_S, 0.0))
+        if t.value is not None:
+            s["ok"] += 1
+            if s["best_us"] is None or t.value < s["best_us"]:
+                s["best_us"], s["best_config"] = t.value, config_of(kernel, t)
+        else:
+            s["failed"] += 1
+    return s

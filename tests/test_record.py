@@ -1,0 +1,54 @@
+"""Tests for searcher.record: the stored record's schema, and who may read it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from searcher.measurement import Status
+from searcher.record import COUNTED_STATUSES, TrialStatus, stored_wall_time, within_noise
+
+
+def test_every_measurement_status_but_invalid_is_a_trial_status() -> None:
+    # A measurement's INVALID (the benchmarker cannot measure the config) is stored as
+    # UNMEASURABLE; INVALID on a trial is a broken space constraint.
+    for status in Status:
+        assert TrialStatus(status.value).value == status.value
+    assert TrialStatus.OK in COUNTED_STATUSES and TrialStatus.PRUNED in COUNTED_STATUSES
+    for free in (TrialStatus.INVALID, TrialStatus.UNMEASURABLE, TrialStatus.DUPLICATE,
+                 TrialStatus.NOT_RUN, TrialStatus.INTERRUPTED):
+        assert free not in COUNTED_STATUSES
+    assert "ok" in COUNTED_STATUSES  # stored values compare with the enum
+
+
+def test_wall_time_adds_every_process() -> None:
+    attrs = {"wall_s": 1.0, "wall_s:a:1": 2.0, "wall_s:b:2": 3.5, "final": {}}
+    assert stored_wall_time(attrs) == 6.5
+
+
+def test_within_noise() -> None:
+    assert within_noise(1.01, 0.02) and not within_noise(1.05, 0.02)
+    assert not within_noise(None, 0.02) and not within_noise(1.0, None)
+
+
+def test_reading_results_does_not_import_the_search_loop() -> None:
+    code = ("import sys, searcher.results, searcher.report, searcher.compare, searcher.view; "
+            "print('searcher.search' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_studys_identity_is_what_open_study_checks() -> None:
+    from pathlib import Path
+
+    from searcher.record import IDENTITY
+    from searcher.spec import load_spec
+    from searcher.storage import expected_attrs
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
+    info = {"backend": "builtin", "triton_version": "3.6.0", "name": "NVIDIA H100"}
+    attrs = expected_attrs("search", spec.shape, spec.gpu, 64, spec.space, info)
+    assert tuple(attrs) == IDENTITY
+    assert (attrs["kernel"], attrs["backend"], attrs["triton_version"]) == \
+        ("fused_moe", "builtin", "3.6.0")
