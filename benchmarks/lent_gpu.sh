@@ -69,7 +69,7 @@ h200-quant)  # issue #10: the two quantized studies at once, one per GPU (2 H200
         [ -f ".gpu-state/$study.db" ] && cp ".gpu-state/$study.db" "/tmp/$study.db"
         CUDA_VISIBLE_DEVICES=$i python3 -m searcher run --study "$study" \
             --storage "sqlite:////tmp/$study.db" --time-limit "$limit" --no-live \
-            > "$out/$study-run.log" 2>&1 &
+            ${TRIALS:+--trials-per-m "$TRIALS"} > "$out/$study-run.log" 2>&1 &
         i=$((i + 1))
     done
     wait
