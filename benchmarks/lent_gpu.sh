@@ -67,7 +67,7 @@ h200-quant)  # issue #10: the two quantized studies at once, one per GPU (2 H200
     i=0
     for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
         [ -f ".gpu-state/$study.db" ] && cp ".gpu-state/$study.db" "/tmp/$study.db"
-        CUDA_VISIBLE_DEVICES=$i python3 -m searcher run --study "$study" \
+        CUDA_VISIBLE_DEVICES=$i python3 -m searcher run --study "$study" ${BATCH_SIZES:+--batch-sizes "$BATCH_SIZES"} \
             --storage "sqlite:////tmp/$study.db" --time-limit "$limit" --no-live \
             ${TRIALS:+--trials-per-m "$TRIALS"} > "$out/$study-run.log" 2>&1 &
         i=$((i + 1))
