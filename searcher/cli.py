@@ -199,12 +199,27 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="override the spec's trial budget per batch size")
     p.add_argument("--time-limit", type=float, default=None,
                    help="override the spec's time budget for this run (seconds)")
+    p.add_argument("--against", default=None, metavar="FILE.json",
+                   help="an existing vLLM config file to beat (e.g. the one vLLM ships for "
+                   "this shape and GPU): the config it gives each batch size is measured "
+                   "first and re-measured among the finalists, so the winner is never "
+                   "slower than it side by side")
     _source_args(p)
     _worker_args(p)
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="live table on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run_run)
+
+
+def _against_configs(spec, path: str | None) -> dict | None:
+    """M -> the config ``path`` gives each of the spec's batch sizes (vLLM's nearest key)."""
+    if path is None:
+        return None
+    from searcher.export import nearest_config
+
+    _, configs = spec.kernel.read_file(path)
+    return {M: nearest_config(configs, M) for M in spec.batch_sizes}
 
 
 def _run_run(args: argparse.Namespace) -> int:
@@ -216,6 +231,7 @@ def _run_run(args: argparse.Namespace) -> int:
     if args.trials_per_m is not None and args.trials_per_m < 1:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
     _check_limits(args)
+    against = _against_configs(spec, args.against)  # a bad file fails before any worker
     code = _spawn_workers(args, storage, extra=["--no-live"])
     if code is not None:  # the workers are done: show what the storage holds now
         from searcher.results import stored_summaries
@@ -230,7 +246,7 @@ def _run_run(args: argparse.Namespace) -> int:
     bencher, device = make_benchmarker(spec, **_source_kwargs(args))
     opts = SearchOptions(device=device, storage_url=storage, batch_sizes=args.batch_sizes,
                          trials_per_m=args.trials_per_m, time_limit_s=args.time_limit,
-                         worker=worker, workers=workers)
+                         worker=worker, workers=workers, against=against)
     summaries = run_search(spec, bencher, opts, view=make_view(args.live))
     if args.worker is None:
         _print_summaries(spec, device, storage, summaries, args.json)
@@ -264,7 +280,8 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "failed": s.failed, "invalid": s.invalid, "duplicate": s.duplicate,
                 "best_us": s.best_us if s.best_config else None,
                 "winner": s.winner.to_dict() if s.winner else None, "winner_us": s.winner_us,
-                "default_us": s.default_us, "speedup": s.speedup, "noise": s.noise,
+                "default_us": s.default_us, "against_us": s.against_us,
+                "speedup": s.speedup, "noise": s.noise,
                 "within_noise": s.within_noise, "cost_s": s.cost_s,
                 "wall_s": s.wall_s, "finalized": s.finalized,
                 "device_info": s.extra.get(DEVICE_INFO),
@@ -275,8 +292,10 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
     from rich.table import Table
 
     table = Table(title=f"{spec.name} on {device} ({storage})")
+    against = any(s is not None and s.against_us is not None for s in summaries)
     for col in ("M", "trials", "full", "pruned", "failed", "best us", "winner", "winner us",
-                "default us", "speedup", "measured s", "wall s"):
+                "default us", *(("file us",) if against else ()), "speedup", "measured s",
+                "wall s"):
         table.add_column(col, justify="left" if col == "winner" else "right")
     total = 0.0
     for s in summaries:
@@ -286,8 +305,8 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         table.add_row(
             str(s.M), str(s.trials), str(s.complete), str(s.pruned), str(s.failed),
             format_us(s.best_us), s.winner.short() if s.winner else "-", format_us(s.winner_us),
-            format_us(s.default_us), _speedup_text(s),
-            f"{s.cost_s:.0f}", f"{s.wall_s:.0f}",
+            format_us(s.default_us), *((format_us(s.against_us),) if against else ()),
+            _speedup_text(s), f"{s.cost_s:.0f}", f"{s.wall_s:.0f}",
         )
     console = _console()
     console.print(table)

@@ -175,6 +175,7 @@ class MSummary:
     best_us: float = math.inf
     best_config: Config | None = None
     default_us: float | None = None  # default config measured in the finalists' run
+    against_us: float | None = None  # the file to beat (run --against), same run
     winner: Config | None = None
     winner_us: float | None = None
     cost_s: float = 0.0  # sum of measurement wall times
@@ -230,6 +231,7 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         s.winner = kernel.config_from_dict(final["winner"])
         s.winner_us = final["winner_us"]
         s.default_us = final.get("default_us")
+        s.against_us = final.get("against_us")
         s.extra["final_cost_s"] = final.get("cost_s", 0.0)
         # How much the winner's and the default's own rounds disagree: a speedup smaller
         # than this is noise.

@@ -31,7 +31,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from searcher import record
 from searcher.measurement import Measurement, Status
@@ -92,6 +92,11 @@ class SearchOptions:
     final_fidelity: str = "long"
     kind: str = "search"
     warm_start: bool = True  # enqueue vLLM's default and neighbours' winners first
+    #: An existing tuned file to beat (e.g. the one vLLM ships for this shape and GPU): M ->
+    #: the config it gives M (its nearest key, as vLLM looks it up). Each is measured first
+    #: and re-measured among the finalists, so the winner is never slower than it side by
+    #: side. None: no such file.
+    against: Mapping[int, Config] | None = None
     worker: int = 0  # this process's index among ``workers`` sharing the storage
     workers: int = 1
 
@@ -395,6 +400,8 @@ class _Searcher:
             return
         candidates: list[tuple[Config, str]] = [
             (self.spec.kernel.default_config(self.spec.shape, M), "default")]
+        if self.opts.against is not None:
+            candidates.append((self.opts.against[M], "against file"))
         for other, config in self.neighbour_winners(M, 2):
             candidates.append((config, f"neighbour M={other}"))
         seen: set[Config] = set()
@@ -647,6 +654,11 @@ class _Searcher:
         failed = {config_of(self.spec.kernel, t) for t in study.get_trials(deepcopy=False)
                   if status_of(t) in FAILED_STATUSES}
         entries = finalists + ([default] if default not in finalists and default not in failed else [])
+        # The file to beat competes like the default, also where the space leaves its
+        # config out (vLLM's tuner searched another space).
+        against = self.opts.against[M] if self.opts.against is not None else None
+        if against is not None and against not in entries and against not in failed:
+            entries.append(against)
         times: dict[Config, list[float]] = {c: [] for c in entries}
         cost = 0.0
         for _ in range(self.opts.finalist_rounds):
@@ -665,10 +677,12 @@ class _Searcher:
             "rounds": self.opts.finalist_rounds,
             "trials": summarize_study(self.spec.kernel, study, M).trials,
             "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
-                         "default": c == default} for c in entries],
+                         "default": c == default, "against": c == against} for c in entries],
             "winner": winner.to_dict(),
             "winner_us": medians[winner],
             "default_us": medians[default] if default in medians and math.isfinite(medians[default])
+            else None,
+            "against_us": medians[against] if against in medians and math.isfinite(medians[against])
             else None,
             "cost_s": cost,
         })

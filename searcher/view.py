@@ -43,8 +43,9 @@ class LineView:
         print(
             f"M={s.M}: {s.trials} trials ({s.complete} full, {s.pruned} pruned, {s.failed} "
             f"failed, {s.invalid} invalid skipped), best {format_us(s.best_us)} us, winner "
-            f"{format_us(s.winner_us)} us, default {format_us(s.default_us)} us, speedup "
-            f"{_speedup(s)}",
+            f"{format_us(s.winner_us)} us, default {format_us(s.default_us)} us"
+            + (f", file {format_us(s.against_us)} us" if s.against_us is not None else "")
+            + f", speedup {_speedup(s)}",
             file=self.stream, flush=True,
         )
 

@@ -380,3 +380,38 @@ def test_a_study_stored_without_backend_and_triton_version_is_checked_by_its_dev
          storage=url, batch_sizes=[64], trials_per_m=2)
     study, _ = _trials(url, spec, 64)
     assert (study.user_attrs["backend"], study.user_attrs["triton_version"]) == ("builtin", "3.6.0")
+
+
+class _FastFor(SyntheticBenchmarker):
+    """The synthetic landscape, except that one config is 40% faster than anything."""
+
+    def __init__(self, fast: KernelConfig, **kw):
+        super().__init__(FUSED_MOE, **kw)
+        self.fast = fast
+
+    def measure(self, M, config, fidelity):
+        m = super().measure(M, config, fidelity)
+        if config == self.fast and m.ok:
+            m = dataclasses.replace(m, median_us=m.median_us * 0.6, mean_us=m.mean_us * 0.6)
+        return m
+
+
+@pytest.mark.parametrize("in_space", [True, False])
+def test_a_file_to_beat_is_measured_first_and_competes_in_the_finalists(spec, tmp_path, in_space):
+    """run --against: the file's config for M is a warm start (when the space holds it)
+    and always a finalist, so a file faster than all the search found is kept."""
+    ctx = spec.kernel.context(spec.shape, 64, spec.gpu_facts)
+    # vllm-432 holds 64x128x64 but not BLOCK_SIZE_N = 256.
+    fast = KernelConfig(64, 128, 64, 16, 4, 3) if in_space else KernelConfig(64, 256, 64, 1, 8, 3)
+    assert spec.space.is_valid(fast, ctx) is in_space
+    bencher = _FastFor(fast, problem=spec.shape, device=H100, seed=1)
+    summaries, _, url = _run(spec, tmp_path, bencher=bencher, batch_sizes=[64],
+                             trials_per_m=6, against={64: fast})
+    s = summaries[0]
+    assert s.winner == fast
+    assert s.against_us == pytest.approx(s.winner_us)
+    study, trials = _trials(url, spec, 64)
+    sources = [t.user_attrs.get("source") for t in trials]
+    assert ("against file" in sources) is in_space
+    entries = study.user_attrs["final"]["entries"]
+    assert [e["against"] for e in entries].count(True) == 1
