@@ -45,7 +45,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--N", type=int, default=1408, help="intermediate size per partition")
     p.add_argument("--hidden", type=int, default=2048, help="hidden size")
     p.add_argument("--top-k", type=int, default=6, help="experts per token")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--dtype", default="bf16",
+                   choices=["bf16", "fp16", "fp32", "fp8_w8a8", "int8_w8a16"])
+    p.add_argument("--block-shape", type=int, nargs=2, default=None, metavar=("BN", "BK"),
+                   help="block-wise fp8_w8a8 weights, e.g. 128 128")
+    p.add_argument("--per-channel", action="store_true",
+                   help="per-channel fp8_w8a8 weights and per-token activations")
     p.add_argument("-M", "--M", type=int, action="append", required=True,
                    help="batch size (tokens); repeat for several")
     group = p.add_mutually_exclusive_group(required=True)
@@ -67,7 +72,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     # The command's options are the fused MoE's shape: it is that layer's own command.
     from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape
 
-    shape = Shape(E=args.E, N=args.N, hidden=args.hidden, top_k=args.top_k, dtype=args.dtype)
+    shape = Shape(E=args.E, N=args.N, hidden=args.hidden, top_k=args.top_k, dtype=args.dtype,
+                  block_shape=tuple(args.block_shape) if args.block_shape else None,
+                  per_channel=args.per_channel)
     if any(m < 1 for m in args.M):
         raise ConfigError(f"-M {min(args.M)}: a batch size must be a positive integer")
     config = None if args.default else KernelConfig(*args.config)

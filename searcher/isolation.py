@@ -30,11 +30,13 @@ import time
 import traceback
 import weakref
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import BenchmarkerError, SearcherError
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from searcher.kernels.base import Config
 
 __all__ = [
     "IsolatedBenchmarker",
@@ -288,7 +290,7 @@ class IsolatedBenchmarker:
         assert self._info is not None
         return dict(self._info)
 
-    def precompile(self, M: int, configs: Iterable[KernelConfig]) -> None:
+    def precompile(self, M: int, configs: Iterable[Config]) -> None:
         """Pass the hint on to the child; a failure or timeout there is logged, not raised
         (the configs then compile when measured)."""
         configs = list(configs)
@@ -309,7 +311,7 @@ class IsolatedBenchmarker:
                      "one starts for the next measurement", what, len(configs), M)
         self._drop_child()
 
-    def measure(self, M: int, config: KernelConfig, fidelity: Fidelity | str) -> Measurement:
+    def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
         fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
         child = self._child
         if child is not None and child.measured >= self.recycle_after:
