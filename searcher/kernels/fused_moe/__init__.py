@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FusedMoE", "FUSED_MOE", "KernelConfig", "CONFIG_KEYS", "Shape",
            "vllm_default_config"]
 
-_PROBLEM_KEYS = ("E", "N", "hidden", "top_k", "dtype", "block_shape", "per_channel")
+_PROBLEM_KEYS = ("E", "N", "hidden", "top_k", "dtype", "block_shape", "per_channel", "ep")
 #: dtypes whose tensor-core rate the GPU peaks are: bf16/fp16 at the dense bf16 rate, fp8
 #: at twice it (Hopper's fp8 tensor cores); fp32 and int8_w8a16 (a bf16 MMA after a
 #: dequantizing cast) have another or the bf16 rate, so fp32 gets no floor.
@@ -90,8 +90,13 @@ class FusedMoE(Kernel):
         per_channel = table.get("per_channel", False)
         if not isinstance(per_channel, bool):
             raise SpecError(f"shape.per_channel = {_show(per_channel)} must be true or false")
+        ep = table.get("ep", 1)
+        if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
+            raise SpecError(f"shape.ep = {_show(ep)} must be a positive integer (the ranks "
+                            "the experts are sharded over; E is the local count)")
         try:
-            return Shape(dtype=dtype, block_shape=block, per_channel=per_channel, **dims)
+            return Shape(dtype=dtype, block_shape=block, per_channel=per_channel, ep=ep,
+                         **dims)
         except SpecError as exc:
             raise SpecError(f"[shape] {exc}") from None
 
