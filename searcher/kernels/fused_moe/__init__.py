@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from searcher.errors import SpecError, did_you_mean
-from searcher.kernels.base import GpuPeak, Kernel
+from searcher.kernels.base import GpuPeak, Kernel, ModelStudy
 from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.kernels.fused_moe.problem import DTYPES, Shape
@@ -99,6 +99,31 @@ class FusedMoE(Kernel):
                          **dims)
         except SpecError as exc:
             raise SpecError(f"[shape] {exc}") from None
+
+    def problem_table(self, problem: Shape) -> dict[str, Any]:
+        table: dict[str, Any] = {"E": problem.E, "N": problem.N, "hidden": problem.hidden,
+                                 "top_k": problem.top_k, "dtype": problem.dtype}
+        if problem.block_shape is not None:
+            table["block_shape"] = list(problem.block_shape)
+        if problem.per_channel:
+            table["per_channel"] = True
+        if problem.ep > 1:
+            table["ep"] = problem.ep
+        return table
+
+    def study_from_model(self, config: Mapping[str, Any], tp: int = 1, ep: int = 1,
+                         dtype: str = "auto") -> ModelStudy:
+        """The routed experts' layer on one rank (:mod:`.model`), on the ``extended``
+        space for bf16/fp16 and ``extended-quant`` for quantized dtypes."""
+        from searcher.kernels.fused_moe.model import layer_from_config
+
+        layer = layer_from_config(config, tp=tp, ep=ep, dtype=dtype)
+        shape = layer.shape
+        space = "extended-quant" if shape.quantized else "extended"
+        summary = (f"MoE layer E={shape.E}, N={shape.N}, hidden {shape.hidden}, top_k "
+                   f"{shape.top_k} ({layer.parallel}), {layer.tag}")
+        return ModelStudy(problem=shape, name=f"{layer.parallel}-{layer.tag}", space=space,
+                          summary=summary, facts=layer.facts, notes=layer.notes)
 
     def make_config(self, values: Sequence[int]) -> KernelConfig:
         return KernelConfig(*values)
