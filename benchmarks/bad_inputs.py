@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_STUDY = ROOT / "studies" / "h100-e64-n1408.toml"
 BAD_SPACES = ROOT / "tests" / "data" / "spaces"
 H200_DATASET = ROOT / "benchmarks" / "data" / "grid-h200-e64-n1408-vllm432.csv"
+DSV3 = str(ROOT / "tests" / "data" / "models" / "deepseek-v3" / "config.json")
+QWEN3 = ROOT / "tests" / "data" / "models" / "qwen3-30b-a3b" / "config.json"
 
 #: The storage every case is pointed at unless it names another (relative to the folder).
 DB_URL = "sqlite:///s.db"
@@ -316,6 +318,17 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
     read_only_note = f"; {ws.read_only_note}" if ws.read_only_note else ""
     half = max(0.2, export_s / 2)
 
+    model = ["run", "--synthetic", "--no-live", "--gpu", "NVIDIA_H200", "--model"]
+    bad_json = ws.write("inputs/bad-model/config.json", '{"model_type": "deepseek_v3",')
+    dense = ws.write("inputs/dense/config.json", json.dumps(
+        {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008}))
+    awq = ws.write("inputs/awq/config.json", json.dumps(
+        {**json.loads(QWEN3.read_text()), "quantization_config": {"quant_method": "awq",
+                                                                  "bits": 4}}))
+    gpt_oss = ws.write("inputs/gpt-oss/config.json", json.dumps(
+        {"model_type": "gpt_oss", "num_local_experts": 32, "num_experts_per_tok": 4,
+         "hidden_size": 2880, "intermediate_size": 2880}))
+
     def space(name: str) -> str:
         return ws.study(f"space-{name}", 'space = "vllm-432"', f'space = "{name}.toml"')
 
@@ -449,6 +462,23 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
         Case(f"grid --dataset into a read-only folder{read_only_note}",
              ["grid", "--study", tiny, "--no-run", "--batch-sizes", "16",
               "--dataset", "read-only/x.csv"], prefix=read_only or [], expect=read_only_expect),
+        # studies made from a model (--model, init)
+        Case("--model: an id not in the Hugging Face cache", model + ["org/missing"],
+             mentions=("models--org--missing", "never downloads")),
+        Case("--model: no such file", model + ["inputs/nowhere/config.json"],
+             mentions=("no such file",)),
+        Case("--model: malformed config.json", model + [bad_json],
+             mentions=("not valid JSON",)),
+        Case("--model: a dense model (no MoE keys)", model + [dense],
+             mentions=("no mixture-of-experts", "hidden_size")),
+        Case("--model: --tp 3 does not divide N = 2048", model + [DSV3, "--tp", "3"],
+             mentions=("--tp 3", "2048")),
+        Case("--model: --ep 7 does not divide E = 256", model + [DSV3, "--ep", "7"],
+             mentions=("--ep 7", "256")),
+        Case("--model: an AWQ checkpoint", model + [awq], mentions=("'awq'",)),
+        Case("init --model: gpt-oss experts", ["init", "--gpu", "NVIDIA_H200", "--out",
+                                               "inputs/gpt-oss.toml", "--model", gpt_oss],
+             mentions=("gpt_oss", "biases")),
     ]
 
 

@@ -103,14 +103,53 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 # -- shared options ------------------------------------------------------------------
-def _study_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", required=True,
-                   help="a study name (see `searcher list`) or a path to a study TOML file")
+def _study_args(p: argparse.ArgumentParser, model: bool = True) -> None:
+    if model:
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--study",
+                           help="a study name (see `searcher list`) or a path to a study "
+                           "TOML file")
+        which.add_argument("--model", metavar="PATH",
+                           help="a model's config.json, its folder, or a model id in the "
+                           "local Hugging Face cache: the study `searcher init` would write")
+        _model_args(p)
+    else:
+        p.add_argument("--study", required=True,
+                       help="a study name (see `searcher list`) or a path to a study TOML file")
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL of the storage (default: the spec's, "
                    "sqlite:///searcher.db in the current directory)")
     p.add_argument("--batch-sizes", default=None, type=_int_list,
                    help="comma-separated subset of the spec's batch sizes")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """How a study made from --model is sharded, quantized and for which GPU."""
+    p.add_argument("--tp", type=int, default=1,
+                   help="with --model: tensor-parallel size (N = intermediate / tp)")
+    p.add_argument("--ep", type=int, default=1,
+                   help="with --model: expert-parallel size (E / ep local experts, N not "
+                   "divided; a multiple of --tp)")
+    p.add_argument("--dtype", default="auto",
+                   help="with --model: auto (the checkpoint's quantization or dtype), bf16, "
+                   "fp16, fp8_w8a8 or int8_w8a16")
+    p.add_argument("--gpu", default=None,
+                   help="with --model: the GPU to plan for, spelled as vLLM does "
+                   "(default: this machine's GPU)")
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    return {"tp": args.tp, "ep": args.ep, "dtype": args.dtype, "gpu": args.gpu,
+            "storage": getattr(args, "storage", None)}
+
+
+def _model_flags_without_model(args: argparse.Namespace) -> None:
+    given = [f for f, v, d in (("--tp", args.tp, 1), ("--ep", args.ep, 1),
+                               ("--dtype", args.dtype, "auto"), ("--gpu", args.gpu, None))
+             if v != d]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: only with --model, not with --study "
+                          "(a study file fixes its shape and GPU)")
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
@@ -183,10 +222,22 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, notes: bool = False):
     from searcher.spec import find_spec, load_spec
 
-    spec = load_spec(find_spec(args.study))
+    if getattr(args, "model", None):
+        from searcher.kernels import DEFAULT_KERNEL, get_kernel
+        from searcher.model_study import model_spec
+
+        spec, made = model_spec(get_kernel(DEFAULT_KERNEL), args.model,
+                                **_model_options(args))
+        if notes and args.worker is None:
+            for note in made.notes:
+                _console(stderr=True).print(f"note: {note}", style="yellow")
+    else:
+        if hasattr(args, "tp"):
+            _model_flags_without_model(args)
+        spec = load_spec(find_spec(args.study))
     if args.batch_sizes:
         unknown = [m for m in args.batch_sizes if m not in spec.batch_sizes]
         if unknown:
@@ -234,7 +285,7 @@ def _run_run(args: argparse.Namespace) -> int:
     from searcher.search import SearchOptions, run_search
     from searcher.view import make_view
 
-    spec, storage = _load(args)
+    spec, storage = _load(args, notes=True)
     if args.trials_per_m is not None and args.trials_per_m < 1:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
     _check_limits(args)
@@ -349,7 +400,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
 def _run_grid(args: argparse.Namespace) -> int:
     from searcher.grid import run_grid, write_grid_dataset
 
-    spec, storage = _load(args)
+    spec, storage = _load(args, notes=True)
     _check_limits(args)
     device = None
     code = None if args.no_run else _spawn_workers(args, storage, drop=["--dataset"])
@@ -601,7 +652,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                        "PNG plots: per batch size vLLM's default, the best of each recorded "
                        "grid, searcher's winner, its speedup (within noise or not), %% of the "
                        "physical floor, trials and GPU time.")
-    _study_args(p)
+    _study_args(p, model=False)
     p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
     p.add_argument("--grid", action="append", default=[], metavar="FILE.csv",
                    help="a grid recorded by `searcher grid --dataset` (repeat for several)")
@@ -621,6 +672,47 @@ def _run_report(args: argparse.Namespace) -> int:
     command = report_command(args.study, storage, device, args.grid, args.out,
                              args.batch_sizes)
     print(write_report(report, args.out, command))
+    return 0
+
+
+# -- init ----------------------------------------------------------------------------
+def _add_init(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="write the study a model would run, to edit and share",
+                       description="Read a model's config.json and write the study that "
+                       "`searcher run --model` with the same options runs (the same study: "
+                       "edit and share it, then run it with --study).")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="a config.json, a model folder holding one, or a model id in the "
+                   "local Hugging Face cache (never downloaded)")
+    _model_args(p)
+    p.add_argument("--storage", default=None,
+                   help="a storage URL to write into the study (default: none, i.e. "
+                   "sqlite:///searcher.db in the directory searcher runs in)")
+    p.add_argument("--out", default=None, metavar="FILE.toml",
+                   help="where to write it (default: studies/NAME.toml)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_run_init)
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from searcher.kernels import DEFAULT_KERNEL, get_kernel
+    from searcher.model_study import model_spec
+
+    _spec, made = model_spec(get_kernel(DEFAULT_KERNEL), args.model, **_model_options(args))
+    out = Path(args.out) if args.out else Path("studies") / f"{made.name}.toml"
+    if out.suffix != ".toml":
+        raise ConfigError(f"--out {out}: a study file must end in .toml")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(made.text, encoding="utf-8")
+    tmp.replace(out)
+    err = _console(stderr=True)
+    for note in made.notes:
+        err.print(f"note: {note}", style="yellow")
+    err.print(f"study {out.stem}: run it with `searcher run --study {out}`")
+    print(out)
     return 0
 
 
@@ -697,8 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_grid, _add_compare, _add_status, _add_export, _add_report, _add_list,
-    _add_bench,
+    _add_run, _add_grid, _add_compare, _add_status, _add_export, _add_report, _add_init,
+    _add_list, _add_bench,
 ]
 
 

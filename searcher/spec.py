@@ -77,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "StudySpec",
     "load_spec",
+    "spec_from_toml",
     "find_spec",
     "find_space",
     "list_specs",
@@ -477,8 +478,27 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
             the spec's path and names the key, the value and the rule.
     """
     path = Path(path)
+    return _spec_from_data(_read_toml(path), path)
+
+
+def spec_from_toml(text: str, path: str | os.PathLike[str]) -> StudySpec:
+    """A spec from TOML text as if read from ``path`` (which need not exist; its stem is
+    the study's name, and relative space paths start from its folder): what a study made
+    from a model (:mod:`searcher.model_study`) runs without being written.
+
+    Raises:
+        SpecError: as :func:`load_spec`.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    return _spec_from_data(data, path)
+
+
+def _spec_from_data(data: dict[str, Any], path: Path) -> StudySpec:
     check = _Checker(path)
-    data = _read_toml(path)
 
     schema = check.integer(data, "schema", required=True)
     if schema != SCHEMA_VERSION:

@@ -14,14 +14,17 @@ side) imports them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Hashable, Mapping, Protocol, Sequence
+
+from searcher.errors import SpecError
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.device import GpuFacts
     from searcher.measurement import Status
 
 __all__ = ["Config", "Problem", "Kernel", "GpuPeak", "LayerCall", "Workload",
-           "SyntheticLandscape"]
+           "SyntheticLandscape", "ModelStudy"]
 
 
 class Config(Hashable, Protocol):
@@ -84,6 +87,27 @@ class SyntheticLandscape(Protocol):
         """How measuring ``config`` fails (a status and a reason), or None when it runs."""
 
 
+@dataclass(frozen=True)
+class ModelStudy:
+    """What a kernel makes of a model's ``config.json`` (see :mod:`searcher.model_study`).
+
+    Attributes:
+        problem: the kernel's problem on one rank.
+        name: the study-name part after the model's name (e.g. ``tp8-fp8-block128``).
+        space: the search space to tune it over (a space name).
+        summary: a one-line description of the problem, for the study's description.
+        facts: lines saying what was read and how it was sharded (the TOML's header).
+        notes: what the user should know (e.g. parts of the model that are not tuned).
+    """
+
+    problem: Problem
+    name: str
+    space: str
+    summary: str
+    facts: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
 class Kernel(ABC):
     """One tunable kernel: its problem, its configs, vLLM's defaults and files, its layer.
 
@@ -113,6 +137,20 @@ class Kernel(ABC):
                 the kernel cannot run; the message names the key, the value and the rule
                 (the caller prefixes the file).
         """
+
+    def problem_table(self, problem: Problem) -> dict[str, Any]:
+        """The ``[shape]`` table :meth:`parse_problem` reads back as ``problem`` (keys in
+        the kernel's order, defaults left out), for writing a study file."""
+        raise SpecError(f"kernel {self.name!r} cannot write its problems as a [shape] table")
+
+    def study_from_model(self, config: Mapping[str, Any], tp: int = 1, ep: int = 1,
+                         dtype: str = "auto") -> ModelStudy:
+        """The problem one rank of a model runs, from its parsed ``config.json``.
+
+        Raises:
+            SpecError: the kernel cannot map this model (the message says why).
+        """
+        raise SpecError(f"kernel {self.name!r} cannot make a study from a model's config")
 
     @abstractmethod
     def make_config(self, values: Sequence[int]) -> Config:

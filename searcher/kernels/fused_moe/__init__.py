@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from searcher.errors import SpecError, did_you_mean
-from searcher.kernels.base import GpuPeak, Kernel
+from searcher.kernels.base import GpuPeak, Kernel, ModelStudy
 from searcher.kernels.fused_moe.config import CONFIG_KEYS, KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.kernels.fused_moe.problem import DTYPES, Shape
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FusedMoE", "FUSED_MOE", "KernelConfig", "CONFIG_KEYS", "Shape",
            "vllm_default_config"]
 
-_PROBLEM_KEYS = ("E", "N", "hidden", "top_k", "dtype", "block_shape", "per_channel")
+_PROBLEM_KEYS = ("E", "N", "hidden", "top_k", "dtype", "block_shape", "per_channel", "ep")
 #: dtypes whose tensor-core rate the GPU peaks are: bf16/fp16 at the dense bf16 rate, fp8
 #: at twice it (Hopper's fp8 tensor cores); fp32 and int8_w8a16 (a bf16 MMA after a
 #: dequantizing cast) have another or the bf16 rate, so fp32 gets no floor.
@@ -90,10 +90,40 @@ class FusedMoE(Kernel):
         per_channel = table.get("per_channel", False)
         if not isinstance(per_channel, bool):
             raise SpecError(f"shape.per_channel = {_show(per_channel)} must be true or false")
+        ep = table.get("ep", 1)
+        if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
+            raise SpecError(f"shape.ep = {_show(ep)} must be a positive integer (the ranks "
+                            "the experts are sharded over; E is the local count)")
         try:
-            return Shape(dtype=dtype, block_shape=block, per_channel=per_channel, **dims)
+            return Shape(dtype=dtype, block_shape=block, per_channel=per_channel, ep=ep,
+                         **dims)
         except SpecError as exc:
             raise SpecError(f"[shape] {exc}") from None
+
+    def problem_table(self, problem: Shape) -> dict[str, Any]:
+        table: dict[str, Any] = {"E": problem.E, "N": problem.N, "hidden": problem.hidden,
+                                 "top_k": problem.top_k, "dtype": problem.dtype}
+        if problem.block_shape is not None:
+            table["block_shape"] = list(problem.block_shape)
+        if problem.per_channel:
+            table["per_channel"] = True
+        if problem.ep > 1:
+            table["ep"] = problem.ep
+        return table
+
+    def study_from_model(self, config: Mapping[str, Any], tp: int = 1, ep: int = 1,
+                         dtype: str = "auto") -> ModelStudy:
+        """The routed experts' layer on one rank (:mod:`.model`), on the ``extended``
+        space for bf16/fp16 and ``extended-quant`` for quantized dtypes."""
+        from searcher.kernels.fused_moe.model import layer_from_config
+
+        layer = layer_from_config(config, tp=tp, ep=ep, dtype=dtype)
+        shape = layer.shape
+        space = "extended-quant" if shape.quantized else "extended"
+        summary = (f"MoE layer E={shape.E}, N={shape.N}, hidden {shape.hidden}, top_k "
+                   f"{shape.top_k} ({layer.parallel}), {layer.tag}")
+        return ModelStudy(problem=shape, name=f"{layer.parallel}-{layer.tag}", space=space,
+                          summary=summary, facts=layer.facts, notes=layer.notes)
 
     def make_config(self, values: Sequence[int]) -> KernelConfig:
         return KernelConfig(*values)

@@ -108,6 +108,12 @@ class VllmBackend:
         self.api = _import_vllm()
 
     def check(self, shape: Shape) -> None:
+        if shape.ep > 1:
+            raise BackendError(
+                f"backend 'vllm' is not wired for expert parallelism ({shape.label()}: "
+                "searcher does not pass vLLM an expert_map); use the default backend "
+                "'builtin', which routes over all E * ep experts and skips other ranks'"
+            )
         if shape.quantized:
             raise BackendError(
                 f"backend 'vllm' times bf16/fp16 layers only; {shape.label()} is quantized "

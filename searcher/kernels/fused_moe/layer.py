@@ -173,7 +173,7 @@ def make_inputs(
     del w1
     w2q, w2_scale = quantize_weights(w2, shape)
     del w2
-    inputs = MoEInputs(shape=shape, M=M, x=randn(M, H).to(dtype), logits=randn(M, E),
+    inputs = MoEInputs(shape=shape, M=M, x=randn(M, H).to(dtype), logits=randn(M, shape.routed_experts),
                        w1=w1q, w2=w2q, w1_scale=w1_scale, w2_scale=w2_scale)
     if shape.scheme == "per_tensor":
         from searcher.kernels.fused_moe.reference import static_activation_scales
@@ -195,7 +195,7 @@ class MoEWorkspace:
         shape, M = inputs.shape, inputs.M
         device = inputs.x.device
         self.block_m = block_m
-        self.naive = uses_naive_path(M, shape.top_k, shape.E) if naive is None else naive
+        self.naive = uses_naive_path(M, shape.top_k, shape.routed_experts) if naive is None else naive
         self.swap_ab = swap_ab
         self.capability = (torch.cuda.get_device_capability(device)
                            if device.type == "cuda" else None)
@@ -205,14 +205,14 @@ class MoEWorkspace:
             self.max_ids = numel * block_m
             self.max_blocks = numel
         else:
-            self.max_ids = numel + shape.E * (block_m - 1)
+            self.max_ids = numel + shape.routed_experts * (block_m - 1)
             self.max_blocks = triton.cdiv(self.max_ids, block_m)
         i32 = dict(dtype=torch.int32, device=device)
         f32 = dict(dtype=torch.float32, device=device)
         self.topk_weights = torch.empty(M, shape.top_k, **f32)
         self.topk_ids = torch.empty(M, shape.top_k, **i32)
-        self.counts = torch.zeros(shape.E, **i32)
-        self.cursor = torch.empty(shape.E, **i32)
+        self.counts = torch.zeros(shape.routed_experts, **i32)
+        self.cursor = torch.empty(shape.routed_experts, **i32)
         self.sorted_ids = torch.empty(1 if self.naive else self.max_ids, **i32)
         self.expert_ids = torch.empty(self.max_blocks, **i32)
         self.num_post_padded = torch.empty(1, **i32)
@@ -244,13 +244,16 @@ def _pow2(n: int) -> int:
 
 def _route(inputs: MoEInputs, logits: torch.Tensor, ws: MoEWorkspace, renormalize: bool) -> None:
     shape, M = inputs.shape, inputs.M
-    block_e = _pow2(shape.E)
+    # Routing and alignment run over all ranks' experts (E * ep), as vLLM's do under
+    # expert parallelism; blocks of other ranks' experts then get expert id -1.
+    routed = shape.routed_experts
+    block_e = _pow2(routed)
     block_t = max(1, min(16, 4096 // block_e))
     count = not ws.naive
     if count:
         ws.counts.zero_()
     _topk_softmax_kernel[(triton.cdiv(M, block_t),)](
-        logits, ws.topk_weights, ws.topk_ids, ws.counts, M, shape.E, logits.stride(0),
+        logits, ws.topk_weights, ws.topk_ids, ws.counts, M, routed, logits.stride(0),
         TOP_K=shape.top_k, TOP_K_P2=_pow2(shape.top_k), BLOCK_E=block_e, BLOCK_T=block_t,
         RENORMALIZE=renormalize, COUNT=count,
     )
@@ -258,15 +261,24 @@ def _route(inputs: MoEInputs, logits: torch.Tensor, ws: MoEWorkspace, renormaliz
         _naive_assign_kernel[(triton.cdiv(ws.numel, 1024),)](
             ws.topk_ids, ws.expert_ids, ws.num_post_padded, ws.numel, ws.block_m, BLOCK=1024,
         )
+        _drop_remote_experts(shape, ws)
         return
     _align_offsets_kernel[(1,)](
         ws.counts, ws.cursor, ws.sorted_ids, ws.expert_ids, ws.num_post_padded,
-        shape.E, ws.numel, ws.max_ids, ws.max_blocks, ws.block_m,
+        routed, ws.numel, ws.max_ids, ws.max_blocks, ws.block_m,
         BLOCK_E=block_e, BLOCK=1024, BLOCK_B=max(16, 8192 // block_e),
     )
     _align_scatter_kernel[(triton.cdiv(ws.numel, 256),)](
         ws.topk_ids, ws.cursor, ws.sorted_ids, ws.numel, BLOCK=256,
     )
+    _drop_remote_experts(shape, ws)
+
+
+def _drop_remote_experts(shape: Shape, ws: MoEWorkspace) -> None:
+    """Expert parallelism: this rank holds experts 0..E-1; blocks of the others get -1,
+    which the GEMM turns into zero rows (vLLM maps ids through its ``expert_map``)."""
+    if shape.ep > 1:
+        ws.expert_ids.masked_fill_(ws.expert_ids >= shape.E, -1)
 
 
 def _quantize(shape: Shape, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> None:

@@ -37,9 +37,18 @@ class Shape:
           scales applied inside the K loop.
         * ``int8_w8a16``: int8 weights, one scale per output row, bf16 activations.
 
+    Expert parallelism (``ep`` > 1, vLLM's expert parallelism over ep = tp x dp ranks):
+    ``E`` is the rank's local expert count (the file's E), the model has ``E * ep``
+    experts, and the router picks top_k distinct experts of all ``E * ep``, as vLLM's
+    does; routed rows of other ranks' experts are aligned and then skipped (their blocks'
+    expert id is -1, as vLLM's ``expert_map`` makes them). So top_k may exceed E (Kimi K2
+    at ep = 64: 6 local experts, top_k 8), but never ``E * ep``. With ``ep = 1`` (every
+    study written before) ``top_k > E`` stays an error, which catches typos. The file name
+    does not carry ep (vLLM's does not); the study label does, since the workload differs.
+
     Raises:
-        SpecError: a size is not a positive integer, top_k > E, an unknown dtype, or a
-            quantization option with a dtype that does not take it.
+        SpecError: a size is not a positive integer, top_k > E * ep, an unknown dtype, or
+            a quantization option with a dtype that does not take it.
     """
 
     E: int
@@ -49,14 +58,21 @@ class Shape:
     dtype: str = "bf16"
     block_shape: tuple[int, int] | None = None
     per_channel: bool = False
+    ep: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("E", "N", "hidden", "top_k"):
+        for name in ("E", "N", "hidden", "top_k", "ep"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"{name} = {value!r} must be a positive integer")
-        if self.top_k > self.E:
-            raise SpecError(f"top_k = {self.top_k} must not exceed E = {self.E}")
+        if self.top_k > self.routed_experts:
+            if self.ep == 1:
+                raise SpecError(
+                    f"top_k = {self.top_k} must not exceed E = {self.E} (for E local experts "
+                    "of an expert-parallel layer, set ep, the number of ranks the experts "
+                    "are sharded over)")
+            raise SpecError(f"top_k = {self.top_k} must not exceed the E * ep = "
+                            f"{self.E} * {self.ep} = {self.routed_experts} experts routed over")
         if self.dtype not in DTYPES:
             raise SpecError(f"dtype = {self.dtype!r} must be one of: {', '.join(DTYPES)}")
         if self.block_shape is not None:
@@ -93,6 +109,11 @@ class Shape:
                     "per_channel = true and block_shape are two different fp8 schemes; "
                     "give one of them"
                 )
+
+    @property
+    def routed_experts(self) -> int:
+        """The experts the router picks from: all ranks' (E * ep)."""
+        return self.E * self.ep
 
     @property
     def element_size(self) -> int:
@@ -134,15 +155,22 @@ class Shape:
             text += f",block_shape=[{self.block_shape[0]},{self.block_shape[1]}]"
         if self.per_channel:
             text += ",per_channel"
+        if self.ep > 1:
+            text += f",ep={self.ep}"
         return text
 
     def flops(self, M: int) -> float:
         """Multiply-add FLOPs of both GEMMs for M tokens (the SiLU and sums are negligible)."""
-        return 6.0 * M * self.top_k * self.hidden * self.N
+        return 6.0 * M * self.local_top_k * self.hidden * self.N
+
+    @property
+    def local_top_k(self) -> float:
+        """Expected routed rows per token on this rank (top_k / ep under uniform routing)."""
+        return self.top_k / self.ep
 
     def experts_touched(self, M: int) -> float:
         """Expected number of distinct experts hit by M tokens under uniform routing."""
-        return self.E * (1.0 - (1.0 - self.top_k / self.E) ** M)
+        return self.E * (1.0 - (1.0 - self.top_k / self.routed_experts) ** M)
 
     def weight_bytes(self, M: int) -> float:
         """Expected bytes of expert weights read for M tokens under uniform routing

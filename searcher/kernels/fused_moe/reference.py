@@ -68,7 +68,11 @@ def fused_moe_reference(
     x32, w1_32, w2_32 = x.float(), w1.float(), w2.float()
     N = w2.shape[2]
     flat_act = torch.empty(x.shape[0] * top_k, N, dtype=torch.float32, device=x.device)
+    local = w1.shape[0]  # expert parallelism: ids >= local are other ranks' (skipped)
+    flat_act.zero_()
     for expert in torch.unique(ids).tolist():
+        if expert >= local:
+            continue
         token, slot = torch.nonzero(ids == expert, as_tuple=True)
         h = x32[token] @ w1_32[expert].T  # [rows, 2N]
         flat_act[token * top_k + slot] = torch.nn.functional.silu(h[:, :N]) * h[:, N:]
@@ -78,6 +82,8 @@ def fused_moe_reference(
         flat_act = quantize_act(flat_act)
     out = torch.zeros(x.shape[0], w2.shape[1], dtype=torch.float32, device=x.device)
     for expert in torch.unique(ids).tolist():
+        if expert >= local:
+            continue
         token, slot = torch.nonzero(ids == expert, as_tuple=True)
         y = flat_act[token * top_k + slot] @ w2_32[expert].T  # [rows, H]
         out.index_add_(0, token, y * weights[token, slot, None])

@@ -28,7 +28,7 @@ class MoELandscape:
     def true_time(self, M: int, c: KernelConfig) -> float:
         """The noiseless time (us) of ``c`` at batch size M."""
         s = self.shape
-        rows_per_expert = max(1.0, M * s.top_k / s.E)
+        rows_per_expert = max(1.0, M * s.top_k / s.routed_experts)
         best_m = min(128.0, max(16.0, 2 ** round(math.log2(rows_per_expert))))
         best_k = 128.0 if M <= 64 else 64.0
         best_w = 4 if M <= 128 else 8
@@ -42,7 +42,7 @@ class MoELandscape:
             + 0.01 * math.log2(c.GROUP_SIZE_M)
         )
         bump = (zlib.crc32(repr((M, c.astuple())).encode()) % 1000) / 1000.0  # fixed per config
-        base = 30.0 + 0.25 * M * s.top_k * s.N * s.hidden / 1.5e7
+        base = 30.0 + 0.25 * M * s.local_top_k * s.N * s.hidden / 1.5e7
         return base * (1.0 + penalty) * (1.0 + 0.04 * bump)
 
     def failure(self, c: KernelConfig) -> tuple[Status, str] | None:

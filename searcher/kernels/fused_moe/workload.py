@@ -77,7 +77,7 @@ class FusedMoEWorkload:
             gen = torch.Generator(device="cuda").manual_seed(self.seed * 1_000_003 + M)
             x = torch.randn(M, s.hidden, generator=gen, device="cuda",
                             dtype=TORCH_DTYPES[s.dtype])
-            self._logit_sets[M] = torch.randn(LOGIT_SETS, M, s.E, generator=gen, device="cuda",
+            self._logit_sets[M] = torch.randn(LOGIT_SETS, M, s.routed_experts, generator=gen, device="cuda",
                                               dtype=torch.float32)
             logits = self._logit_sets[M][0].clone()
             inputs = MoEInputs(shape=s, M=M, x=x, logits=logits, **self._weights)
