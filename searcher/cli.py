@@ -759,7 +759,8 @@ def _run_list(args: argparse.Namespace) -> int:
     console = _console()
     t = Table(title="studies")
     for col in ("name", "gpu", "shape", "space", "batch sizes", "trials/M"):
-        t.add_column(col)
+        # Fold rather than cut: a shape's end names its quantization (dtype, block_shape).
+        t.add_column(col, overflow="fold")
     for s in studies:
         t.add_row(s["name"], s["gpu"], s["shape"], s["space"], str(s["batch_sizes"]),
                   str(s["trials_per_m"] or "-"))
