@@ -8,7 +8,9 @@ and exit code 2 (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shlex
 import math
 import signal
 import sys
@@ -231,6 +233,11 @@ def _load(args: argparse.Namespace, notes: bool = False):
 
         spec, made = model_spec(get_kernel(DEFAULT_KERNEL), args.model,
                                 **_model_options(args))
+        flags = [f"--model {shlex.quote(str(args.model))}"]
+        flags += [f"{flag} {shlex.quote(str(value))}" for flag, value, default in (
+            ("--tp", args.tp, 1), ("--ep", args.ep, 1), ("--dtype", args.dtype, "auto"),
+            ("--gpu", args.gpu, None)) if value != default]
+        spec = dataclasses.replace(spec, selector=" ".join(flags))
         if notes and args.worker is None:
             for note in made.notes:
                 _console(stderr=True).print(f"note: {note}", style="yellow")

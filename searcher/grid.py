@@ -201,7 +201,7 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
         records.extend(rows)
     if not records:
         raise StorageError(f"{storage_url} holds no grid of study {spec.name} on {device}; "
-                           f"run `searcher grid --study {spec.name}` first")
+                           f"run `searcher grid {spec.cli_selector}` first")
     meta = {k: info[k] for k in ("name", "vllm_name", "torch_version", "triton_version",
                                  "driver_version", "backend") if k in info}
     meta.update({

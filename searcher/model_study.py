@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from searcher.errors import NoGPUError, SpecError
+from searcher.errors import ConfigError, did_you_mean, NoGPUError, SpecError
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Kernel
@@ -144,10 +144,21 @@ def resolve_gpu(gpu: str | None) -> tuple[str, dict[str, int] | None]:
 
     Raises:
         NoGPUError: no ``gpu`` and no CUDA GPU here (the message says to pass --gpu).
+        ConfigError: ``gpu`` is not spelled as vLLM names devices, or is a GPU searcher
+            does not know (its facts cannot be planned without it).
     """
+    from searcher.device import KNOWN_GPUS, cuda_available, current_device, vllm_device_name
+
     if gpu:
+        spelled = vllm_device_name(gpu)
+        if spelled != gpu:
+            raise ConfigError(f"--gpu {gpu}: not spelled the way vLLM names devices; "
+                              f"write {spelled}")
+        if gpu not in KNOWN_GPUS:
+            raise ConfigError(f"--gpu {gpu}: not a GPU searcher knows{did_you_mean(gpu, KNOWN_GPUS)} "
+                              f"(known: {', '.join(KNOWN_GPUS)}); on that GPU itself leave "
+                              "--gpu out and its facts are read from the device")
         return gpu, None
-    from searcher.device import KNOWN_GPUS, cuda_available, current_device
 
     if not cuda_available():
         raise NoGPUError("no CUDA GPU here to plan the study for: pass --gpu NAME (vLLM's "

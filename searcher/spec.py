@@ -148,6 +148,13 @@ class StudySpec:
     seed: int
     finalists: int
     storage: str
+    #: How the command line names this study (``--study NAME``, or the ``--model ...``
+    #: options it was made from), for messages that suggest a command.
+    selector: str | None = None
+
+    @property
+    def cli_selector(self) -> str:
+        return self.selector or f"--study {self.name}"
 
     def pruner_options(self) -> dict[str, Any]:
         """Keyword options for :func:`searcher.pruners.make_pruner` for this spec's pruner."""

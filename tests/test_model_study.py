@@ -73,6 +73,10 @@ def test_run_model_synthetic_end_to_end_and_resume(in_tmp, capsys):
     assert main(["export", "--model", str(DSV3), "--tp", "8", "--gpu", "NVIDIA_H200",
                  "--batch-sizes", "1,64"]) == 0
     assert "block_shape=[128,128].json" in capsys.readouterr().out
+    # Unfinished batch sizes: the hint repeats the model options (no study file exists).
+    assert main(["export", "--model", str(DSV3), "--tp", "8", "--gpu", "NVIDIA_H200",
+                 "--overwrite"]) == 2
+    assert f"`searcher run --model {DSV3} --tp 8 --gpu NVIDIA_H200`" in capsys.readouterr().err
 
 
 def test_expert_parallel_study_runs(in_tmp, capsys):
@@ -143,3 +147,13 @@ def test_model_and_study_are_exclusive(capsys):
         main(["run", "--model", str(DSV3), "--study", "h200-e64-n1408"])
     with pytest.raises(SpecError):
         find_model_config("./nothing-here")
+
+
+@pytest.mark.parametrize("gpu, words", [
+    ("H200", "--gpu H200: not spelled the way vLLM names devices; write NVIDIA_H200"),
+    ("NVIDIA_H20", "--gpu NVIDIA_H20: not a GPU searcher knows (did you mean 'NVIDIA_H200'?)"),
+])
+def test_a_bad_gpu_is_named_as_the_option(gpu, words, in_tmp, capsys):
+    assert main(["init", "--model", str(DSV3), "--tp", "8", "--gpu", gpu]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
