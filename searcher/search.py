@@ -258,11 +258,13 @@ class _Searcher:
                     left = deadline - self.clock()
                     m_deadline = self.clock() + max(0.0, left) / (len(order) - i)
                 summaries[M] = self.run_m(M, budget, m_deadline)
-            if self.opts.workers > 1:
-                # A batch size left to a worker that died since: take over what it left.
-                for M in order:
-                    if not summaries[M].finalized and (deadline is None or self.clock() < deadline):
-                        summaries[M] = self.run_m(M, budget, deadline)
+            # A second pass with the time left: a batch size that ran out of its even share
+            # of a time limit (the first one also pays the first compiles and the inputs)
+            # gets what finished ones did not use; with several workers, this also takes
+            # over a batch size left to a worker that died since.
+            for M in order:
+                if not summaries[M].finalized and (deadline is None or self.clock() < deadline):
+                    summaries[M] = self.run_m(M, budget, deadline)
         finally:
             self.view.close()
             self.heartbeat.close()

@@ -310,6 +310,29 @@ def test_time_limit_stops_a_run_and_the_next_run_continues(spec, tmp_path):
     assert [s.trials for s in second] == [30, 30]
 
 
+def test_time_a_batch_size_leaves_unused_goes_to_one_that_ran_out(spec, tmp_path):
+    """A time limit is shared evenly at first; what a quick batch size leaves over goes to
+    one that ran out of its share (on the H200 the first batch size, which pays the first
+    compiles, was left unfinished while the rest finished early)."""
+    now = [0.0]
+
+    class Slow8(SyntheticBenchmarker):
+        def measure(self, M, config, fidelity):
+            # Every trial's first (short) measurement at M=8 costs 20 s; the rest is free.
+            if M == 8 and getattr(fidelity, "name", fidelity) == "short":
+                now[0] += 20.0
+            return super().measure(M, config, fidelity)
+
+    bench = Slow8(FUSED_MOE, spec.shape, device=H100, seed=3)
+    opts = SearchOptions(device=H100, storage_url=f"sqlite:///{tmp_path / 't.db'}",
+                         batch_sizes=[8, 16], trials_per_m=12, time_limit_s=400)
+    # M=8 needs 12 x 20 = 240 s, more than its even share (200 s) but less than what the
+    # run has once M=16 took none.
+    summaries = run_search(spec, bench, opts, clock=lambda: now[0])
+    assert [s.trials for s in summaries] == [12, 12]
+    assert all(s.finalized for s in summaries)
+
+
 def test_live_view_renders(spec):
     import io
 
