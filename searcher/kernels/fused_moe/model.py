@@ -215,11 +215,18 @@ def layer_from_config(config: Mapping[str, Any], tp: int = 1, ep: int = 1,
     if dtype not in DTYPE_CHOICES:
         raise SpecError(f"--dtype {dtype!r} must be one of: {', '.join(DTYPE_CHOICES)}")
     model_type = config.get("model_type")
+    archs = config.get("architectures")
+    fallback = (f"{archs[0]} (no model_type)" if isinstance(archs, list) and archs
+                and isinstance(archs[0], str) else "a config without model_type")
+
+    def kind(mt: Any) -> str:
+        return f"model_type {mt!r}" if mt else fallback
+
     found = find_moe_table(config)
     if found is None:
         keys = sorted(k for k in config if not isinstance(config[k], Mapping))
         raise SpecError(
-            f"model_type {model_type!r}: no mixture-of-experts settings found (none of "
+            f"{kind(model_type)}: no mixture-of-experts settings found (none of "
             f"{', '.join(EXPERT_KEYS)} at the top level or in a nested table); searcher needs "
             f"an experts key, moe_intermediate_size or intermediate_size, num_experts_per_tok "
             f"and hidden_size; the config has: {', '.join(keys) or 'no keys'}")
@@ -228,7 +235,7 @@ def layer_from_config(config: Mapping[str, Any], tp: int = 1, ep: int = 1,
     inner_type = table.get("model_type", model_type)
     for mt in (model_type, inner_type):
         if mt in _REFUSED_TYPES:
-            raise SpecError(f"model_type {mt!r}: {_REFUSED_TYPES[mt]}; searcher's kernel "
+            raise SpecError(f"{kind(mt)}: {_REFUSED_TYPES[mt]}; searcher's kernel "
                             "computes plain SiLU-and-mul experts without biases")
     act = table.get("hidden_act", table.get("hidden_activation", "silu"))
     if act not in _ACTS:
@@ -241,7 +248,7 @@ def layer_from_config(config: Mapping[str, Any], tp: int = 1, ep: int = 1,
     if inter_key is None:
         missing.insert(0, "moe_intermediate_size or intermediate_size")
     if missing:
-        raise SpecError(f"model_type {inner_type!r}: {where or 'the top level'} has "
+        raise SpecError(f"{kind(inner_type)}: {where or 'the top level'} has "
                         f"{expert_key} but not {', '.join(missing)}; the config has: "
                         f"{', '.join(sorted(table))}")
     E = _int(table, expert_key, where)
@@ -249,7 +256,7 @@ def layer_from_config(config: Mapping[str, Any], tp: int = 1, ep: int = 1,
     top_k = _int(table, "num_experts_per_tok", where)
     hidden = _int(table, "hidden_size", where)
 
-    facts = [f"model_type {inner_type!r} ({where or 'top level'}): {expert_key} {E}, "
+    facts = [f"{kind(inner_type)} ({where or 'top level'}): {expert_key} {E}, "
              f"{inter_key} {inter}, num_experts_per_tok {top_k}, hidden_size {hidden}"]
     if ep > 1:
         if ep % tp:
@@ -259,7 +266,7 @@ def layer_from_config(config: Mapping[str, Any], tp: int = 1, ep: int = 1,
             raise SpecError(f"--ep {ep} does not divide the {E} experts ({where}{expert_key}); "
                             "each rank must hold E / ep whole experts")
         local, N, parallel = E // ep, inter, f"ep{ep}"
-        facts.append(f"expert parallelism ep={ep}: E = {E} / {ep} = {local} local experts, "
+        facts.append(f"expert parallelism ep={ep}: E = {E} / {ep} = {local} local expert{'s' if local != 1 else ''}, "
                      f"N = {inter} (not divided), top_k {top_k} of the {E} global experts")
     else:
         if inter % tp:
@@ -283,7 +290,7 @@ def layer_from_config(config: Mapping[str, Any], tp: int = 1, ep: int = 1,
         shape = Shape(E=local, N=N, hidden=hidden, top_k=top_k, dtype=qdtype,
                       block_shape=block, per_channel=per_channel, ep=ep)
     except SpecError as exc:
-        raise SpecError(f"model_type {inner_type!r}: {exc}") from None
+        raise SpecError(f"{kind(inner_type)}: {exc}") from None
     facts.append(f"dtype {qdtype}" + (f", scheme {shape.scheme}" if shape.quantized else "")
                  + (" (from the checkpoint)" if dtype == "auto" else " (--dtype)"))
 
@@ -295,7 +302,7 @@ def layer_from_config(config: Mapping[str, Any], tp: int = 1, ep: int = 1,
                      "vLLM's fused-MoE layer (they run as a dense MLP): searcher tunes the "
                      "routed experts only")
     if top_k > local:
-        notes.append(f"top_k {top_k} > {local} local experts: each token routes to top_k of "
+        notes.append(f"top_k {top_k} > {local} local expert{'s' if local != 1 else ''}: each token routes to top_k of "
                      f"the {E} global experts, of which only this rank's are computed")
     return ModelLayer(shape=shape, tag=_tag(shape), parallel=parallel, facts=tuple(facts),
                       notes=tuple(notes))
