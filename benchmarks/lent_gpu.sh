@@ -23,6 +23,13 @@ PY
     gzip -c "$1" > "$out/$2.db.gz"
 }
 
+shipped_name() {  # the vLLM file name of a study's shape and GPU
+    python3 -c 'import sys
+from searcher.spec import find_spec, load_spec
+spec = load_spec(find_spec(sys.argv[1]))
+print(spec.kernel.file_name(spec.shape, spec.gpu))' "$1"
+}
+
 case $step in
 h200-grid)  # issue #4: the 432 grid of h200-e64-n1408 at every batch size, 4 GPUs
     cp examples/h200-e64-n1408-vllm432/searcher.db /tmp/searcher.db
@@ -64,12 +71,15 @@ h100-extended)  # issue #6 on what H100s were left: one GPU, TRIALS per M (no 43
 h200-quant)  # issue #10: the two quantized studies at once, one per GPU (2 H200s); rerun
     # to resume: a storage carried in .gpu-state/ (gunzipped from an earlier OUT) is reused.
     nvidia-smi -L | tee "$out/gpus.txt"
+    # AGAINST=1: beat the file vLLM ships for each shape (carried in .vllm-configs/).
     i=0
     for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
         [ -f ".gpu-state/$study.db" ] && cp ".gpu-state/$study.db" "/tmp/$study.db"
+        against=()
+        [ -n "${AGAINST:-}" ] && against=(--against ".vllm-configs/$(shipped_name "$study")")
         CUDA_VISIBLE_DEVICES=$i python3 -m searcher run --study "$study" ${BATCH_SIZES:+--batch-sizes "$BATCH_SIZES"} \
             --storage "sqlite:////tmp/$study.db" --time-limit "$limit" --no-live \
-            ${TRIALS:+--trials-per-m "$TRIALS"} > "$out/$study-run.log" 2>&1 &
+            ${TRIALS:+--trials-per-m "$TRIALS"} "${against[@]}" > "$out/$study-run.log" 2>&1 &
         i=$((i + 1))
     done
     wait
@@ -82,10 +92,7 @@ h200-quant-compare)  # issue #10: each study's winner, vLLM's default and vLLM 0
     i=0
     for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
         cp ".gpu-state/$study.db" "/tmp/$study.db"
-        shipped=".vllm-configs/$(python3 -c 'import sys
-from searcher.spec import find_spec, load_spec
-spec = load_spec(find_spec(sys.argv[1]))
-print(spec.kernel.file_name(spec.shape, spec.gpu))' "$study")"
+        shipped=".vllm-configs/$(shipped_name "$study")"
         mkdir -p "/tmp/cmp-$study"
         CUDA_VISIBLE_DEVICES=$i python3 -m searcher compare --study "$study" \
             --storage "sqlite:////tmp/$study.db" --rounds "${ROUNDS:-3}" --out "/tmp/cmp-$study" \
