@@ -1,6 +1,7 @@
 """The built-in fused MoE kernels against the fp32 torch reference, in Triton's interpreter.
 
-Every run draws fresh random inputs (the seed is in the failure message), poisons every
+Each test draws random inputs from a seed fixed per test (``SEARCHER_TEST_SEED`` shifts it; the
+seed is in the failure message), poisons every
 output buffer with NaN first, and draws configs from vLLM's 1,920-config CUDA space.
 bf16 is left to the GPU check (``benchmarks/check_kernel.py``): the interpreter's bf16
 ``tl.dot`` is broken.
