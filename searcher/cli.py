@@ -77,8 +77,13 @@ def _run_bench(args: argparse.Namespace) -> int:
     shape = Shape(E=args.E, N=args.N, hidden=args.hidden, top_k=args.top_k, dtype=args.dtype,
                   block_shape=tuple(args.block_shape) if args.block_shape else None,
                   per_channel=args.per_channel)
+    from searcher.spec import MAX_BATCH_SIZE
+
     if any(m < 1 for m in args.M):
         raise ConfigError(f"-M {min(args.M)}: a batch size must be a positive integer")
+    if any(m > MAX_BATCH_SIZE for m in args.M):
+        raise ConfigError(f"-M {max(args.M)}: above the largest batch size searcher tunes, "
+                          f"M <= {MAX_BATCH_SIZE:,} (2**20)")
     config = None if args.default else KernelConfig(*args.config)
     rows = bench(FUSED_MOE, shape, args.M, config, args.fidelity, backend=args.backend,
                  repeat=args.repeat)
@@ -215,12 +220,19 @@ def _worker_index(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def _int_list(text: str) -> list[int]:
+    from searcher.spec import MAX_BATCH_SIZE
+
+    items = [v.strip() for v in text.split(",")]
+    if "" in items:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has an empty item; write comma-separated integers, e.g. 1,2,4")
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be positive integers")
+    if any(v < 1 or v > MAX_BATCH_SIZE for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: batch sizes must be integers from 1 to {MAX_BATCH_SIZE:,} (2**20)")
     return values
 
 
@@ -283,6 +295,7 @@ def _against_configs(spec, path: str | None) -> dict | None:
         return None
     from searcher.export import nearest_config
 
+    spec.kernel.check_file_name(spec.shape, path)
     _, configs = spec.kernel.read_file(path)
     return {M: nearest_config(configs, M) for M in spec.batch_sizes}
 
@@ -494,6 +507,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     device = args.device or spec.gpu
     against = None
     if args.against:
+        spec.kernel.check_file_name(spec.shape, args.against)
         _, against = spec.kernel.read_file(args.against)
     bencher = None
     if args.replay and not args.no_remeasure:
@@ -784,12 +798,40 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    """searcher's version and those of the packages that decide its results, read from
+    the installed packages' metadata (torch and triton are not imported: that takes
+    seconds and is not needed to name them)."""
+    from importlib import metadata
+
+    from searcher import __version__
+
+    found = {"searcher": __version__}
+    for name in ("torch", "triton", "optuna"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(" ".join(f"{name} {version}" for name, version in versions().items()))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="searcher",
         description="Find fast launch configs for Triton kernels (vLLM's fused MoE) by search.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the versions of searcher, torch, triton and optuna")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)

@@ -62,7 +62,7 @@ def winners(spec: StudySpec, storage_url: str, device: str,
             f"study {spec.name} on {device}: batch size(s) {', '.join(map(str, missing))} have "
             f"no completed trial in {storage_url} (e.g. study "
             f"{study_name(spec.kernel, kind, spec.shape, device, missing[0])!r}); run "
-            f"`searcher {'run' if kind == 'search' else 'grid'} {spec.cli_selector}` to finish "
+            f"`{spec.command('run' if kind == 'search' else 'grid', storage_url)}` to finish "
             "them, or export fewer with "
             f"--batch-sizes{hint}"
         )

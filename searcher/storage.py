@@ -7,6 +7,11 @@ e.g.
 an embedded SQLite file (``sqlite:///searcher.db`` in the current directory); any
 SQLAlchemy URL works through ``--storage``, and a path ending in ``.log`` or ``.journal``
 opens Optuna's journal file storage.
+
+File paths in URLs follow SQLAlchemy's convention for every scheme: three slashes and a
+relative path (``sqlite:///s.db``, ``journal:///runs/s.journal``, relative to the current
+folder), four slashes for an absolute one (``sqlite:////data/s.db``,
+``journal:////tmp/s.journal``). :func:`check_url` is the one place URL forms are checked.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "study_name",
+    "check_url",
     "open_storage",
     "open_study",
     "load_existing_study",
@@ -67,6 +73,79 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
+#: SQLite file header (https://www.sqlite.org/fileformat.html#the_database_header).
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_url(url: str) -> None:
+    """Refuse storage URL forms that cannot be what the user meant, with the form to write.
+
+    Checked here, for every command: an in-memory SQLite database (gone when its
+    connection closes; searcher opens several), a bare file name (``url.db``: a SQLite
+    URL is meant), ``postgres://`` (SQLAlchemy's dialect is ``postgresql``) and a file
+    storage whose folder does not exist (with the four-slash form when the path was
+    meant to be absolute).
+
+    Raises:
+        StorageError: naming the URL, the rule and the URL to write instead.
+    """
+    if url.startswith("sqlite:") and url.split("?", 1)[0] in ("sqlite://", "sqlite:///:memory:"):
+        raise StorageError(
+            f"--storage {url}: an in-memory SQLite database keeps nothing (it is gone when its "
+            "connection closes, and searcher opens several); use a file, e.g. "
+            "sqlite:///searcher.db, or memory:// (kept for one process only)")
+    if "://" not in url and _journal_path(url) is None:
+        raise StorageError(
+            f"--storage {url}: not a storage URL (scheme://...); for a SQLite file write "
+            f"sqlite:///{url}")
+    scheme = url.split("://", 1)[0]
+    if scheme == "postgres" or scheme.startswith("postgres+"):
+        fixed = "postgresql" + url[len("postgres"):]
+        raise StorageError(
+            f"--storage {url}: SQLAlchemy names PostgreSQL 'postgresql', not 'postgres'; "
+            f"write {fixed}")
+    path = _storage_file(url)
+    if path is None:
+        return
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        hint = ""
+        if not os.path.isabs(path) and url.startswith(f"{scheme}:///") \
+                and os.path.isdir("/" + path.split("/", 1)[0]):
+            hint = (f"; {scheme}:///PATH is relative to the current folder, as in SQLAlchemy's "
+                    f"sqlite:///PATH: for the absolute path write {scheme}:////{path}")
+        raise StorageError(f"--storage {url}: folder {folder} does not exist{hint}")
+
+
+def _check_file(url: str, path: str, *, tables: bool) -> None:
+    """Refuse an existing SQLite file that is not a database, is damaged or (``tables``)
+    holds no Optuna tables, naming the file, before Optuna reads it (whose own errors
+    are misleading: "exceeding max length")."""
+    import sqlite3
+
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    what = f"--storage {url}: {path} is not a searcher/Optuna storage or is damaged"
+    with open(path, "rb") as f:
+        if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+            raise StorageError(f"{what} (not a SQLite file)")
+    try:
+        connection = sqlite3.connect(path, timeout=60)
+        try:
+            connection.execute("PRAGMA query_only = ON")
+            problem = connection.execute("PRAGMA quick_check(1)").fetchone()[0]
+            names = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{what} ({exc})") from None
+    if problem != "ok":
+        raise StorageError(f"{what} (SQLite's check: {problem})")
+    if tables and not {"studies", "trials"} <= names:
+        raise StorageError(f"{what} (it holds no Optuna tables)")
+
+
 def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseStorage:
     """Open the storage at ``url``: the one place searcher resolves a storage URL.
 
@@ -80,8 +159,12 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
         StorageError: the URL is malformed, its driver is missing, the server cannot be
             reached, or (read-only) the storage file does not exist or is not a storage.
     """
+    check_url(url)
     if read_only:
         return _open_read_only(url)
+    path = _storage_file(url)
+    if path is not None and url.startswith("sqlite"):
+        _check_file(url, path, tables=False)
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
@@ -146,6 +229,8 @@ def _open_read_only(url: str) -> optuna.storages.BaseStorage:
     path = _storage_file(url)
     if path is not None and not os.path.isfile(path):
         raise StorageError(f"--storage {url}: no such file {path}")
+    if path is not None and url.startswith("sqlite"):
+        _check_file(url, path, tables=True)
     if url == "memory://" or "://" not in url or url.startswith("journal:"):
         return open_storage(url)
     from optuna.storages import RDBStorage
