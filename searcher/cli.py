@@ -29,8 +29,10 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Tables written to a file or pipe keep their columns instead of wrapping at 80.
-    width = None if stream.isatty() else 160
+    # Tables written to a file or pipe keep their columns and whole headers instead of
+    # wrapping at 80 (or squeezing headers at any fixed width): tables do not expand, so a
+    # wide console costs nothing.
+    width = None if stream.isatty() else 1000
     # No markup: messages carry user text (paths, keys like [shape]) that must print as is.
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=False)
 
@@ -482,14 +484,16 @@ def _print_grid_line(g) -> None:
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="the search against the grid, the default and a file",
                        description="Per batch size: grid best, search winner, gap, trials and "
-                       "GPU time of each, trials to 1%% and 3%% of the grid's best, vLLM's "
+                       "GPU time of each, trials to 1% and 3% of the grid's best, vLLM's "
                        "default and (--against) an existing vLLM config file. On a GPU the "
                        "finalists are re-measured side by side, interleaved.")
     _study_args(p)
     p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
     p.add_argument("--against", default=None, metavar="FILE.json",
                    help="an existing vLLM config file to compare with")
-    p.add_argument("--out", default=".", help="directory for the CSV and the PNGs")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for the CSV and the PNGs, made if missing (default: "
+                   "./compare-STUDY)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved re-measurement rounds")
     p.add_argument("--no-remeasure", action="store_true",
                    help="use stored times only (the default without a GPU)")
@@ -527,9 +531,9 @@ def _run_compare(args: argparse.Namespace) -> int:
         else:
             _console(stderr=True).print("no CUDA GPU: comparing stored times (no side-by-side "
                                         "re-measurement)")
-    out = Path(args.out)
-    if not out.is_dir():
-        raise ConfigError(f"--out {out}: not a directory")
+    from searcher.export import output_folder
+
+    out = output_folder(args.out or f"compare-{spec.name}")
     rows = compare(spec, storage, device, against=against, bencher=bencher, rounds=args.rounds,
                    batch_sizes=args.batch_sizes,
                    against_file=Path(args.against).name if args.against else None)
@@ -543,15 +547,21 @@ def _run_compare(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"{spec.name} on {device}: search against the grid ({storage})")
+    # Without a recorded grid its columns would be "-" and "0/0": leave them out, say why.
+    grid = any(r.grid_trials for r in rows)
+    table = Table(title=f"{spec.name} on {device}: search against "
+                  f"{'the grid' if grid else 'the default'} ({storage})")
     cols = ["M", "grid best us", "grid trials", "grid GPU s", "search us", "gap %",
             "search trials", "search GPU s", "to 1%", "to 3%", "default us"]
+    grid_cols = {"grid best us", "grid trials", "grid GPU s", "gap %", "to 1%", "to 3%"}
     if against:
         cols.append("file us")
     labels = sorted({k for r in rows for k in r.remeasured})
     cols += [f"re-measured {k}" for k in labels]
-    for c in cols:
-        table.add_column(c, justify="right")
+    keep = [grid or c not in grid_cols for c in cols]
+    for c, shown in zip(cols, keep):
+        if shown:
+            table.add_column(c, justify="right")
     for r in rows:
         cells = [str(r.M), format_us(r.grid_best_us), f"{r.grid_trials}/{r.grid_size}",
                  f"{r.grid_gpu_s:.0f}", format_us(r.search_best_us),
@@ -561,8 +571,12 @@ def _run_compare(args: argparse.Namespace) -> int:
         if against:
             cells.append(format_us(r.against_us))
         cells += [format_us(r.remeasured.get(k)) for k in labels]
-        table.add_row(*cells)
+        table.add_row(*(cell for cell, shown in zip(cells, keep) if shown))
     console = _console()
+    if not grid:
+        _console(stderr=True).print(
+            f"no grid recorded for this study (`{spec.command('grid', storage)}` records one): "
+            "the grid columns are left out", style="yellow")
     console.print(table)
     console.print(f"CSV: {csv_path}; plots: {', '.join(str(p) for p in pngs if p) or 'none'}")
     return 0
@@ -671,7 +685,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="a Markdown report with plots: the evidence for a tuned file",
                        description="Write, from the storage (no GPU), a Markdown report with "
                        "PNG plots: per batch size vLLM's default, the best of each recorded "
-                       "grid, searcher's winner, its speedup (within noise or not), %% of the "
+                       "grid, searcher's winner, its speedup (within noise or not), % of the "
                        "physical floor, trials and GPU time.")
     _study_args(p, model=False)
     p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")

@@ -106,7 +106,7 @@ def test_messages_print_user_text_as_is_brackets_included(capsys, in_tmp):
     assert "h100[old].toml: no such study file" in err
     # A closing tag in a path once crashed the error printer itself.
     assert main(["compare", "--study", "h100-e64-n1408", "--no-remeasure", "--out", "out[/x]"]) == 2
-    assert "--out out[/x]: not a directory" in capsys.readouterr().err
+    assert "--out out[/x]: folder out[ does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -195,3 +195,39 @@ def test_export_suggestion_keeps_the_storage_used(capsys, in_tmp):
     assert main(["export", "--study", "h100-e64-n1408", "--storage", "sqlite:///other.db"]) == 2
     assert "`searcher run --study h100-e64-n1408 --storage sqlite:///other.db`" in \
         capsys.readouterr().err
+
+
+def test_help_texts_print_single_percent_signs(capsys):
+    for command in ("compare", "report"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "%%" not in out and "% of the" in out
+
+
+def test_a_table_on_a_pipe_keeps_whole_headers(capsys):
+    import io
+
+    from rich.table import Table
+
+    from searcher.cli import _console
+
+    table = Table()
+    for i in range(14):
+        table.add_column(f"a long header number {i}")
+    table.add_row(*[str(i) for i in range(14)])
+    stream = io.StringIO()
+    console = _console()
+    console.file = stream
+    console.print(table)
+    assert "a long header number 13" in stream.getvalue()
+
+
+def test_export_out_makes_the_folder_when_its_parent_exists(capsys, in_tmp):
+    from searcher.export import output_folder
+    from searcher.errors import ExportError
+
+    assert output_folder(in_tmp / "new").is_dir()
+    with pytest.raises(ExportError, match="folder .*missing does not exist"):
+        output_folder(in_tmp / "missing" / "new")
+    assert not (in_tmp / "missing").exists()
