@@ -40,6 +40,7 @@ __all__ = [
     "iter_studies",
     "stored_devices",
     "HEARTBEAT_INTERVAL_S",
+    "OBJECTIVE_NAME",
     "GRACE_PERIOD_S",
     "process_alive",
     "claim",
@@ -57,6 +58,8 @@ HEARTBEAT_INTERVAL_S = int(os.environ.get("SEARCHER_HEARTBEAT_S", "10"))
 GRACE_PERIOD_S = int(os.environ.get("SEARCHER_GRACE_S", "60"))
 #: Optuna's retry callback gives a stale trial's config this many more chances.
 MAX_RETRY = 2
+#: What a trial's value is, as Optuna's tools show it: the median time of the layer, in us.
+OBJECTIVE_NAME = "median_us"
 
 
 def study_name(kernel: Kernel, kind: str, problem: Problem, device: str, M: int) -> str:
@@ -71,10 +74,6 @@ def _journal_path(url: str) -> str | None:
     if url.endswith((".log", ".journal")) and "://" not in url:
         return url
     return None
-
-
-#: SQLite file header (https://www.sqlite.org/fileformat.html#the_database_header).
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def check_url(url: str) -> None:
@@ -120,15 +119,13 @@ def check_url(url: str) -> None:
 def _check_file(url: str, path: str, *, tables: bool) -> None:
     """Refuse an existing SQLite file that is not a database, is damaged or (``tables``)
     holds no Optuna tables, naming the file, before Optuna reads it (whose own errors
-    are misleading: "exceeding max length")."""
+    are misleading: "exceeding max length"). Only SQLite touches the file (see
+    :func:`open_storage` on why not ``open()``)."""
     import sqlite3
 
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return
     what = f"--storage {url}: {path} is not a searcher/Optuna storage or is damaged"
-    with open(path, "rb") as f:
-        if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
-            raise StorageError(f"{what} (not a SQLite file)")
     try:
         connection = sqlite3.connect(path, timeout=60)
         try:
@@ -162,9 +159,11 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
     check_url(url)
     if read_only:
         return _open_read_only(url)
+    # No pre-check of the file here: a damaged one is named from SQLite's error below.
+    # (Reading it with open() in a process that holds SQLite connections to it would drop
+    # their POSIX locks on close, and another process could then checkpoint the WAL under
+    # them: a test saw a false "malformed" so.)
     path = _storage_file(url)
-    if path is not None and url.startswith("sqlite"):
-        _check_file(url, path, tables=False)
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
@@ -208,6 +207,9 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
         raise StorageError(f"storage {url!r}: a database driver is missing ({exc})") from None
     except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if path is not None and ("malformed" in first or "not a database" in first):
+            raise StorageError(f"--storage {url}: {path} is not a searcher/Optuna storage or is "
+                               f"damaged ({first.split(') ', 1)[-1]})") from None
         raise StorageError(f"storage {url!r} cannot be opened: {first}") from None
 
 
@@ -347,6 +349,10 @@ def open_study(
         study_name=name, storage=storage, sampler=sampler, pruner=pruner,
         direction="minimize", load_if_exists=True,
     )
+    if study.metric_names is None:
+        # Named for Optuna's tools (optuna-dashboard, trials_dataframe): a system attribute,
+        # so the stored params and user attributes, and resuming, are unchanged.
+        study.set_metric_names([OBJECTIVE_NAME])
     want = expected_attrs(kind, problem, device, M, space, device_info)
     have = dict(study.user_attrs)
     measured_by = have.get(record.DEVICE_INFO) or {}

@@ -35,7 +35,7 @@ def test_a_file_that_is_no_storage_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text("{}")
     with pytest.raises(StorageError, match="not a searcher/Optuna storage or is damaged "
-                                           r"\(not a SQLite file\)"):
+                                           r"\(file is not a database\)"):
         open_storage(f"sqlite:///{path}", read_only=True)
 
 
@@ -91,3 +91,15 @@ def test_a_sqlite_file_without_optuna_tables_is_not_read(tmp_path: Path) -> None
     sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
     with pytest.raises(StorageError, match="holds no Optuna tables"):
         open_storage(f"sqlite:///{path}", read_only=True)
+
+
+def test_a_new_study_names_its_objective_for_optunas_tools(tmp_path: Path) -> None:
+    from searcher.spec import load_spec
+    from searcher.storage import open_study
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    args = (storage, "search", spec.shape, "NVIDIA_H100_80GB_HBM3", 64, spec.space,
+            optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(), {})
+    assert open_study(*args).metric_names == ["median_us"]
+    assert open_study(*args).metric_names == ["median_us"]  # resumed: unchanged
