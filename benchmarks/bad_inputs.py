@@ -337,7 +337,7 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
 
     ws.write("inputs/no-config-space.toml", NO_CONFIG_SPACE)
     no_config = space("no-config-space")
-    db = ws.db.read_bytes()
+    db = ws.backup.read_bytes()  # the copy: no open() of a file SQLite may hold
     middle = len(db) // 2
     ws.write("damaged.db", db[:middle] + random.Random(0).randbytes(200_000) + db[middle:])
     other_layer = f"inputs/{EXPORT_NAME.replace('E=64,', 'E=128,')}"
