@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -74,6 +75,8 @@ GROUP_SIZE_M = [1]
 num_warps = [4]
 num_stages = [3, 4]
 """
+
+NO_CONFIG_SPACE = TINY_SPACE.replace("[params]", "[constraints]\nnever = \"M < 0\"\n[params]")
 
 MALFORMED_DATASET = """\
 # vllm_name: NVIDIA_H100_80GB_HBM3
@@ -332,6 +335,14 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
     def space(name: str) -> str:
         return ws.study(f"space-{name}", 'space = "vllm-432"', f'space = "{name}.toml"')
 
+    ws.write("inputs/no-config-space.toml", NO_CONFIG_SPACE)
+    no_config = space("no-config-space")
+    db = ws.backup.read_bytes()  # the copy: no open() of a file SQLite may hold
+    middle = len(db) // 2
+    ws.write("damaged.db", db[:middle] + random.Random(0).randbytes(200_000) + db[middle:])
+    other_layer = f"inputs/{EXPORT_NAME.replace('E=64,', 'E=128,')}"
+    ws.write(other_layer, (ws.root / "export" / EXPORT_NAME).read_text())
+
     return [
         # study files
         Case("malformed TOML study file", run + [ws.study(
@@ -387,6 +398,16 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
              run + [space("unknown_param")], mentions=("'BLOCK_SIZE_N'",)),
         # options
         Case("--batch-sizes 0", run + [small, "--batch-sizes", "0"]),
+        Case('--batch-sizes "1,,2"', run + [small, "--batch-sizes", "1,,2"],
+             mentions=("empty item",)),
+        Case("batch_sizes = [1, 100000000000]", run + [ws.study(
+            "huge-m", "batch_sizes = [16, 64]", "batch_sizes = [1, 100000000000]")],
+             mentions=("100000000000", "M <= 1,048,576")),
+        Case("a space whose constraints reject every config (run)", run + [no_config],
+             mentions=("no-config-space.toml", "M=16", "E=64,N=1408", "no config is valid")),
+        Case("a space whose constraints reject every config (grid)",
+             ["grid", "--synthetic", "--study", no_config],
+             mentions=("no-config-space.toml", "M=16", "E=64,N=1408", "no config is valid")),
         Case("--batch-sizes 32 (not in the study)", run + [small, "--batch-sizes", "32"]),
         Case("--trials-per-m 0", run + [small, "--trials-per-m", "0"]),
         Case("--time-limit 0", run + [small, "--time-limit", "0"]),
@@ -408,6 +429,24 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
         Case("storage URL with an unknown dialect", run + [small], storage="nosuchdb://x/y"),
         Case("SQLite storage in a missing folder", run + [small],
              storage="sqlite:///missing/folder/s.db"),
+        Case("in-memory SQLite storage (sqlite:///:memory:)", run + [small],
+             storage="sqlite:///:memory:", mentions=("in-memory", "sqlite:///searcher.db")),
+        Case("in-memory SQLite storage, read (status)", ["status", "--study", small],
+             storage="sqlite:///:memory:", mentions=("in-memory",)),
+        Case("200 KB of random bytes in the middle of the database", ["status", "--study", small],
+             storage="sqlite:///damaged.db",
+             mentions=("damaged.db is not a searcher/Optuna storage or is damaged",)),
+        Case("200 KB of random bytes in the middle of the database (run)", run + [small],
+             storage="sqlite:///damaged.db",
+             mentions=("damaged.db is not a searcher/Optuna storage or is damaged",)),
+        Case("a bare file name as storage (url.db)", run + [small], storage="url.db",
+             mentions=("sqlite:///url.db",)),
+        Case("postgres:// (SQLAlchemy's dialect is postgresql)", ["status", "--study", small],
+             storage="postgres://nobody@127.0.0.1:1/x",
+             mentions=("postgresql://nobody@127.0.0.1:1/x",)),
+        Case("journal:///tmp/... meant as absolute (three slashes: relative, as in sqlite:///)",
+             run + [small], storage="journal:///tmp/searcher-no-such-folder/y.journal",
+             mentions=("journal:////tmp/searcher-no-such-folder/y.journal",)),
         Case("SQLite storage that is the exported JSON file", export + ["--out", "other"],
              storage=f"sqlite:///export/{EXPORT_NAME}"),
         # another GPU's data, another search's data
@@ -441,6 +480,13 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
         # compare, grid
         Case("compare --against a malformed vLLM JSON", [
             "compare", "--study", small, "--no-remeasure", "--against", "inputs/bad-vllm.json"]),
+        Case("compare --against a file whose name says another E", [
+            "compare", "--study", small, "--no-remeasure", "--against", other_layer, "--out",
+            "export"], mentions=("E=128,N=1408", "E=64,N=1408")),
+        Case("export with a batch size not stored: the hint keeps --storage", [
+            "export", "--study", ws.study("small-128", "batch_sizes = [16, 64]",
+                                          "batch_sizes = [16, 64, 128]"), "--out", "other"],
+             mentions=("--storage sqlite:///s.db",)),
         Case('compare --against a vLLM JSON with num_warps = "four"', [
             "compare", "--study", small, "--no-remeasure", "--against",
             "inputs/bad-value-vllm.json"], mentions=("num_warps",)),

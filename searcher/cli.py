@@ -29,8 +29,10 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Tables written to a file or pipe keep their columns instead of wrapping at 80.
-    width = None if stream.isatty() else 160
+    # Tables written to a file or pipe keep their columns and whole headers instead of
+    # wrapping at 80 (or squeezing headers at any fixed width): tables do not expand, so a
+    # wide console costs nothing.
+    width = None if stream.isatty() else 1000
     # No markup: messages carry user text (paths, keys like [shape]) that must print as is.
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=False)
 
@@ -77,8 +79,13 @@ def _run_bench(args: argparse.Namespace) -> int:
     shape = Shape(E=args.E, N=args.N, hidden=args.hidden, top_k=args.top_k, dtype=args.dtype,
                   block_shape=tuple(args.block_shape) if args.block_shape else None,
                   per_channel=args.per_channel)
+    from searcher.spec import MAX_BATCH_SIZE
+
     if any(m < 1 for m in args.M):
         raise ConfigError(f"-M {min(args.M)}: a batch size must be a positive integer")
+    if any(m > MAX_BATCH_SIZE for m in args.M):
+        raise ConfigError(f"-M {max(args.M)}: above the largest batch size searcher tunes, "
+                          f"M <= {MAX_BATCH_SIZE:,} (2**20)")
     config = None if args.default else KernelConfig(*args.config)
     rows = bench(FUSED_MOE, shape, args.M, config, args.fidelity, backend=args.backend,
                  repeat=args.repeat)
@@ -215,12 +222,19 @@ def _worker_index(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def _int_list(text: str) -> list[int]:
+    from searcher.spec import MAX_BATCH_SIZE
+
+    items = [v.strip() for v in text.split(",")]
+    if "" in items:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has an empty item; write comma-separated integers, e.g. 1,2,4")
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be positive integers")
+    if any(v < 1 or v > MAX_BATCH_SIZE for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: batch sizes must be integers from 1 to {MAX_BATCH_SIZE:,} (2**20)")
     return values
 
 
@@ -283,6 +297,7 @@ def _against_configs(spec, path: str | None) -> dict | None:
         return None
     from searcher.export import nearest_config
 
+    spec.kernel.check_file_name(spec.shape, path)
     _, configs = spec.kernel.read_file(path)
     return {M: nearest_config(configs, M) for M in spec.batch_sizes}
 
@@ -469,14 +484,16 @@ def _print_grid_line(g) -> None:
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="the search against the grid, the default and a file",
                        description="Per batch size: grid best, search winner, gap, trials and "
-                       "GPU time of each, trials to 1%% and 3%% of the grid's best, vLLM's "
+                       "GPU time of each, trials to 1% and 3% of the grid's best, vLLM's "
                        "default and (--against) an existing vLLM config file. On a GPU the "
                        "finalists are re-measured side by side, interleaved.")
     _study_args(p)
     p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
     p.add_argument("--against", default=None, metavar="FILE.json",
                    help="an existing vLLM config file to compare with")
-    p.add_argument("--out", default=".", help="directory for the CSV and the PNGs")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for the CSV and the PNGs, made if missing (default: "
+                   "./compare-STUDY)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved re-measurement rounds")
     p.add_argument("--no-remeasure", action="store_true",
                    help="use stored times only (the default without a GPU)")
@@ -494,6 +511,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     device = args.device or spec.gpu
     against = None
     if args.against:
+        spec.kernel.check_file_name(spec.shape, args.against)
         _, against = spec.kernel.read_file(args.against)
     bencher = None
     if args.replay and not args.no_remeasure:
@@ -513,9 +531,9 @@ def _run_compare(args: argparse.Namespace) -> int:
         else:
             _console(stderr=True).print("no CUDA GPU: comparing stored times (no side-by-side "
                                         "re-measurement)")
-    out = Path(args.out)
-    if not out.is_dir():
-        raise ConfigError(f"--out {out}: not a directory")
+    from searcher.export import output_folder
+
+    out = output_folder(args.out or f"compare-{spec.name}")
     rows = compare(spec, storage, device, against=against, bencher=bencher, rounds=args.rounds,
                    batch_sizes=args.batch_sizes,
                    against_file=Path(args.against).name if args.against else None)
@@ -529,15 +547,21 @@ def _run_compare(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"{spec.name} on {device}: search against the grid ({storage})")
+    # Without a recorded grid its columns would be "-" and "0/0": leave them out, say why.
+    grid = any(r.grid_trials for r in rows)
+    table = Table(title=f"{spec.name} on {device}: search against "
+                  f"{'the grid' if grid else 'the default'} ({storage})")
     cols = ["M", "grid best us", "grid trials", "grid GPU s", "search us", "gap %",
             "search trials", "search GPU s", "to 1%", "to 3%", "default us"]
+    grid_cols = {"grid best us", "grid trials", "grid GPU s", "gap %", "to 1%", "to 3%"}
     if against:
         cols.append("file us")
     labels = sorted({k for r in rows for k in r.remeasured})
     cols += [f"re-measured {k}" for k in labels]
-    for c in cols:
-        table.add_column(c, justify="right")
+    keep = [grid or c not in grid_cols for c in cols]
+    for c, shown in zip(cols, keep):
+        if shown:
+            table.add_column(c, justify="right")
     for r in rows:
         cells = [str(r.M), format_us(r.grid_best_us), f"{r.grid_trials}/{r.grid_size}",
                  f"{r.grid_gpu_s:.0f}", format_us(r.search_best_us),
@@ -547,8 +571,12 @@ def _run_compare(args: argparse.Namespace) -> int:
         if against:
             cells.append(format_us(r.against_us))
         cells += [format_us(r.remeasured.get(k)) for k in labels]
-        table.add_row(*cells)
+        table.add_row(*(cell for cell, shown in zip(cells, keep) if shown))
     console = _console()
+    if not grid:
+        _console(stderr=True).print(
+            f"no grid recorded for this study (`{spec.command('grid', storage)}` records one): "
+            "the grid columns are left out", style="yellow")
     console.print(table)
     console.print(f"CSV: {csv_path}; plots: {', '.join(str(p) for p in pngs if p) or 'none'}")
     return 0
@@ -657,7 +685,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="a Markdown report with plots: the evidence for a tuned file",
                        description="Write, from the storage (no GPU), a Markdown report with "
                        "PNG plots: per batch size vLLM's default, the best of each recorded "
-                       "grid, searcher's winner, its speedup (within noise or not), %% of the "
+                       "grid, searcher's winner, its speedup (within noise or not), % of the "
                        "physical floor, trials and GPU time.")
     _study_args(p, model=False)
     p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
@@ -784,12 +812,40 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    """searcher's version and those of the packages that decide its results, read from
+    the installed packages' metadata (torch and triton are not imported: that takes
+    seconds and is not needed to name them)."""
+    from importlib import metadata
+
+    from searcher import __version__
+
+    found = {"searcher": __version__}
+    for name in ("torch", "triton", "optuna"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(" ".join(f"{name} {version}" for name, version in versions().items()))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="searcher",
         description="Find fast launch configs for Triton kernels (vLLM's fused MoE) by search.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the versions of searcher, torch, triton and optuna")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)

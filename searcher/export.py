@@ -18,7 +18,32 @@ from searcher.errors import ExportError
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel
 
-__all__ = ["write_config_file", "nearest_config"]
+__all__ = ["write_config_file", "nearest_config", "output_folder"]
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """The folder ``path`` to write into, created when it is missing and its parent exists
+    (only the last folder is made, so a mistyped parent is an error, not a new tree).
+
+    Raises:
+        ExportError: ``path`` is a file, or its parent does not exist, or it cannot be made.
+    """
+    folder = Path(path)
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise ExportError(f"{option} {folder}: not a directory")
+    parent = folder.parent
+    if not parent.is_dir():
+        raise ExportError(f"{option} {folder}: folder {parent} does not exist (searcher makes "
+                          "only the last folder of --out)")
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ExportError(f"{option} {folder}: cannot make the folder ({exc.strerror})") from None
+    return folder
 
 
 def write_config_file(

@@ -109,9 +109,12 @@ def run_grid(
 
     from searcher.pruners import make_pruner
 
+    from searcher.spec import check_configs_exist
+
+    sizes = list(batch_sizes or spec.batch_sizes)
+    check_configs_exist(spec, sizes)
     storage = open_storage(storage_url)
     deadline = clock() + time_limit_s if time_limit_s else None
-    sizes = list(batch_sizes or spec.batch_sizes)
     k = (worker * len(sizes)) // workers
     summaries = []
     for M in sizes[k:] + sizes[:k]:
@@ -201,7 +204,7 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
         records.extend(rows)
     if not records:
         raise StorageError(f"{storage_url} holds no grid of study {spec.name} on {device}; "
-                           f"run `searcher grid {spec.cli_selector}` first")
+                           f"run `{spec.command('grid', storage_url)}` first")
     meta = {k: info[k] for k in ("name", "vllm_name", "torch_version", "triton_version",
                                  "driver_version", "backend") if k in info}
     meta.update({

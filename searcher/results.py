@@ -62,7 +62,7 @@ def winners(spec: StudySpec, storage_url: str, device: str,
             f"study {spec.name} on {device}: batch size(s) {', '.join(map(str, missing))} have "
             f"no completed trial in {storage_url} (e.g. study "
             f"{study_name(spec.kernel, kind, spec.shape, device, missing[0])!r}); run "
-            f"`searcher {'run' if kind == 'search' else 'grid'} {spec.cli_selector}` to finish "
+            f"`{spec.command('run' if kind == 'search' else 'grid', storage_url)}` to finish "
             "them, or export fewer with "
             f"--batch-sizes{hint}"
         )
@@ -79,16 +79,15 @@ def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | 
     returns the file.
 
     Raises:
-        ExportError: ``out_dir`` is not a directory, a batch size has no completed trial,
-            or the file cannot be written (see :func:`searcher.export.write_config_file`).
+        ExportError: ``out_dir`` is a file or its parent is missing, a batch size has no
+            completed trial, or the file cannot be written (see
+            :func:`searcher.export.write_config_file`).
         StorageError: no Triton version is stored with the studies.
     """
-    from searcher.export import write_config_file
+    from searcher.export import output_folder, write_config_file
 
     configs, triton_version = winners(spec, storage_url, device, batch_sizes, kind)
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise ExportError(f"--out {out_dir}: not a directory")
+    out_dir = output_folder(out_dir)
     path = out_dir / spec.kernel.file_name(spec.shape, device)
     return write_config_file(path, spec.kernel, triton_version, configs, overwrite=overwrite,
                              merge=merge)

@@ -707,7 +707,10 @@ def run_search(
         view: live progress; nothing is shown when None.
         clock: seconds, for the time budget (tests pass a fake one).
     """
+    from searcher.spec import check_configs_exist
+
     batch_sizes = list(opts.batch_sizes or spec.batch_sizes)
+    check_configs_exist(spec, batch_sizes)
     budget = opts.trials_per_m if opts.trials_per_m is not None else spec.trials_per_m
     limit = opts.time_limit_s if opts.time_limit_s is not None else spec.time_limit_s
     deadline = clock() + limit if limit else None

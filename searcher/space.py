@@ -265,6 +265,21 @@ class Space:
                 valid.append(self.kernel.make_config(values))
         return valid
 
+    def any_valid(self, context: Mapping[str, int]) -> bool:
+        """Whether some config meets every constraint (stops at the first that does).
+
+        Raises:
+            SpaceError: the context lacks a name the constraints use.
+        """
+        self._check_context(context)
+        env: dict[str, Any] = dict(context)
+        keys = self.kernel.config_keys
+        for values in itertools.product(*(p.values for p in self.params)):
+            env.update(zip(keys, values))
+            if all(_holds(c, env) for c in self.constraints):
+                return True
+        return False
+
     def suggest(self, trial: optuna.trial.Trial) -> Config:
         """Ask an Optuna trial for a config of this space.
 

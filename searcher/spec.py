@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "StudySpec",
+    "check_configs_exist",
     "load_spec",
     "spec_from_toml",
     "find_spec",
@@ -106,6 +108,10 @@ DEFAULT_BATCH_SIZES: tuple[int, ...] = (
 #: Where studies are stored unless the spec says otherwise (relative to the working dir).
 DEFAULT_STORAGE = "sqlite:///searcher.db"
 DEFAULT_SEED = 0
+#: The largest batch size a study may list: 2**20 tokens. vLLM's own tuned files stop at
+#: 4096 (some at 16384); a million tokens' activations (hidden x top_k x 2 bytes each, plus
+#: the intermediate) already fill an H200, so a larger M is a typo, not a workload.
+MAX_BATCH_SIZE = 2**20
 #: Top candidates re-measured at the long fidelity at the end of each batch size.
 DEFAULT_FINALISTS = 4
 
@@ -156,9 +162,31 @@ class StudySpec:
     def cli_selector(self) -> str:
         return self.selector or f"--study {self.name}"
 
+    def command(self, verb: str, storage_url: str | None = None) -> str:
+        """The searcher command that runs ``verb`` on this study, with ``--storage`` when
+        ``storage_url`` is not the study's own (for messages that suggest a command)."""
+        flag = f" --storage {shlex.quote(storage_url)}" \
+            if storage_url and storage_url != self.storage else ""
+        return f"searcher {verb} {self.cli_selector}{flag}"
+
     def pruner_options(self) -> dict[str, Any]:
         """Keyword options for :func:`searcher.pruners.make_pruner` for this spec's pruner."""
         return {"ratio": self.pruner_ratio} if self.pruner == "ratio" else {}
+
+
+def check_configs_exist(spec: StudySpec, batch_sizes: Sequence[int] | None = None) -> None:
+    """Refuse a study whose space holds no valid config for one of its batch sizes
+    (its constraints reject them all there), before anything is stored or measured.
+
+    Raises:
+        SpaceError: naming the space, the batch size, the shape and the GPU.
+    """
+    for M in batch_sizes or spec.batch_sizes:
+        if not spec.space.any_valid(spec.kernel.context(spec.shape, M, spec.gpu_facts)):
+            where = spec.space.path or spec.space.name
+            raise SpaceError(
+                f"space {where}: no config is valid for M={M} of shape {spec.shape.label()} "
+                f"on {spec.gpu}: its constraints reject all {spec.space.raw_size():,} configs")
 
 
 # --- where specs and spaces live -------------------------------------------------------
@@ -451,6 +479,10 @@ def _batch_sizes(check: _Checker, table: Mapping[str, Any]) -> tuple[int, ...]:
             raise check.error(
                 f"search.batch_sizes[{i}] = {_show(m)} must be a positive integer (a batch size M)"
             )
+        if m > MAX_BATCH_SIZE:
+            raise check.error(
+                f"search.batch_sizes[{i}] = {m} is above the largest batch size searcher "
+                f"tunes, M <= {MAX_BATCH_SIZE:,} (2**20)")
         if m in seen:
             raise check.error(
                 f"search.batch_sizes = {value} lists M = {m} twice; each batch size must "

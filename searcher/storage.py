@@ -7,6 +7,11 @@ e.g.
 an embedded SQLite file (``sqlite:///searcher.db`` in the current directory); any
 SQLAlchemy URL works through ``--storage``, and a path ending in ``.log`` or ``.journal``
 opens Optuna's journal file storage.
+
+File paths in URLs follow SQLAlchemy's convention for every scheme: three slashes and a
+relative path (``sqlite:///s.db``, ``journal:///runs/s.journal``, relative to the current
+folder), four slashes for an absolute one (``sqlite:////data/s.db``,
+``journal:////tmp/s.journal``). :func:`check_url` is the one place URL forms are checked.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "study_name",
+    "check_url",
     "open_storage",
     "open_study",
     "load_existing_study",
     "iter_studies",
     "stored_devices",
     "HEARTBEAT_INTERVAL_S",
+    "OBJECTIVE_NAME",
     "GRACE_PERIOD_S",
     "process_alive",
     "claim",
@@ -51,6 +58,8 @@ HEARTBEAT_INTERVAL_S = int(os.environ.get("SEARCHER_HEARTBEAT_S", "10"))
 GRACE_PERIOD_S = int(os.environ.get("SEARCHER_GRACE_S", "60"))
 #: Optuna's retry callback gives a stale trial's config this many more chances.
 MAX_RETRY = 2
+#: What a trial's value is, as Optuna's tools show it: the median time of the layer, in us.
+OBJECTIVE_NAME = "median_us"
 
 
 def study_name(kernel: Kernel, kind: str, problem: Problem, device: str, M: int) -> str:
@@ -67,6 +76,73 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
+def check_url(url: str) -> None:
+    """Refuse storage URL forms that cannot be what the user meant, with the form to write.
+
+    Checked here, for every command: an in-memory SQLite database (gone when its
+    connection closes; searcher opens several), a bare file name (``url.db``: a SQLite
+    URL is meant), ``postgres://`` (SQLAlchemy's dialect is ``postgresql``) and a file
+    storage whose folder does not exist (with the four-slash form when the path was
+    meant to be absolute).
+
+    Raises:
+        StorageError: naming the URL, the rule and the URL to write instead.
+    """
+    if url.startswith("sqlite:") and url.split("?", 1)[0] in ("sqlite://", "sqlite:///:memory:"):
+        raise StorageError(
+            f"--storage {url}: an in-memory SQLite database keeps nothing (it is gone when its "
+            "connection closes, and searcher opens several); use a file, e.g. "
+            "sqlite:///searcher.db, or memory:// (kept for one process only)")
+    if "://" not in url and _journal_path(url) is None:
+        raise StorageError(
+            f"--storage {url}: not a storage URL (scheme://...); for a SQLite file write "
+            f"sqlite:///{url}")
+    scheme = url.split("://", 1)[0]
+    if scheme == "postgres" or scheme.startswith("postgres+"):
+        fixed = "postgresql" + url[len("postgres"):]
+        raise StorageError(
+            f"--storage {url}: SQLAlchemy names PostgreSQL 'postgresql', not 'postgres'; "
+            f"write {fixed}")
+    path = _storage_file(url)
+    if path is None:
+        return
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        hint = ""
+        if not os.path.isabs(path) and url.startswith(f"{scheme}:///") \
+                and os.path.isdir("/" + path.split("/", 1)[0]):
+            hint = (f"; {scheme}:///PATH is relative to the current folder, as in SQLAlchemy's "
+                    f"sqlite:///PATH: for the absolute path write {scheme}:////{path}")
+        raise StorageError(f"--storage {url}: folder {folder} does not exist{hint}")
+
+
+def _check_file(url: str, path: str, *, tables: bool) -> None:
+    """Refuse an existing SQLite file that is not a database, is damaged or (``tables``)
+    holds no Optuna tables, naming the file, before Optuna reads it (whose own errors
+    are misleading: "exceeding max length"). Only SQLite touches the file (see
+    :func:`open_storage` on why not ``open()``)."""
+    import sqlite3
+
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    what = f"--storage {url}: {path} is not a searcher/Optuna storage or is damaged"
+    try:
+        connection = sqlite3.connect(path, timeout=60)
+        try:
+            connection.execute("PRAGMA query_only = ON")
+            problem = connection.execute("PRAGMA quick_check(1)").fetchone()[0]
+            names = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{what} ({exc})") from None
+    if problem != "ok":
+        raise StorageError(f"{what} (SQLite's check: {problem})")
+    if tables and not {"studies", "trials"} <= names:
+        raise StorageError(f"{what} (it holds no Optuna tables)")
+
+
 def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseStorage:
     """Open the storage at ``url``: the one place searcher resolves a storage URL.
 
@@ -80,8 +156,14 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
         StorageError: the URL is malformed, its driver is missing, the server cannot be
             reached, or (read-only) the storage file does not exist or is not a storage.
     """
+    check_url(url)
     if read_only:
         return _open_read_only(url)
+    # No pre-check of the file here: a damaged one is named from SQLite's error below.
+    # (Reading it with open() in a process that holds SQLite connections to it would drop
+    # their POSIX locks on close, and another process could then checkpoint the WAL under
+    # them: a test saw a false "malformed" so.)
+    path = _storage_file(url)
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
@@ -125,6 +207,9 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
         raise StorageError(f"storage {url!r}: a database driver is missing ({exc})") from None
     except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if path is not None and ("malformed" in first or "not a database" in first):
+            raise StorageError(f"--storage {url}: {path} is not a searcher/Optuna storage or is "
+                               f"damaged ({first.split(') ', 1)[-1]})") from None
         raise StorageError(f"storage {url!r} cannot be opened: {first}") from None
 
 
@@ -146,6 +231,8 @@ def _open_read_only(url: str) -> optuna.storages.BaseStorage:
     path = _storage_file(url)
     if path is not None and not os.path.isfile(path):
         raise StorageError(f"--storage {url}: no such file {path}")
+    if path is not None and url.startswith("sqlite"):
+        _check_file(url, path, tables=True)
     if url == "memory://" or "://" not in url or url.startswith("journal:"):
         return open_storage(url)
     from optuna.storages import RDBStorage
@@ -262,6 +349,10 @@ def open_study(
         study_name=name, storage=storage, sampler=sampler, pruner=pruner,
         direction="minimize", load_if_exists=True,
     )
+    if study.metric_names is None:
+        # Named for Optuna's tools (optuna-dashboard, trials_dataframe): a system attribute,
+        # so the stored params and user attributes, and resuming, are unchanged.
+        study.set_metric_names([OBJECTIVE_NAME])
     want = expected_attrs(kind, problem, device, M, space, device_info)
     have = dict(study.user_attrs)
     measured_by = have.get(record.DEVICE_INFO) or {}

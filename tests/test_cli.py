@@ -106,7 +106,7 @@ def test_messages_print_user_text_as_is_brackets_included(capsys, in_tmp):
     assert "h100[old].toml: no such study file" in err
     # A closing tag in a path once crashed the error printer itself.
     assert main(["compare", "--study", "h100-e64-n1408", "--no-remeasure", "--out", "out[/x]"]) == 2
-    assert "--out out[/x]: not a directory" in capsys.readouterr().err
+    assert "--out out[/x]: folder out[ does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -155,3 +155,79 @@ def test_committed_storages_without_backend_and_triton_version_are_read(capsys, 
     assert main([command[0], "--study", "h100-e64-n1408-extended", "--storage",
                  f"sqlite:///{db}", "--batch-sizes", "1,4096", *command[1:]]) == 0
     assert db.read_bytes() == before
+
+
+def test_version_names_searcher_torch_triton_and_optuna(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("searcher 0.", "torch ", "triton ", "optuna "):
+        assert name in out
+
+
+def test_batch_sizes_with_an_empty_item_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["status", "--study", "h100-e64-n1408", "--batch-sizes", "1,,2"])
+    assert exit_.value.code == 2
+    assert "'1,,2' has an empty item" in capsys.readouterr().err
+
+
+def test_a_space_without_a_valid_config_ends_run_and_grid(capsys, in_tmp):
+    study = (ROOT / "studies" / "h100-e64-n1408.toml").read_text()
+    (in_tmp / "none.toml").write_text(
+        "schema = 1\n[params]\nBLOCK_SIZE_M = [16]\nBLOCK_SIZE_N = [64]\nBLOCK_SIZE_K = [64]\n"
+        "GROUP_SIZE_M = [1]\nnum_warps = [4]\nnum_stages = [3]\n"
+        "[constraints]\nnever = \"M < 0\"\n")
+    (in_tmp / "s.toml").write_text(study.replace('space = "vllm-432"', 'space = "none.toml"'))
+    for command in (["run", "--no-live"], ["grid"]):
+        assert main([*command, "--study", "s.toml", "--synthetic", "--storage",
+                     "sqlite:///s.db", "--batch-sizes", "64"]) == 2
+        err = capsys.readouterr().err
+        assert "none.toml: no config is valid for M=64 of shape E=64,N=1408" in err
+    assert not (in_tmp / "s.db").exists(), "nothing is stored for a space without configs"
+
+
+def test_export_suggestion_keeps_the_storage_used(capsys, in_tmp):
+    import optuna
+
+    optuna.create_study(storage="sqlite:///other.db", study_name="unrelated")
+    assert main(["export", "--study", "h100-e64-n1408", "--storage", "sqlite:///other.db"]) == 2
+    assert "`searcher run --study h100-e64-n1408 --storage sqlite:///other.db`" in \
+        capsys.readouterr().err
+
+
+def test_help_texts_print_single_percent_signs(capsys):
+    for command in ("compare", "report"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "%%" not in out and "% of the" in out
+
+
+def test_a_table_on_a_pipe_keeps_whole_headers(capsys):
+    import io
+
+    from rich.table import Table
+
+    from searcher.cli import _console
+
+    table = Table()
+    for i in range(14):
+        table.add_column(f"a long header number {i}")
+    table.add_row(*[str(i) for i in range(14)])
+    stream = io.StringIO()
+    console = _console()
+    console.file = stream
+    console.print(table)
+    assert "a long header number 13" in stream.getvalue()
+
+
+def test_export_out_makes_the_folder_when_its_parent_exists(capsys, in_tmp):
+    from searcher.export import output_folder
+    from searcher.errors import ExportError
+
+    assert output_folder(in_tmp / "new").is_dir()
+    with pytest.raises(ExportError, match="folder .*missing does not exist"):
+        output_folder(in_tmp / "missing" / "new")
+    assert not (in_tmp / "missing").exists()

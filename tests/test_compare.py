@@ -92,3 +92,30 @@ def test_cli_writes_csv_and_pngs(stored, capsys):
     for png in data["png"]:
         assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data["png"]) == 2
+
+
+def test_cli_makes_its_out_folder_and_defaults_to_compare_study(stored, capsys, monkeypatch):
+    spec, url, _, tmp = stored
+    monkeypatch.chdir(tmp)
+    assert main(["compare", "--study", "h100-e64-n1408", "--storage", url, "--batch-sizes",
+                 "64", "--out", "made", "--no-remeasure", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["csv"].startswith("made/")
+    assert main(["compare", "--study", "h100-e64-n1408", "--storage", url, "--batch-sizes",
+                 "64", "--no-remeasure", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["csv"].startswith("compare-h100-e64-n1408/")
+
+
+def test_cli_without_a_grid_says_so_and_leaves_out_the_grid_columns(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    url = f"sqlite:///{tmp_path / 'search-only.db'}"
+    run_search(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3),
+               SearchOptions(device=H100, storage_url=url, batch_sizes=[64], trials_per_m=3))
+    assert main(["compare", "--study", "h100-e64-n1408", "--storage", url, "--batch-sizes",
+                 "64", "--no-remeasure"]) == 0
+    captured = capsys.readouterr()
+    assert "no grid recorded for this study (`searcher grid --study h100-e64-n1408" in \
+        captured.err
+    assert "grid best us" not in captured.out and "0/0" not in captured.out
+    assert "search us" in captured.out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -430,3 +431,26 @@ def test_nearest_beyond_the_ends() -> None:
 def test_nearest_empty() -> None:
     with pytest.raises(ExportError):
         nearest_config({}, 4)
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("E=128,N=1408,device_name=NVIDIA_H200.json", "its name says E=128,N=1408 (bf16/fp16)"),
+    ("E=64,N=704,device_name=NVIDIA_H200.json", "its name says E=64,N=704 (bf16/fp16)"),
+    ("E=64,N=1408,device_name=NVIDIA_H200,dtype=fp8_w8a8.json",
+     "its name says E=64,N=1408,dtype=fp8_w8a8"),
+])
+def test_a_file_named_for_another_layer_is_refused_naming_both(name: str, says: str) -> None:
+    from searcher.errors import ConfigError
+    from searcher.kernels.fused_moe.vllm_file import check_file_name
+
+    with pytest.raises(ConfigError, match=re.escape(says) + ".*this study's layer is "
+                       + re.escape("E=64,N=1408 (bf16/fp16)")):
+        check_file_name(f"x/{name}", "E=64,N=1408,device_name=DEVICE.json")
+
+
+@pytest.mark.parametrize("name", ["E=64,N=1408,device_name=NVIDIA_A100.json", "mine.json",
+                                  "E=64,N=1408,device_name=NVIDIA_H200,backup.json.bak"])
+def test_a_file_of_the_layer_or_named_otherwise_is_accepted(name: str) -> None:
+    from searcher.kernels.fused_moe.vllm_file import check_file_name
+
+    check_file_name(name, "E=64,N=1408,device_name=DEVICE.json")

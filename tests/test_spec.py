@@ -141,6 +141,8 @@ ERRORS = [
      ["search.batch_sizes = [] must list at least one batch size"]),
     ("trials_per_m = 40", "trials_per_m = 40\nbatch_sizes = [1, 0, 4]",
      ["search.batch_sizes[1] = 0 must be a positive integer"]),
+    ("trials_per_m = 40", "trials_per_m = 40\nbatch_sizes = [1, 100000000000]",
+     ["search.batch_sizes[1] = 100000000000 is above", "M <= 1,048,576 (2**20)"]),
     ("trials_per_m = 40", "trials_per_m = 40\nbatch_sizes = [1, -8]",
      ["search.batch_sizes[1] = -8 must be a positive integer"]),
     ("trials_per_m = 40", "trials_per_m = 40\nbatch_sizes = [1, 2, 4, 2]",
@@ -423,3 +425,31 @@ def test_validating_a_spec_imports_neither_optuna_nor_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+NO_CONFIG_SPACE = """\
+schema = 1
+[params]
+BLOCK_SIZE_M = [16, 32]
+BLOCK_SIZE_N = [64]
+BLOCK_SIZE_K = [64]
+GROUP_SIZE_M = [1]
+num_warps = [4]
+num_stages = [3]
+[constraints]
+only_big_batches = "M >= 1024"
+"""
+
+
+def test_a_space_empty_for_a_batch_size_is_refused_naming_it(tmp_path: Path) -> None:
+    from searcher.errors import SpaceError
+    from searcher.spec import check_configs_exist
+
+    write(tmp_path, NO_CONFIG_SPACE, "none.toml")
+    spec = load_spec(write(tmp_path, edited('space = "vllm-432"', 'space = "none.toml"')
+                           + "batch_sizes = [1024, 64]\n"))
+    check_configs_exist(spec, [1024])
+    with pytest.raises(SpaceError, match=(
+            r"none.toml: no config is valid for M=64 of shape E=64,N=1408,H=2048,top_k=6,bf16 "
+            r"on NVIDIA_H100_80GB_HBM3: its constraints reject all 2 configs")):
+        check_configs_exist(spec)

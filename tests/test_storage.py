@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import optuna
@@ -32,5 +34,72 @@ def test_a_read_only_storage_reads_and_never_writes(tmp_path: Path) -> None:
 def test_a_file_that_is_no_storage_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text("{}")
-    with pytest.raises(StorageError, match="cannot be read as a searcher storage"):
+    with pytest.raises(StorageError, match="not a searcher/Optuna storage or is damaged "
+                                           r"\(file is not a database\)"):
         open_storage(f"sqlite:///{path}", read_only=True)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize("url, says", [
+    ("sqlite:///:memory:", "in-memory SQLite database keeps nothing"),
+    ("sqlite://", "in-memory SQLite database keeps nothing"),
+    ("url.db", "for a SQLite file write sqlite:///url.db"),
+    ("/data/url.db", "for a SQLite file write sqlite:////data/url.db"),
+    ("postgres://u@localhost/x", "write postgresql://u@localhost/x"),
+    ("postgres+psycopg://u@localhost/x", "write postgresql+psycopg://u@localhost/x"),
+])
+def test_url_forms_that_cannot_be_meant_name_the_form_to_write(
+        url: str, says: str, read_only: bool) -> None:
+    with pytest.raises(StorageError, match=f"--storage {re.escape(url)}: .*{re.escape(says)}"):
+        open_storage(url, read_only=read_only)
+
+
+def test_journal_urls_follow_sqlalchemys_slashes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    open_storage("journal:///runs/a.journal")  # three slashes: relative
+    assert (tmp_path / "runs" / "a.journal").exists()
+    absolute = tmp_path / "b.journal"
+    open_storage(f"journal:///{absolute}")  # four slashes: absolute
+    assert absolute.exists()
+    with pytest.raises(StorageError, match=(
+            "folder tmp/searcher-nowhere does not exist; journal:///PATH is relative.*"
+            "write journal:////tmp/searcher-nowhere/y.journal")):
+        open_storage("journal:///tmp/searcher-nowhere/y.journal")
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_random_bytes_in_a_database_name_the_file(tmp_path: Path, read_only: bool) -> None:
+    path = tmp_path / "s.db"
+    url = f"sqlite:///{path}"
+    study = optuna.create_study(study_name="x", storage=open_storage(url))
+    for i in range(300):
+        study.enqueue_trial({"p": i}, user_attrs={"pad": "x" * 1000})
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle - 100_000:middle + 100_000] = os.urandom(200_000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match=f"{path} is not a searcher/Optuna storage or is "
+                                           "damaged"):
+        open_storage(url, read_only=read_only)
+
+
+def test_a_sqlite_file_without_optuna_tables_is_not_read(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(StorageError, match="holds no Optuna tables"):
+        open_storage(f"sqlite:///{path}", read_only=True)
+
+
+def test_a_new_study_names_its_objective_for_optunas_tools(tmp_path: Path) -> None:
+    from searcher.spec import load_spec
+    from searcher.storage import open_study
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    args = (storage, "search", spec.shape, "NVIDIA_H100_80GB_HBM3", 64, spec.space,
+            optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(), {})
+    assert open_study(*args).metric_names == ["median_us"]
+    assert open_study(*args).metric_names == ["median_us"]  # resumed: unchanged

@@ -197,6 +197,14 @@ class Kernel(ABC):
             ConfigError: the file is not one (the message names the file and the key).
         """
 
+    def check_file_name(self, problem: Problem, path: Any) -> None:
+        """Refuse a tuned-config file whose name says another problem (by default,
+        accept any name).
+
+        Raises:
+            ConfigError: the file name names another problem.
+        """
+
     # -- the physical floor ------------------------------------------------------------
     @abstractmethod
     def floor_us(self, problem: Problem, M: int, peak: GpuPeak) -> float | None:

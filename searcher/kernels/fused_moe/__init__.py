@@ -172,6 +172,11 @@ class FusedMoE(Kernel):
 
         return read_config_file(path)
 
+    def check_file_name(self, problem: Shape, path: Any) -> None:
+        from searcher.kernels.fused_moe.vllm_file import check_file_name
+
+        check_file_name(path, self.file_name(problem, "DEVICE"))
+
     def floor_us(self, problem: Shape, M: int, peak: GpuPeak) -> float | None:
         rate = _TENSOR_RATE.get(problem.dtype)
         if rate is None:

@@ -20,6 +20,7 @@ from searcher.device import vllm_device_name
 from searcher.errors import ConfigError, ExportError
 
 __all__ = [
+    "check_file_name",
     "DTYPE_SUFFIXES",
     "config_file_name",
     "render_config_file",
@@ -89,6 +90,33 @@ def config_file_name(
             )
         block_part = f",block_shape=[{shape[0]},{shape[1]}]"
     return f"E={E},N={N},device_name={device}{dtype_part}{block_part}.json"
+
+
+#: vLLM's file name: E, N, the device, then the dtype and block selectors.
+_NAME = re.compile(r"^E=(\d+),N=(\d+),device_name=(.+?)((?:,dtype=[^,]+)?(?:,block_shape=\[\d+, ?\d+\])?)\.json$")
+
+
+def check_file_name(path: str | Path, expected: str) -> None:
+    """Refuse a vLLM config file whose name says another layer than ``expected`` (the
+    study's file name): another E, N or dtype/block selector. The device may differ
+    (comparing with another GPU's file is allowed), and a file named otherwise (a
+    renamed copy) is accepted: only vLLM's own pattern is read.
+
+    Raises:
+        ConfigError: naming both file names.
+    """
+    given = _NAME.match(Path(path).name)
+    want = _NAME.match(expected)
+    if given is None or want is None:
+        return
+    if (given[1], given[2], given[4].replace(" ", "")) != (want[1], want[2], want[4]):
+        def says(m: re.Match) -> str:
+            return f"E={m[1]},N={m[2]}{m[4].replace(' ', '') or ' (bf16/fp16)'}"
+
+        raise ConfigError(
+            f"--against {path}: its name says {says(given)}, but this study's layer is "
+            f"{says(want)}; compare a file of the study's layer (of any GPU), or rename a copy "
+            "if the name is wrong")
 
 
 def render_config_file(triton_version: str, configs: Mapping[int, KernelConfig]) -> str:
