@@ -19,6 +19,7 @@ __all__ = [
     "NoGPUError",
     "BackendError",
     "StorageError",
+    "StorageUnavailable",
     "ExportError",
     "BenchmarkerError",
 ]
@@ -50,6 +51,10 @@ class BackendError(SearcherError):
 
 class StorageError(SearcherError):
     """The study storage cannot be opened or holds something unexpected."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage stopped answering mid-run and did not answer again in time."""
 
 
 class ExportError(SearcherError):

@@ -20,6 +20,11 @@ measures the one before (TPE's constant liar keeps the batch diverse).
 When M's budget is spent, its best ``finalists`` configs and vLLM's default config are
 re-measured interleaved at the long fidelity; the fastest median there is M's winner,
 stored on the study with the default's time measured side by side.
+
+A trial this process asked may be taken over by another: when this process was stopped
+(SIGSTOP, a suspended VM) longer than the heartbeat grace period, another run fails the
+trial as stale and retries it. This process, continuing, finds the trial finished: it
+drops that trial's measurement with one line on stderr and goes on (:class:`_TakenOver`).
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import sys
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from searcher import record
 from searcher.measurement import Measurement, Status
@@ -205,6 +212,35 @@ def recover_stale_trials(study: optuna.Study) -> int:
     return recovered
 
 
+class _TakenOver(Exception):
+    """A trial this process holds was finished by another process (see the module doc)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+@contextmanager
+def _unless_taken_over(study: optuna.Study, trial: Any) -> Iterator[None]:
+    """Raise :class:`_TakenOver` where updating ``trial`` failed because it is no longer
+    running (Optuna raises ``UpdateFinishedTrialError`` from an attribute, ``ValueError``
+    from a tell); any other failure, or one of a trial still running, is raised as is."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        yield
+    except (UpdateFinishedTrialError, ValueError):
+        if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+            raise
+        raise _TakenOver(trial.number) from None
+
+
+def _say_taken_over(number: int, M: int, what: str) -> None:
+    print(f"searcher: trial {number} (M={M}) was taken over by another process (its "
+          f"heartbeat went stale); {what}", file=sys.stderr, flush=True)
+
+
 # -- the run ----------------------------------------------------------------------------
 class _Searcher:
     def __init__(self, spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
@@ -342,15 +378,25 @@ class _Searcher:
                     raise Stopped
                 if deadline is not None and self.clock() >= deadline:
                     break
-                trial.set_user_attr(record.MEASURING, True)
-                held, twin = self._held_by_others(study, trial, config)
-                if twin is not None:  # another worker took the same config a moment earlier
+                measuring = False
+                try:
+                    with _unless_taken_over(study, trial):
+                        trial.set_user_attr(record.MEASURING, True)
+                        held, twin = self._held_by_others(study, trial, config)
+                        if twin is not None:  # another worker took the same config just now
+                            self.tell_duplicate(study, trial, twin)
+                            pending.pop(0)
+                            continue
+                        if budget is not None and held >= budget:
+                            break  # other workers hold the rest of the budget
+                        measuring = True
+                        status = self.evaluate(study, trial, M, config, source)
+                except _TakenOver as taken:
                     pending.pop(0)
-                    self.tell_duplicate(study, trial, twin)
+                    self.heartbeat.remove(trial._trial_id)
+                    _say_taken_over(taken.number, M, "its measurement is dropped" if measuring
+                                    else "it was not measured here")
                     continue
-                if budget is not None and held >= budget:
-                    break  # other workers hold the rest of the budget
-                status = self.evaluate(study, trial, M, config, source)
                 pending.pop(0)
                 statuses.append(status)
                 self.view.update(summarize_study(self.spec.kernel, study, M))
@@ -504,29 +550,40 @@ class _Searcher:
 
     def _ask_into(self, study: optuna.Study, M: int, ctx: dict[str, int], want: int,
                   measured: dict[Config, Any], batch: list, in_batch: set) -> None:
-        from optuna.trial import TrialState
-
         for _ in range(MAX_IDLE_ASKS + want if want > 0 else 0):
             if len(batch) == want:
                 break
             trial = study.ask()
-            if {record.STATUS, record.MEASURING, record.PID} & trial.user_attrs.keys():
-                # A retry of a trial whose worker died carries that trial's attributes
-                # (Optuna copies them): its old status would hide it from the budget
-                # count of other workers, and its dead pid would get it recovered again.
-                trial.set_user_attr(record.STATUS, None)
-                trial.set_user_attr(record.MEASURING, False)
-                for key, value in self.identity.items():
-                    trial.set_user_attr(key, value)
             try:
-                if not self._classify(study, M, ctx, trial, measured, batch, in_batch):
-                    break
-            except BaseException:
-                if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING \
-                        and not any(t is trial for t, _, _ in batch):
-                    trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
-                    study.tell(trial, state=TrialState.FAIL)
-                raise
+                with _unless_taken_over(study, trial):
+                    if not self._classify_asked(study, M, ctx, trial, measured, batch,
+                                                in_batch):
+                        break
+            except _TakenOver as taken:  # this process was stopped right after asking
+                self.heartbeat.remove(trial._trial_id)
+                _say_taken_over(taken.number, M, "it was not measured here")
+                continue
+
+    def _classify_asked(self, study: optuna.Study, M: int, ctx: dict[str, int], trial: Any,
+                        measured: dict[Config, Any], batch: list, in_batch: set) -> bool:
+        from optuna.trial import TrialState
+
+        if {record.STATUS, record.MEASURING, record.PID} & trial.user_attrs.keys():
+            # A retry of a trial whose worker died carries that trial's attributes
+            # (Optuna copies them): its old status would hide it from the budget
+            # count of other workers, and its dead pid would get it recovered again.
+            trial.set_user_attr(record.STATUS, None)
+            trial.set_user_attr(record.MEASURING, False)
+            for key, value in self.identity.items():
+                trial.set_user_attr(key, value)
+        try:
+            return self._classify(study, M, ctx, trial, measured, batch, in_batch)
+        except BaseException:
+            if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING \
+                    and not any(t is trial for t, _, _ in batch):
+                trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
+                study.tell(trial, state=TrialState.FAIL)
+            raise
 
     def _classify(self, study: optuna.Study, M: int, ctx: dict[str, int], trial: Any,
                   measured: dict[Config, Any], batch: list, in_batch: set) -> bool:
@@ -572,9 +629,13 @@ class _Searcher:
         back to the queue for a later run, and close the trial."""
         from optuna.trial import TrialState
 
-        trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
-        study.tell(trial, state=TrialState.FAIL)
         self.heartbeat.remove(trial._trial_id)
+        try:
+            with _unless_taken_over(study, trial):
+                trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
+                study.tell(trial, state=TrialState.FAIL)
+        except _TakenOver:
+            return  # the process that took it over queued its retry
         params = self.spec.space.to_params(config)
         # (Optuna's skip_if_exists would see this very trial and never re-queue.)
         if not any(t.system_attrs.get("fixed_params") == params

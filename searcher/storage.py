@@ -147,7 +147,8 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
     """Open the storage at ``url``: the one place searcher resolves a storage URL.
 
     Read-write (``run``, ``grid``, ``compare`` when it re-measures) creates the storage if
-    needed, with heartbeats enabled. Read-only (``status``, ``export``, ``report``,
+    needed, with heartbeats enabled; a database that stops answering later is waited for
+    (see :mod:`searcher.outage`). Read-only (``status``, ``export``, ``report``,
     ``compare`` of stored times) creates no file and no table and does not switch a SQLite
     file to WAL mode; its SQLite connections are ``query_only``, so a write would fail
     rather than change the storage. (A journal file or ``memory://`` opens as read-write.)
@@ -164,7 +165,7 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
     # their POSIX locks on close, and another process could then checkpoint the WAL under
     # them: a test saw a false "malformed" so.)
     path = _storage_file(url)
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     if url == "memory://":  # nothing persists: for benchmarks of the search itself
@@ -184,9 +185,11 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
             engine_kwargs["connect_args"] = {"timeout": 60}
         else:
             engine_kwargs["pool_pre_ping"] = True
+        from searcher.outage import RetryingRDBStorage, display_url
+
         for attempt in range(3):
             try:
-                storage = RDBStorage(
+                storage = RetryingRDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=HEARTBEAT_INTERVAL_S,
@@ -200,6 +203,7 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
                 if attempt == 2 or not _creation_race(exc):
                     raise
                 time.sleep(0.5 * (attempt + 1))
+        storage.label = display_url(url)
         if url.startswith("sqlite"):
             _fast_sqlite(storage)
         return storage

@@ -1,0 +1,135 @@
+"""Riding out a storage that stops answering for a while (a database server restarting,
+a network blip), and stopping cleanly when it does not come back.
+
+Every call a run makes to its Optuna storage (ask, tell, attributes, reads, heartbeats)
+goes through :class:`RetryingRDBStorage`: an ``RDBStorage`` whose public methods retry a
+lost connection with backoff (0.5 s, doubling, at most 8 s between tries) until the
+storage has not answered for :data:`RETRY_S` seconds, then raise
+:class:`~searcher.errors.StorageUnavailable`. That is the one place: the search loop does
+not special-case its storage calls. Nothing measured is lost: a trial whose tell did not
+reach the storage stays RUNNING there, and the rerun fails and retries it (its process is
+gone). Only connection errors are retried (SQLAlchemy's ``OperationalError``,
+``InterfaceError`` and ``DisconnectionError``, also when Optuna wraps them in its
+``StorageInternalError``); a constraint or data error is raised at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from optuna.storages import RDBStorage
+
+from searcher.errors import StorageUnavailable
+
+__all__ = ["RETRY_S", "RetryingRDBStorage", "display_url"]
+
+#: How long a run waits for a storage that stopped answering before it stops (seconds).
+RETRY_S = float(os.environ.get("SEARCHER_STORAGE_RETRY_S", "60"))
+_FIRST_WAIT_S = 0.5
+_MAX_WAIT_S = 8.0
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be shown: without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the database did not answer."""
+    from sqlalchemy import exc as sa
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    from sqlalchemy import exc as sa
+
+    e: BaseException = exc
+    while not isinstance(e, sa.DBAPIError) and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class RetryingRDBStorage(RDBStorage):
+    """An Optuna ``RDBStorage`` that waits out a storage outage of up to ``retry_s``."""
+
+    #: What the messages call the storage (set by :func:`searcher.storage.open_storage`).
+    label: str = "(given)"
+    retry_s: float = RETRY_S
+
+    _local = threading.local()  # calls in progress on this thread (inner ones don't retry)
+    _down_since: float | None = None
+    _gave_up = False
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            return call()
+        self._local.depth = 1
+        try:
+            wait = _FIRST_WAIT_S
+            while True:
+                try:
+                    result = call()
+                except Exception as exc:
+                    if not _lost_connection(exc):
+                        raise
+                    now = time.monotonic()
+                    if self._down_since is None:
+                        self._down_since = now
+                        print(f"searcher: storage {self.label} is not answering "
+                              f"({_first_line(exc)}); retrying for up to {self.retry_s:g} s "
+                              "(SEARCHER_STORAGE_RETRY_S)", file=sys.stderr, flush=True)
+                    if self._gave_up or now - self._down_since >= self.retry_s:
+                        self._gave_up = True
+                        raise StorageUnavailable(
+                            f"storage {self.label} has not answered for {self.retry_s:g} s "
+                            f"({_first_line(exc)}); what was measured is stored: once it "
+                            "answers, rerun the same command to resume") from None
+                    time.sleep(min(wait, max(0.05, self._down_since + self.retry_s - now)))
+                    wait = min(wait * 2, _MAX_WAIT_S)
+                    continue
+                if self._down_since is not None and not self._gave_up:
+                    print(f"searcher: storage {self.label} answers again after "
+                          f"{time.monotonic() - self._down_since:.0f} s", file=sys.stderr,
+                          flush=True)
+                    self._down_since = None
+                return result
+        finally:
+            self._local.depth = 0
+
+
+def _wrap(name: str) -> None:
+    @functools.wraps(getattr(RDBStorage, name))
+    def retried(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retrying(
+            lambda: getattr(super(RetryingRDBStorage, self), name)(*args, **kwargs))
+
+    setattr(RetryingRDBStorage, name, retried)
+
+
+# Every public storage method (Optuna's BaseStorage and BaseHeartbeat interfaces, and
+# RDBStorage's own), not the schema-upgrade helpers.
+for _name in sorted(dir(RDBStorage)):
+    if not _name.startswith("_") and callable(getattr(RDBStorage, _name)) \
+            and _name not in ("upgrade", "get_current_version", "get_head_version",
+                              "get_all_versions", "remove_session"):
+        _wrap(_name)
