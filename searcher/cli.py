@@ -347,7 +347,7 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "winner": s.winner.to_dict() if s.winner else None, "winner_us": s.winner_us,
                 "default_us": s.default_us, "against_us": s.against_us,
                 "speedup": s.speedup, "noise": s.noise,
-                "within_noise": s.within_noise, "cost_s": s.cost_s,
+                "within_noise": s.within_noise, "decision": s.decision, "cost_s": s.cost_s,
                 "wall_s": s.wall_s, "finalized": s.finalized,
                 "device_info": s.extra.get(DEVICE_INFO),
             })

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher import record
-from searcher.record import within_noise
+from searcher.decide import Verdict
+from searcher.record import paired_verdict, within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -180,7 +181,8 @@ class ReportRow:
     default_us: float | None = None
     winner: Config | None = None
     winner_us: float | None = None
-    noise: float | None = None  # relative; see the module docstring
+    noise: float | None = None  # the decision rule's noise (relative; searcher/decide.py)
+    verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
     trials: int = 0
     wall_s: float = 0.0
     floor_us: float | None = None
@@ -196,12 +198,13 @@ class ReportRow:
 
     @property
     def within_noise(self) -> bool:
-        return within_noise(self.speedup, self.noise)
+        return self.speedup is not None and within_noise(self.verdict)
 
     @property
     def slower(self) -> bool:
         """searcher's config is slower than the default by more than the noise."""
-        return self.speedup is not None and self.speedup < 1.0 and not self.within_noise
+        return (self.speedup is not None and self.verdict is not None
+                and self.verdict.outcome.value == "slower")
 
     @property
     def floor_pct(self) -> float | None:
@@ -240,14 +243,6 @@ class Report:
         Ms = {r.M for r in self.rows}
         spent = [s for M, s in grid.cost_s.items() if M in Ms]
         return sum(spent) if spent else None
-
-
-def _spread(times: Sequence[float]) -> float | None:
-    """(max - min) / median of repeated times; None when one failed."""
-    if not times or not all(math.isfinite(t) for t in times):
-        return None
-    median = statistics.median(times)
-    return (max(times) - min(times)) / median if median > 0 else None
 
 
 def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
@@ -307,8 +302,9 @@ def _row(spec: StudySpec, device: str, M: int, attrs: dict[str, Any],
     row.winner, row.winner_us = roles["winner"]["config"], roles["winner"]["median_us"]
     if "default" in roles:
         row.default_us = roles["default"]["median_us"]
-    spreads = [_spread(roles[k]["times_us"]) for k in ("winner", "default") if k in roles]
-    row.noise = max(spreads) if spreads and None not in spreads else None
+    row.verdict = paired_verdict(roles["winner"]["times_us"],
+                                 roles["default"]["times_us"] if "default" in roles else None)
+    row.noise = row.verdict.noise if row.verdict is not None else None
     return row, entries, run
 
 
@@ -518,9 +514,11 @@ def _footnotes(report: Report) -> list[str]:
     notes.append("Grid cells: the grid's fastest config and its time; \"(side by side)\" "
                  "when the row's own run also timed that config; \"-\" where the dataset "
                  "lacks M; \"not measured\" where no grid of that space was given.")
-    notes.append("Speedup = vLLM default us / searcher us; \"(= within noise)\" when "
-                 "|speedup - 1| <= noise, the larger relative spread (max - min) / median "
-                 "of the winner's and the default's repeated times.")
+    notes.append("Speedup = vLLM default us / searcher us; \"(= within noise)\" unless "
+                 "searcher's decision rule (searcher/decide.py) finds the winner faster or "
+                 "slower in the paired rounds: every round faster (slower) and the median "
+                 "ratio beyond 1 + max(1%, noise); noise % = the standard deviation of the "
+                 "log paired ratios default/winner.")
     peak = GPU_PEAKS.get(report.device)
     if peak is not None:
         notes.append(
