@@ -638,6 +638,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", action="store_true",
                    help="export the exhaustive grid's fastest configs (searcher grid) instead "
                    "of the search's winners")
+    p.add_argument("--allow-unmeasured", action="store_true",
+                   help="write the file even though its results are synthetic (--synthetic) "
+                   "or replayed (--replay), not measured on a GPU")
     p.set_defaults(func=_run_export)
 
 
@@ -645,10 +648,14 @@ def _run_export(args: argparse.Namespace) -> int:
     from searcher.results import export_study
 
     spec, storage = _load(args)
-    path = export_study(spec, storage, args.device or spec.gpu, args.out,
+    done = export_study(spec, storage, args.device or spec.gpu, args.out,
                         overwrite=args.overwrite, merge=args.merge, batch_sizes=args.batch_sizes,
-                        kind="grid" if args.grid else "search")
-    print(path)
+                        kind="grid" if args.grid else "search",
+                        allow_unmeasured=args.allow_unmeasured)
+    if done.filled:
+        print(f"batch sizes not tuned, written with vLLM's default config: "
+              f"{', '.join(map(str, done.filled))}", file=sys.stderr)
+    print(done.path)
     return 0
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "GridSummary",
     "within_noise",
     "paired_verdict",
+    "unmeasured_source",
     "status_of",
     "config_of",
     "summarize_study",
@@ -156,6 +157,16 @@ def add_wall_time(study: optuna.Study, seconds: float) -> None:
 def stored_wall_time(attrs: Mapping[str, Any]) -> float:
     """The wall time of all processes that worked on a study (see :func:`add_wall_time`)."""
     return sum(float(v) for k, v in attrs.items() if k == WALL_S or k.startswith(f"{WALL_S}:"))
+
+
+def unmeasured_source(attrs: Mapping[str, Any]) -> str | None:
+    """"synthetic" or "replay of FILE" when a study's values were not measured on a GPU by
+    this study (its :data:`BACKEND`, else its :data:`DEVICE_INFO`'s backend); None for a
+    GPU's measurements."""
+    backend = attrs.get(BACKEND) or (attrs.get(DEVICE_INFO) or {}).get("backend") or ""
+    if backend == "synthetic" or backend.startswith("replay of"):
+        return backend
+    return None
 
 
 # -- summaries -------------------------------------------------------------------------

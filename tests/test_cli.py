@@ -73,15 +73,25 @@ def test_run_status_export_round_trip_and_refusals(capsys, in_tmp):
     status = json.loads(capsys.readouterr().out)
     assert [r["trials"] for r in status["batch_sizes"]] == [6, 6]
 
+    # Synthetic results are no vLLM file unless asked for by name.
+    assert main(["export", *args, "--out", str(in_tmp)]) == 2
+    err = capsys.readouterr().err
+    assert "not GPU measurements (synthetic at M = 1, 64)" in err and "--allow-unmeasured" in err
+    assert not list(in_tmp.glob("E=*.json"))
+    args += ["--allow-unmeasured"]
     assert main(["export", *args, "--out", str(in_tmp)]) == 0
-    path = Path(capsys.readouterr().out.strip())
+    captured = capsys.readouterr()
+    path = Path(captured.out.strip())
+    assert ("batch sizes not tuned, written with vLLM's default config: 2, 4, 8, 16, 24, 32, "
+            "48, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096") in captured.err
     assert path.name == "E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json"
     before = path.read_bytes()
     assert main(["export", *args, "--out", str(in_tmp)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert path.read_bytes() == before
     # Export of a batch size never run is refused and writes nothing.
-    assert main(["export", "--study", "h100-e64-n1408", "--out", str(in_tmp), "--overwrite"]) == 2
+    assert main(["export", "--study", "h100-e64-n1408", "--out", str(in_tmp), "--overwrite",
+                 "--allow-unmeasured"]) == 2
     assert "no completed trial" in capsys.readouterr().err
     assert path.read_bytes() == before
 

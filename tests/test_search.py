@@ -25,7 +25,7 @@ from searcher.results import export_study, winners
 from searcher.record import summarize_study
 from searcher.search import SearchOptions, run_search
 from searcher.decide import RULE, Outcome, judge
-from searcher.spec import load_spec
+from searcher.spec import DEFAULT_BATCH_SIZES, load_spec
 from searcher.storage import expected_attrs, open_storage, study_name
 from searcher.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
@@ -247,17 +247,49 @@ def test_resume_refuses_a_study_made_with_another_space(spec, tmp_path):
 def test_export_reads_back_as_the_stored_winners(spec, tmp_path):
     Ms = [1, 16, 256]
     summaries, _, url = _run(spec, tmp_path, batch_sizes=Ms, trials_per_m=8)
-    path = export_study(spec, url, H100, tmp_path, batch_sizes=Ms)
+    done = export_study(spec, url, H100, tmp_path, batch_sizes=Ms, allow_unmeasured=True)
+    path = done.path
     assert path.name == "E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json"
     version, configs = read_config_file(path)
     assert version == "synthetic"
-    assert list(configs) == Ms
-    assert configs == {s.M: s.winner for s in summaries}
+    assert done.tuned == Ms and list(configs) == list(DEFAULT_BATCH_SIZES)
+    assert {M: configs[M] for M in Ms} == {s.M: s.winner for s in summaries}
     stored, _ = winners(spec, url, H100, Ms)
-    assert stored == configs
+    assert stored == {M: configs[M] for M in Ms}
     text = path.read_text()
     assert text.startswith('{\n    "triton_version": "synthetic",\n    "1": {\n        "BLOCK_SIZE_M"')
     assert text.endswith("}\n")
+
+
+def test_export_fills_untuned_batch_sizes_with_the_default(spec, tmp_path):
+    """Issue #12: a file of M = 1..8 alone made vLLM run M = 4096 with M = 8's config."""
+    Ms = [1, 2, 4, 8]
+    _, _, url = _run(spec, tmp_path, batch_sizes=Ms, trials_per_m=4)
+    done = export_study(spec, url, H100, tmp_path, batch_sizes=Ms, allow_unmeasured=True)
+    _, configs = read_config_file(done.path)
+    assert done.filled == [M for M in DEFAULT_BATCH_SIZES if M not in Ms] and len(done.filled) == 14
+    assert list(configs) == list(DEFAULT_BATCH_SIZES)
+    for M in done.filled:
+        assert configs[M] == vllm_default_config(M, 64)
+    # What vLLM looks up for a large M is the default, not M = 8's config.
+    from searcher.export import nearest_config
+
+    assert nearest_config(configs, 4096) == vllm_default_config(4096, 64)
+    # A merge fills only what neither the study nor the existing file has.
+    done2 = export_study(spec, url, H100, tmp_path, batch_sizes=[1], merge=True,
+                         allow_unmeasured=True)
+    assert done2.filled == [] and read_config_file(done2.path)[1] == configs
+
+
+def test_export_refuses_synthetic_results_without_the_option(spec, tmp_path):
+    """Issue #12: a --synthetic run's winners were written into a GPU's vLLM file."""
+    from searcher.errors import ExportError
+
+    _, _, url = _run(spec, tmp_path, batch_sizes=[16], trials_per_m=3)
+    with pytest.raises(ExportError, match=r"not GPU measurements \(synthetic at M = 16\).*"
+                                          r"--allow-unmeasured"):
+        export_study(spec, url, H100, tmp_path, batch_sizes=[16])
+    assert not list(tmp_path.glob("E=*.json"))
 
 
 def test_export_refuses_a_batch_size_without_trials(spec, tmp_path):
@@ -265,7 +297,7 @@ def test_export_refuses_a_batch_size_without_trials(spec, tmp_path):
 
     _, _, url = _run(spec, tmp_path, batch_sizes=[1], trials_per_m=3)
     with pytest.raises(ExportError, match=r"batch size\(s\) 2 have no completed trial"):
-        export_study(spec, url, H100, tmp_path, batch_sizes=[1, 2])
+        export_study(spec, url, H100, tmp_path, batch_sizes=[1, 2], allow_unmeasured=True)
     assert not list(tmp_path.glob("E=*.json"))
 
 
