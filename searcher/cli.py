@@ -497,8 +497,10 @@ def _run_compare(args: argparse.Namespace) -> int:
         _, against = spec.kernel.read_file(args.against)
     bencher = None
     if args.replay and not args.no_remeasure:
-        from searcher.replay import ReplayBenchmarker
+        from searcher.replay import ReplayBenchmarker, check_dataset_fits
 
+        check_dataset_fits(args.replay, spec.kernel, spec.shape.label(), spec.space.name,
+                           spec.name)
         bencher = ReplayBenchmarker(args.replay, seed=spec.seed)
     elif not args.no_remeasure:
         from searcher.device import cuda_available

@@ -54,6 +54,24 @@ def test_study_for_another_gpu_is_refused_without_the_flag(capsys, in_tmp):
     assert "NVIDIA_H100_80GB_HBM3" in err and "NVIDIA_H200" in err and "--allow-other-gpu" in err
 
 
+def test_replay_of_another_shape_is_refused(capsys, in_tmp):
+    """Issue #12: an E=64 dataset "tuned" an E=60 study; the # shape: line was not read."""
+    data = ROOT / "benchmarks" / "data" / "grid-h200-e64-n1408-vllm432.csv"
+    other = in_tmp / "e60.toml"
+    other.write_text((ROOT / "studies" / "h200-e64-n1408.toml").read_text()
+                     .replace("E = 64", "E = 60").replace("top_k = 6", "top_k = 4"))
+    assert main(["run", "--study", str(other), "--replay", str(data), "--no-live"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert ("the dataset's shape is E=64,N=1408,H=2048,top_k=6,bf16, study e60's is "
+            "E=60,N=1408,H=2048,top_k=4,bf16") in err[0]
+    assert not (in_tmp / "searcher.db").exists()
+    # Another space is refused alike; the study's own space and shape replay.
+    ext = ROOT / "studies" / "h200-e64-n1408-extended.toml"
+    assert main(["run", "--study", str(ext), "--replay", str(data), "--no-live"]) == 2
+    assert "the dataset's space is vllm-432" in capsys.readouterr().err
+
+
 def test_malformed_study_file_is_named(capsys, in_tmp):
     bad = in_tmp / "bad.toml"
     bad.write_text("schema = 1\nkernel = 'fused_moe'\n[shape\nE = 1\n")
