@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher import record
 from searcher.decide import Verdict
-from searcher.record import paired_verdict, within_noise
+from searcher.record import paired_verdict, unmeasured_source, within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -225,6 +225,27 @@ class Report:
     runs: list[dict[str, Any]]  # {"source", "M": [...], "fidelity", "rounds", "against_file"}
     missing: list[int]  # batch sizes with no stored search
     stale: list[int] = field(default_factory=list)  # side-by-side runs of an older winner
+
+    @property
+    def source(self) -> str | None:
+        """What produced the times when it was not a GPU measuring this study: "synthetic",
+        "replay of FILE" (several joined by ", "); None for GPU measurements."""
+        found = sorted({src for info in self.device_infos
+                        if (src := unmeasured_source({record.DEVICE_INFO: info})) is not None})
+        return ", ".join(found) or None
+
+    @property
+    def synthetic(self) -> bool:
+        return any(src == "synthetic" for src in (self.source or "").split(", "))
+
+    def title(self) -> str:
+        """``study on device``, and the source where it is not a GPU's measurements."""
+        text = f"{self.spec.name} on {self.device}"
+        if self.synthetic:
+            return f"{text}, SYNTHETIC landscape (no GPU measurement)"
+        if self.source:
+            return f"{text}, {self.source} (recorded measurements, not this study's)"
+        return text
 
     def geomean(self, min_M: int = 0) -> float | None:
         values = [r.speedup for r in self.rows if r.M >= min_M and r.speedup]
@@ -439,7 +460,7 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
     """The report as Markdown; ``plots`` maps "speedup" and "floor" to PNG file names
     next to it (None where not drawn)."""
     spec, rows = report.spec, report.rows
-    lines = [f"# searcher report: {spec.name} on {report.device}", ""]
+    lines = [f"# searcher report: {report.title()}", ""]
     if spec.description:
         lines += [spec.description, ""]
     lines += ["| | |", "|---|---|",
@@ -453,8 +474,11 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
               f"| reproduce | `{command}` |", ""]
 
     lines += ["## Per batch size", ""]
+    # A synthetic landscape's times are made up: no % of a GPU's floor, no GPU minutes.
+    facts = not report.synthetic
     cols = ["M", "vLLM default us", *report.columns, "searcher winner", "searcher us",
-            "speedup", "noise %", "% of floor", "trials", "GPU min"]
+            "speedup", "noise %", *(("% of floor",) if facts else ()), "trials",
+            "GPU min" if facts else "simulated min"]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join("---" if c in ("searcher winner",) or c in report.columns
                                 else "---:" for c in cols) + "|")
@@ -463,7 +487,7 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
         cells += [_grid_text(r.grids.get(c)) for c in report.columns]
         cells += [f"`{r.winner.short()}`" if r.winner else "-", format_us(r.winner_us),
                   _speedup_text(r), "-" if r.noise is None else f"{100 * r.noise:.2f}",
-                  "-" if r.floor_pct is None else f"{r.floor_pct:.0f}",
+                  *(("-" if r.floor_pct is None else f"{r.floor_pct:.0f}",) if facts else ()),
                   str(r.trials), f"{r.wall_s / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *_footnotes(report), ""]
@@ -475,6 +499,8 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
         lines += [f"![speedup over vLLM's default against M]({plots['speedup']})", ""]
     if plots.get("floor"):
         lines += [f"![% of the physical floor against M]({plots['floor']})", ""]
+    elif report.synthetic:
+        lines += ["No % of floor plot: the times are a synthetic landscape's, not a GPU's.", ""]
     else:
         lines += [f"No % of floor plot: searcher has no peak numbers for {report.device} "
                   f"({spec.shape.label()}).", ""]
@@ -520,7 +546,14 @@ def _footnotes(report: Report) -> list[str]:
                  "ratio beyond 1 + max(1%, noise); noise % = the standard deviation of the "
                  "log paired ratios default/winner.")
     peak = GPU_PEAKS.get(report.device)
-    if peak is not None:
+    if report.source and not report.synthetic:
+        notes.append(f"Times replayed from a recorded dataset ({report.source}), not "
+                     "measured by this study; GPU min is the recorded cost replayed.")
+    if report.synthetic:
+        notes.append("Synthetic landscape (`--synthetic`): the times are made up for tests "
+                     "and demos, not measured; \"simulated min\" is the time the synthetic "
+                     "benchmarker charged, not GPU time. No % of floor.")
+    elif peak is not None:
         notes.append(
             f"% of floor = floor / searcher us, floor = max(bytes / {peak.bandwidth / 1e12:g} "
             f"TB/s, FLOPs / {peak.tensor_flops / 1e12:g} TFLOP/s) for {report.device}; "
@@ -528,8 +561,9 @@ def _footnotes(report: Report) -> list[str]:
             "activations, FLOPs = 6 M top_k H N.")
     else:
         notes.append(f"% of floor: no peak numbers for {report.device} (\"-\").")
-    notes.append("GPU min: wall time the search held the GPU at that M (all workers, "
-                 "finalists' run included).")
+    if not report.synthetic:
+        notes.append("GPU min: wall time the search held the GPU at that M (all workers, "
+                     "finalists' run included).")
     return [f"{i}. {n}" for i, n in enumerate(notes, start=1)]
 
 
@@ -546,7 +580,8 @@ def summary_lines(report: Report) -> list[str]:
         "batch sizes).",
         f"Batch sizes where searcher's config is slower than the default beyond noise: "
         f"{len(report.slower)}" + (f" (M = {_ms(report.slower)})" if report.slower else "") + ".",
-        f"Search GPU time: {report.search_wall_s / 60:.1f} min over "
+        f"Search {'simulated' if report.synthetic else 'GPU'} time: "
+        f"{report.search_wall_s / 60:.1f} min over "
         f"{len(report.rows)} batch sizes.",
     ]
     for g in report.grids:
@@ -572,7 +607,10 @@ def _plot(report: Report, path: Path, kind: str) -> bool:
 
     rows = report.rows
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    title = f"{report.spec.name} on {report.device}"
+    title = report.title()
+    if kind == "floor" and report.synthetic:
+        plt.close(fig)
+        return False
     if kind == "speedup":
         pts = [(r.M, r.speedup, r.noise or 0.0) for r in rows if r.speedup]
         if not pts:

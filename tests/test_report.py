@@ -93,6 +93,24 @@ def _copy_db(src, dst):
         a.backup(b)
 
 
+def _as_gpu(frozen, dst):
+    """A copy of the frozen storage whose studies claim a GPU's measurements (the synthetic
+    ones are reported as synthetic, without the GPU facts these tests check)."""
+    work = dst.with_name("work-" + dst.name)
+    _copy_db(frozen.removeprefix("sqlite:///"), work)
+    storage = open_storage(f"sqlite:///{work}")
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        info = dict(study.user_attrs.get("device_info") or {})
+        if info:
+            study.set_user_attr("device_info", {**info, "backend": "builtin",
+                                                "triton_version": "3.6.0"})
+            study.set_user_attr("backend", "builtin")
+    del storage
+    _copy_db(work, dst)  # one file, no WAL, as the frozen one
+    return f"sqlite:///{dst}"
+
+
 def _study(url, spec, M, device=H100):
     return optuna.load_study(study_name=study_name(FUSED_MOE, "search", spec.shape, device, M),
                              storage=open_storage(url))
@@ -205,6 +223,7 @@ def test_within_noise_and_slower_marking(stored):
 
 def test_cli_writes_the_markdown_and_pngs_and_leaves_the_storage_alone(stored, capsys):
     spec, _, dataset, frozen, tmp = stored
+    frozen = _as_gpu(frozen, tmp / "gpu.db")
     out = tmp / "out"
     out.mkdir()
     db = Path(frozen.removeprefix("sqlite:///"))
@@ -212,7 +231,7 @@ def test_cli_writes_the_markdown_and_pngs_and_leaves_the_storage_alone(stored, c
     assert main(["report", "--study", "h100-e64-n1408", "--storage", frozen, "--grid", dataset,
                  "--batch-sizes", "1,64,1024", "--out", str(out)]) == 0
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
-    assert sorted(p.name for p in db.parent.glob("frozen.db*")) == ["frozen.db"]
+    assert sorted(p.name for p in db.parent.glob("gpu.db*")) == ["gpu.db"]
     md = Path(capsys.readouterr().out.strip())
     assert md == out / f"report-h100-e64-n1408-{H100}.md"
     text = md.read_text()
@@ -275,6 +294,7 @@ def test_a_side_by_side_run_of_an_older_winner_is_not_used(stored, tmp_path):
 
 def test_a_gpu_without_peak_numbers_shows_no_floor(stored, capsys):
     spec, _, _, frozen, tmp = stored
+    frozen = _as_gpu(frozen, tmp / "gpu-other.db")
     out = tmp / "other"
     out.mkdir()
     assert main(["report", "--study", "h100-e64-n1408", "--storage", frozen, "--device", OTHER,
@@ -287,6 +307,26 @@ def test_a_gpu_without_peak_numbers_shows_no_floor(stored, capsys):
     assert f"no peak numbers for {OTHER}" in text
     assert not (out / f"report-h100-e64-n1408-{OTHER}-floor.png").exists()
     assert (out / f"report-h100-e64-n1408-{OTHER}-speedup.png").exists()
+
+
+def test_a_synthetic_study_says_so_and_claims_no_gpu_facts(stored, capsys):
+    """Issue #12: a synthetic study's report showed "% of floor" of 108-1325% and GPU
+    minutes, and no title said synthetic."""
+    spec, _, _, frozen, tmp = stored
+    out = tmp / "synthetic"
+    out.mkdir()
+    assert main(["report", "--study", "h100-e64-n1408", "--storage", frozen,
+                 "--batch-sizes", "1,64,1024", "--out", str(out)]) == 0
+    text = Path(capsys.readouterr().out.strip()).read_text()
+    assert text.splitlines()[0] == (f"# searcher report: h100-e64-n1408 on {H100}, SYNTHETIC "
+                                    "landscape (no GPU measurement)")
+    header = next(line for line in text.splitlines() if line.startswith("| M |"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert "% of floor" not in cols and "GPU min" not in cols and "simulated min" in cols
+    assert "Search simulated time:" in text and "Search GPU time" not in text
+    assert not (out / f"report-h100-e64-n1408-{H100}-floor.png").exists()
+    report = build_report(spec, frozen, H100, batch_sizes=SIZES)
+    assert report.synthetic and "SYNTHETIC" in report.title()
 
 
 def test_clear_errors(stored, capsys, tmp_path):
