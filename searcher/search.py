@@ -674,7 +674,7 @@ class _Searcher:
                 times[config].append(m.median_us if m.ok else math.inf)
 
         rule = self.opts.decision_rule
-        for _ in range(max(1, rule.min_rounds)):
+        for _ in range(max(1, rule.selection_rounds)):
             measure_round(entries)
         medians = {c: statistics.median(v) for c, v in times.items()}
         # The default competes too, and wins unless a config is faster than it beyond the

@@ -10,14 +10,17 @@ from searcher.decide import RULE, DecisionRule, Outcome, judge
 
 
 def test_a_clear_win() -> None:
-    v = judge([80.0, 81.0, 80.5], [100.0, 100.5, 99.8])
+    cand, dflt = [80.0, 81.0, 80.5, 80.2, 80.8], [100.0, 100.5, 99.8, 100.1, 100.3]
+    v = judge(cand, dflt)
     assert v.outcome is Outcome.FASTER and not v.within_noise
     assert v.ratio == pytest.approx(100.0 / 80.5, rel=0.01)
     assert v.reason().startswith("faster than the default beyond noise")
+    # Before min_rounds paired rounds, even a clear win is not yet decided.
+    assert judge(cand[:3], dflt[:3]).outcome is Outcome.UNDECIDED
 
 
 def test_a_clear_loss() -> None:
-    v = judge([120.0, 121.0, 119.0], [100.0, 100.5, 99.8])
+    v = judge([120.0, 121.0, 119.0, 120.5, 119.5], [100.0, 100.5, 99.8, 100.1, 100.3])
     assert v.outcome is Outcome.SLOWER
     assert v.reason().startswith("slower than the default beyond noise")
 
@@ -45,7 +48,7 @@ def test_undecided_below_the_cap_then_decided() -> None:
     more = cand + [93.0, 93.5, 92.5]
     assert judge(more, dflt * 2).outcome is Outcome.FASTER
     # At the cap, undecided is no longer an answer.
-    assert judge(cand, dflt, DecisionRule(max_rounds=3)).outcome is Outcome.EQUAL
+    assert judge(cand, dflt, DecisionRule(min_rounds=3, max_rounds=3)).outcome is Outcome.EQUAL
 
 
 def test_a_gain_below_the_minimum_effect_is_equal() -> None:
