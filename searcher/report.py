@@ -542,8 +542,9 @@ def _footnotes(report: Report) -> list[str]:
                  "lacks M; \"not measured\" where no grid of that space was given.")
     notes.append("Speedup = vLLM default us / searcher us; \"(= within noise)\" unless "
                  "searcher's decision rule (searcher/decide.py) finds the winner faster or "
-                 "slower in the paired rounds: at least 5 of them, every round faster (slower), the median "
-                 "ratio beyond 1 + max(1%, noise); noise % = the standard deviation of the "
+                 "slower in the paired rounds: at least 5 of them, every round faster "
+                 "(slower), the median ratio beyond 1 + max(1%, noise); noise % = the "
+                 "standard deviation of the "
                  "log paired ratios default/winner.")
     peak = GPU_PEAKS.get(report.device)
     if report.source and not report.synthetic:
