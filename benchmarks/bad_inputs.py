@@ -160,7 +160,7 @@ def prepare(root: Path) -> Workspace:
     setup_step(ws, "run", "--study", "inputs/small.toml", "--synthetic", "--storage", DB_URL,
                "--no-live")
     setup_step(ws, "export", "--study", "inputs/small.toml", "--storage", DB_URL,
-               "--out", "export")
+               "--out", "export", "--allow-unmeasured")
     setup_step(ws, "grid", "--study", "inputs/tiny.toml", "--synthetic", "--storage", DB_URL,
                "--batch-sizes", "16")
     setup_step(ws, "grid", "--study", "inputs/tiny.toml", "--storage", DB_URL, "--no-run",
@@ -315,7 +315,7 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
     ws.write("data/bad-row.csv", MALFORMED_DATASET)
     ws.write("data/no-header.csv", "16,16,64,64,1,4,3,ok,40.1\n")
     ws.write("a-file", "not a folder\n")
-    export = ["export", "--study", small]
+    export = ["export", "--study", small, "--allow-unmeasured"]  # a synthetic storage
     read_only = ws.read_only_prefix
     read_only_expect = "error" if read_only is not None else "untested"
     read_only_note = f"; {ws.read_only_note}" if ws.read_only_note else ""
@@ -710,7 +710,7 @@ def time_export(ws: Workspace) -> float:
     scratch.mkdir()
     start = time.perf_counter()
     setup_step(ws, "export", "--study", "inputs/small.toml", "--storage", DB_URL,
-               "--out", "scratch")
+               "--out", "scratch", "--allow-unmeasured")
     seconds = time.perf_counter() - start
     shutil.rmtree(scratch)
     return seconds

@@ -362,7 +362,7 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "winner": s.winner.to_dict() if s.winner else None, "winner_us": s.winner_us,
                 "default_us": s.default_us, "against_us": s.against_us,
                 "speedup": s.speedup, "noise": s.noise,
-                "within_noise": s.within_noise, "cost_s": s.cost_s,
+                "within_noise": s.within_noise, "decision": s.decision, "cost_s": s.cost_s,
                 "wall_s": s.wall_s, "finalized": s.finalized,
                 "device_info": s.extra.get(DEVICE_INFO),
             })
@@ -515,8 +515,10 @@ def _run_compare(args: argparse.Namespace) -> int:
         _, against = spec.kernel.read_file(args.against)
     bencher = None
     if args.replay and not args.no_remeasure:
-        from searcher.replay import ReplayBenchmarker
+        from searcher.replay import ReplayBenchmarker, check_dataset_fits
 
+        check_dataset_fits(args.replay, spec.kernel, spec.shape.label(), spec.space.name,
+                           spec.name)
         bencher = ReplayBenchmarker(args.replay, seed=spec.seed)
     elif not args.no_remeasure:
         from searcher.device import cuda_available
@@ -666,6 +668,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", action="store_true",
                    help="export the exhaustive grid's fastest configs (searcher grid) instead "
                    "of the search's winners")
+    p.add_argument("--allow-unmeasured", action="store_true",
+                   help="write the file even though its results are synthetic (--synthetic) "
+                   "or replayed (--replay), not measured on a GPU")
     p.set_defaults(func=_run_export)
 
 
@@ -673,10 +678,14 @@ def _run_export(args: argparse.Namespace) -> int:
     from searcher.results import export_study
 
     spec, storage = _load(args)
-    path = export_study(spec, storage, args.device or spec.gpu, args.out,
+    done = export_study(spec, storage, args.device or spec.gpu, args.out,
                         overwrite=args.overwrite, merge=args.merge, batch_sizes=args.batch_sizes,
-                        kind="grid" if args.grid else "search")
-    print(path)
+                        kind="grid" if args.grid else "search",
+                        allow_unmeasured=args.allow_unmeasured)
+    if done.filled:
+        print(f"batch sizes not tuned, written with vLLM's default config: "
+              f"{', '.join(map(str, done.filled))}", file=sys.stderr)
+    print(done.path)
     return 0
 
 

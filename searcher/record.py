@@ -26,7 +26,9 @@ import math
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from searcher.decide import Verdict, judge
 
 from searcher.measurement import Status
 
@@ -43,6 +45,8 @@ __all__ = [
     "MSummary",
     "GridSummary",
     "within_noise",
+    "paired_verdict",
+    "unmeasured_source",
     "status_of",
     "config_of",
     "summarize_study",
@@ -155,10 +159,31 @@ def stored_wall_time(attrs: Mapping[str, Any]) -> float:
     return sum(float(v) for k, v in attrs.items() if k == WALL_S or k.startswith(f"{WALL_S}:"))
 
 
+def unmeasured_source(attrs: Mapping[str, Any]) -> str | None:
+    """"synthetic" or "replay of FILE" when a study's values were not measured on a GPU by
+    this study (its :data:`BACKEND`, else its :data:`DEVICE_INFO`'s backend); None for a
+    GPU's measurements."""
+    backend = attrs.get(BACKEND) or (attrs.get(DEVICE_INFO) or {}).get("backend") or ""
+    if backend == "synthetic" or backend.startswith("replay of"):
+        return backend
+    return None
+
+
 # -- summaries -------------------------------------------------------------------------
-def within_noise(speedup: float | None, noise: float | None) -> bool:
-    """A speedup over the default no larger than the measurement noise: reported as equal."""
-    return speedup is not None and noise is not None and abs(speedup - 1.0) <= noise
+def paired_verdict(winner_times: Sequence[float] | None,
+                   default_times: Sequence[float] | None) -> Verdict | None:
+    """The decision rule's verdict (:func:`searcher.decide.judge`) on a stored winner's and
+    the default's paired rounds; None when either was not measured."""
+    if not winner_times or not default_times:
+        return None
+    return judge(winner_times, default_times)
+
+
+def within_noise(verdict: Verdict | None) -> bool:
+    """Reported as equal to the default: the decision rule finds the winner neither faster
+    nor slower (the one place status, report and compare decide it; a winner that is the
+    default judges equal to itself). False when there is nothing to judge."""
+    return verdict is not None and verdict.within_noise
 
 
 @dataclass
@@ -182,7 +207,9 @@ class MSummary:
     wall_s: float = 0.0  # wall time of the search loops and finalist runs
     finalized: bool = False
     running: int = 0  # trials being measured now (by any process; they hold budget)
-    noise: float | None = None  # relative disagreement of repeated finalist measurements
+    noise: float | None = None  # the decision rule's round-to-round noise (relative)
+    verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
+    decision: str | None = None  # why the stored winner was chosen (None: older records)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -193,7 +220,7 @@ class MSummary:
 
     @property
     def within_noise(self) -> bool:
-        return within_noise(self.speedup, self.noise)
+        return self.speedup is not None and within_noise(self.verdict)
 
 
 def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
@@ -233,12 +260,16 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         s.default_us = final.get("default_us")
         s.against_us = final.get("against_us")
         s.extra["final_cost_s"] = final.get("cost_s", 0.0)
-        # How much the winner's and the default's own rounds disagree: a speedup smaller
-        # than this is noise.
-        spreads = [(max(e["times_us"]) - min(e["times_us"])) / e["median_us"]
-                   for e in final["entries"]
-                   if (e["default"] or e["config"] == final["winner"]) and e["median_us"]]
-        s.noise = max(spreads) if spreads else None
+        # The winner's and the default's paired rounds, judged by the decision rule (old
+        # records too: their winner stays as stored, only "within noise" is re-judged).
+        winner_times = next((e["times_us"] for e in final["entries"]
+                             if e["config"] == final["winner"]), None)
+        default_times = next((e["times_us"] for e in final["entries"] if e["default"]), None)
+        s.verdict = paired_verdict(winner_times, default_times)
+        if s.verdict is not None:
+            s.noise = s.verdict.noise
+        if final.get("decision"):
+            s.decision = final["decision"]["reason"]
     return s
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel
 
 __all__ = ["Record", "ReplayBenchmarker", "read_dataset", "write_dataset", "dataset_columns",
-           "dataset_kernel"]
+           "dataset_kernel", "check_dataset_fits"]
 
 #: The columns after the config's.
 _MEASURE_COLUMNS = ("status", "median_us", "spread_us", "short_median_us", "short_cost_s",
@@ -66,6 +66,36 @@ def dataset_kernel(meta: Mapping[str, str], where: str | Path) -> Kernel:
         return get_kernel(meta.get("kernel", DEFAULT_KERNEL))
     except SearcherError as exc:
         raise SearcherError(f"{where}: # kernel: {exc}") from None
+
+
+def check_dataset_fits(path: str | Path, kernel: Kernel, shape_label: str, space: str,
+                       study: str) -> None:
+    """Refuse to replay a dataset of another kernel, shape or space than the study's (its
+    ``# kernel:``, ``# shape:`` and ``# space:`` lines, each where present), so that no
+    study is "tuned" from another problem's measurements.
+
+    Raises:
+        SearcherError: the file is unreadable, or one of them differs (both named).
+    """
+    path = Path(path)
+    try:
+        with path.open(errors="replace") as f:
+            meta = {}
+            for line in f:
+                if not line.startswith("#"):
+                    break
+                key, _, value = line[1:].partition(":")
+                meta[key.strip()] = value.strip()
+    except OSError as exc:
+        raise SearcherError(f"{path}: cannot read the dataset ({exc.strerror})") from None
+    ours = {"kernel": kernel.name, "shape": shape_label, "space": space}
+    if "kernel" not in meta:
+        meta["kernel"] = DEFAULT_KERNEL
+    for key in ("kernel", "shape", "space"):
+        if key in meta and meta[key] != ours[key]:
+            raise SearcherError(
+                f"--replay {path}: the dataset's {key} is {meta[key]}, study {study}'s is "
+                f"{ours[key]}; replay a dataset recorded for this study's {key}")
 
 
 def read_dataset(path: str | Path) -> tuple[dict[str, str], dict[tuple[int, Config], Record]]:

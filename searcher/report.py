@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher import record
-from searcher.record import within_noise
+from searcher.decide import Verdict
+from searcher.record import paired_verdict, unmeasured_source, within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -180,7 +181,8 @@ class ReportRow:
     default_us: float | None = None
     winner: Config | None = None
     winner_us: float | None = None
-    noise: float | None = None  # relative; see the module docstring
+    noise: float | None = None  # the decision rule's noise (relative; searcher/decide.py)
+    verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
     trials: int = 0
     wall_s: float = 0.0
     floor_us: float | None = None
@@ -196,12 +198,13 @@ class ReportRow:
 
     @property
     def within_noise(self) -> bool:
-        return within_noise(self.speedup, self.noise)
+        return self.speedup is not None and within_noise(self.verdict)
 
     @property
     def slower(self) -> bool:
         """searcher's config is slower than the default by more than the noise."""
-        return self.speedup is not None and self.speedup < 1.0 and not self.within_noise
+        return (self.speedup is not None and self.verdict is not None
+                and self.verdict.outcome.value == "slower")
 
     @property
     def floor_pct(self) -> float | None:
@@ -223,6 +226,27 @@ class Report:
     missing: list[int]  # batch sizes with no stored search
     stale: list[int] = field(default_factory=list)  # side-by-side runs of an older winner
 
+    @property
+    def source(self) -> str | None:
+        """What produced the times when it was not a GPU measuring this study: "synthetic",
+        "replay of FILE" (several joined by ", "); None for GPU measurements."""
+        found = sorted({src for info in self.device_infos
+                        if (src := unmeasured_source({record.DEVICE_INFO: info})) is not None})
+        return ", ".join(found) or None
+
+    @property
+    def synthetic(self) -> bool:
+        return any(src == "synthetic" for src in (self.source or "").split(", "))
+
+    def title(self) -> str:
+        """``study on device``, and the source where it is not a GPU's measurements."""
+        text = f"{self.spec.name} on {self.device}"
+        if self.synthetic:
+            return f"{text}, SYNTHETIC landscape (no GPU measurement)"
+        if self.source:
+            return f"{text}, {self.source} (recorded measurements, not this study's)"
+        return text
+
     def geomean(self, min_M: int = 0) -> float | None:
         values = [r.speedup for r in self.rows if r.M >= min_M and r.speedup]
         return statistics.geometric_mean(values) if values else None
@@ -240,14 +264,6 @@ class Report:
         Ms = {r.M for r in self.rows}
         spent = [s for M, s in grid.cost_s.items() if M in Ms]
         return sum(spent) if spent else None
-
-
-def _spread(times: Sequence[float]) -> float | None:
-    """(max - min) / median of repeated times; None when one failed."""
-    if not times or not all(math.isfinite(t) for t in times):
-        return None
-    median = statistics.median(times)
-    return (max(times) - min(times)) / median if median > 0 else None
 
 
 def _entries_of_side_by_side(attrs: dict[str, Any], summary: MSummary,
@@ -307,8 +323,9 @@ def _row(spec: StudySpec, device: str, M: int, attrs: dict[str, Any],
     row.winner, row.winner_us = roles["winner"]["config"], roles["winner"]["median_us"]
     if "default" in roles:
         row.default_us = roles["default"]["median_us"]
-    spreads = [_spread(roles[k]["times_us"]) for k in ("winner", "default") if k in roles]
-    row.noise = max(spreads) if spreads and None not in spreads else None
+    row.verdict = paired_verdict(roles["winner"]["times_us"],
+                                 roles["default"]["times_us"] if "default" in roles else None)
+    row.noise = row.verdict.noise if row.verdict is not None else None
     return row, entries, run
 
 
@@ -443,7 +460,7 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
     """The report as Markdown; ``plots`` maps "speedup" and "floor" to PNG file names
     next to it (None where not drawn)."""
     spec, rows = report.spec, report.rows
-    lines = [f"# searcher report: {spec.name} on {report.device}", ""]
+    lines = [f"# searcher report: {report.title()}", ""]
     if spec.description:
         lines += [spec.description, ""]
     lines += ["| | |", "|---|---|",
@@ -457,8 +474,11 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
               f"| reproduce | `{command}` |", ""]
 
     lines += ["## Per batch size", ""]
+    # A synthetic landscape's times are made up: no % of a GPU's floor, no GPU minutes.
+    facts = not report.synthetic
     cols = ["M", "vLLM default us", *report.columns, "searcher winner", "searcher us",
-            "speedup", "noise %", "% of floor", "trials", "GPU min"]
+            "speedup", "noise %", *(("% of floor",) if facts else ()), "trials",
+            "GPU min" if facts else "simulated min"]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join("---" if c in ("searcher winner",) or c in report.columns
                                 else "---:" for c in cols) + "|")
@@ -467,7 +487,7 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
         cells += [_grid_text(r.grids.get(c)) for c in report.columns]
         cells += [f"`{r.winner.short()}`" if r.winner else "-", format_us(r.winner_us),
                   _speedup_text(r), "-" if r.noise is None else f"{100 * r.noise:.2f}",
-                  "-" if r.floor_pct is None else f"{r.floor_pct:.0f}",
+                  *(("-" if r.floor_pct is None else f"{r.floor_pct:.0f}",) if facts else ()),
                   str(r.trials), f"{r.wall_s / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *_footnotes(report), ""]
@@ -479,6 +499,8 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
         lines += [f"![speedup over vLLM's default against M]({plots['speedup']})", ""]
     if plots.get("floor"):
         lines += [f"![% of the physical floor against M]({plots['floor']})", ""]
+    elif report.synthetic:
+        lines += ["No % of floor plot: the times are a synthetic landscape's, not a GPU's.", ""]
     else:
         lines += [f"No % of floor plot: searcher has no peak numbers for {report.device} "
                   f"({spec.shape.label()}).", ""]
@@ -518,11 +540,21 @@ def _footnotes(report: Report) -> list[str]:
     notes.append("Grid cells: the grid's fastest config and its time; \"(side by side)\" "
                  "when the row's own run also timed that config; \"-\" where the dataset "
                  "lacks M; \"not measured\" where no grid of that space was given.")
-    notes.append("Speedup = vLLM default us / searcher us; \"(= within noise)\" when "
-                 "|speedup - 1| <= noise, the larger relative spread (max - min) / median "
-                 "of the winner's and the default's repeated times.")
+    notes.append("Speedup = vLLM default us / searcher us; \"(= within noise)\" unless "
+                 "searcher's decision rule (searcher/decide.py) finds the winner faster or "
+                 "slower in the paired rounds: at least 5 of them, every round faster "
+                 "(slower), the median ratio beyond 1 + max(1%, noise); noise % = the "
+                 "standard deviation of the "
+                 "log paired ratios default/winner.")
     peak = GPU_PEAKS.get(report.device)
-    if peak is not None:
+    if report.source and not report.synthetic:
+        notes.append(f"Times replayed from a recorded dataset ({report.source}), not "
+                     "measured by this study; GPU min is the recorded cost replayed.")
+    if report.synthetic:
+        notes.append("Synthetic landscape (`--synthetic`): the times are made up for tests "
+                     "and demos, not measured; \"simulated min\" is the time the synthetic "
+                     "benchmarker charged, not GPU time. No % of floor.")
+    elif peak is not None:
         notes.append(
             f"% of floor = floor / searcher us, floor = max(bytes / {peak.bandwidth / 1e12:g} "
             f"TB/s, FLOPs / {peak.tensor_flops / 1e12:g} TFLOP/s) for {report.device}; "
@@ -530,8 +562,9 @@ def _footnotes(report: Report) -> list[str]:
             "activations, FLOPs = 6 M top_k H N.")
     else:
         notes.append(f"% of floor: no peak numbers for {report.device} (\"-\").")
-    notes.append("GPU min: wall time the search held the GPU at that M (all workers, "
-                 "finalists' run included).")
+    if not report.synthetic:
+        notes.append("GPU min: wall time the search held the GPU at that M (all workers, "
+                     "finalists' run included).")
     return [f"{i}. {n}" for i, n in enumerate(notes, start=1)]
 
 
@@ -548,7 +581,8 @@ def summary_lines(report: Report) -> list[str]:
         "batch sizes).",
         f"Batch sizes where searcher's config is slower than the default beyond noise: "
         f"{len(report.slower)}" + (f" (M = {_ms(report.slower)})" if report.slower else "") + ".",
-        f"Search GPU time: {report.search_wall_s / 60:.1f} min over "
+        f"Search {'simulated' if report.synthetic else 'GPU'} time: "
+        f"{report.search_wall_s / 60:.1f} min over "
         f"{len(report.rows)} batch sizes.",
     ]
     for g in report.grids:
@@ -574,7 +608,10 @@ def _plot(report: Report, path: Path, kind: str) -> bool:
 
     rows = report.rows
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    title = f"{report.spec.name} on {report.device}"
+    title = report.title()
+    if kind == "floor" and report.synthetic:
+        plt.close(fig)
+        return False
     if kind == "speedup":
         pts = [(r.M, r.speedup, r.noise or 0.0) for r in rows if r.speedup]
         if not pts:

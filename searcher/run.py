@@ -74,6 +74,7 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
         ConfigError: an unknown isolation, or a trial timeout that is not positive.
         NoGPUError: no replay, no synthetic, and no CUDA GPU here (naming the options).
         SpecError: the GPU (or the replayed one) is not the spec's and that is not allowed.
+        SearcherError: the replayed dataset is of another kernel, shape or space.
         BenchmarkerError: the measuring process could not start.
     """
     if isolation not in ISOLATIONS:
@@ -85,6 +86,9 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
     factory: Callable[[], Any]
     device: str | None = None
     if replay:
+        from searcher.replay import check_dataset_fits
+
+        check_dataset_fits(replay, spec.kernel, spec.shape.label(), spec.space.name, spec.name)
         factory = functools.partial(_replay_benchmarker, replay, seed)
     elif synthetic:
         factory = functools.partial(_synthetic_benchmarker, spec.kernel.name, spec.shape,

@@ -18,8 +18,10 @@ Several trials are asked at once so their configs compile on CPU threads while t
 measures the one before (TPE's constant liar keeps the batch diverse).
 
 When M's budget is spent, its best ``finalists`` configs and vLLM's default config are
-re-measured interleaved at the long fidelity; the fastest median there is M's winner,
-stored on the study with the default's time measured side by side.
+re-measured interleaved at the long fidelity; the fastest of them is M's winner only if
+:func:`searcher.decide.judge` finds it faster than the default in the paired rounds beyond
+the noise (more rounds while undecided), else the default is; stored on the study with the
+default's time measured side by side and the verdict's reason.
 
 A trial this process asked may be taken over by another: when this process was stopped
 (SIGSTOP, a suspended VM) longer than the heartbeat grace period, another run fails the
@@ -37,10 +39,11 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from searcher import record
+from searcher.decide import RULE, DecisionRule, Outcome, judge
 from searcher.measurement import Measurement, Status
 from searcher.record import (
     COUNTED_STATUSES,
@@ -95,7 +98,8 @@ class SearchOptions:
     trials_per_m: int | None = None  # None: the spec's
     time_limit_s: float | None = None  # None: the spec's
     ask_batch: int = 6  # trials asked at once so their compiles overlap measurement
-    finalist_rounds: int = 2
+    #: How the finalists' run decides whether a config beats vLLM's default (its rounds).
+    decision_rule: DecisionRule = RULE
     final_fidelity: str = "long"
     kind: str = "search"
     warm_start: bool = True  # enqueue vLLM's default and neighbours' winners first
@@ -724,20 +728,45 @@ class _Searcher:
             entries.append(against)
         times: dict[Config, list[float]] = {c: [] for c in entries}
         cost = 0.0
-        for _ in range(self.opts.finalist_rounds):
-            for config in entries:
+
+        def measure_round(configs: Sequence[Config]) -> None:
+            nonlocal cost
+            for config in configs:
                 m = self.bencher.measure(M, config, self.opts.final_fidelity)
                 cost += m.cost_s
                 times[config].append(m.median_us if m.ok else math.inf)
+
+        rule = self.opts.decision_rule
+        for _ in range(max(1, rule.selection_rounds)):
+            measure_round(entries)
         medians = {c: statistics.median(v) for c, v in times.items()}
-        # The default competes too: where the search found nothing faster side by side,
-        # the default is the winner (as vLLM's own tuned files keep it at tiny batches).
-        winner = min(entries, key=lambda c: medians[c])
+        # The default competes too, and wins unless a config is faster than it beyond the
+        # noise (searcher/decide.py); undecided pairs get more rounds, up to the rule's cap.
+        candidates = [c for c in entries if c != default]
+        candidate = min(candidates, key=lambda c: medians[c]) if candidates else None
+        verdict = None
+        if candidate is None:
+            winner = default
+        elif default not in times:  # the default failed as a trial: nothing to beat
+            winner = candidate
+        else:
+            verdict = judge(times[candidate], times[default], rule)
+            while verdict.outcome is Outcome.UNDECIDED:
+                measure_round([candidate, default])
+                verdict = judge(times[candidate], times[default], rule)
+            medians = {c: statistics.median(v) for c, v in times.items()}
+            winner = candidate if verdict.outcome is Outcome.FASTER else default
         if not math.isfinite(medians[winner]):
             return
+        decision = None
+        if verdict is not None:
+            decision = {"outcome": verdict.outcome.value, "candidate": candidate.to_dict(),
+                        "ratio": verdict.ratio, "noise": verdict.noise,
+                        "rounds": verdict.rounds, "reason": verdict.reason(),
+                        "rule": asdict(rule)}
         study.set_user_attr(record.FINAL, {
             "fidelity": self.opts.final_fidelity,
-            "rounds": self.opts.finalist_rounds,
+            "rounds": max(len(v) for v in times.values()),
             "trials": summarize_study(self.spec.kernel, study, M).trials,
             "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
                          "default": c == default, "against": c == against} for c in entries],
@@ -747,6 +776,7 @@ class _Searcher:
             else None,
             "against_us": medians[against] if against in medians and math.isfinite(medians[against])
             else None,
+            "decision": decision,
             "cost_s": cost,
         })
         add_wall_time(study, self.clock() - started)

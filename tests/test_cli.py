@@ -54,6 +54,24 @@ def test_study_for_another_gpu_is_refused_without_the_flag(capsys, in_tmp):
     assert "NVIDIA_H100_80GB_HBM3" in err and "NVIDIA_H200" in err and "--allow-other-gpu" in err
 
 
+def test_replay_of_another_shape_is_refused(capsys, in_tmp):
+    """Issue #12: an E=64 dataset "tuned" an E=60 study; the # shape: line was not read."""
+    data = ROOT / "benchmarks" / "data" / "grid-h200-e64-n1408-vllm432.csv"
+    other = in_tmp / "e60.toml"
+    other.write_text((ROOT / "studies" / "h200-e64-n1408.toml").read_text()
+                     .replace("E = 64", "E = 60").replace("top_k = 6", "top_k = 4"))
+    assert main(["run", "--study", str(other), "--replay", str(data), "--no-live"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert ("the dataset's shape is E=64,N=1408,H=2048,top_k=6,bf16, study e60's is "
+            "E=60,N=1408,H=2048,top_k=4,bf16") in err[0]
+    assert not (in_tmp / "searcher.db").exists()
+    # Another space is refused alike; the study's own space and shape replay.
+    ext = ROOT / "studies" / "h200-e64-n1408-extended.toml"
+    assert main(["run", "--study", str(ext), "--replay", str(data), "--no-live"]) == 2
+    assert "the dataset's space is vllm-432" in capsys.readouterr().err
+
+
 def test_malformed_study_file_is_named(capsys, in_tmp):
     bad = in_tmp / "bad.toml"
     bad.write_text("schema = 1\nkernel = 'fused_moe'\n[shape\nE = 1\n")
@@ -73,15 +91,25 @@ def test_run_status_export_round_trip_and_refusals(capsys, in_tmp):
     status = json.loads(capsys.readouterr().out)
     assert [r["trials"] for r in status["batch_sizes"]] == [6, 6]
 
+    # Synthetic results are no vLLM file unless asked for by name.
+    assert main(["export", *args, "--out", str(in_tmp)]) == 2
+    err = capsys.readouterr().err
+    assert "not GPU measurements (synthetic at M = 1, 64)" in err and "--allow-unmeasured" in err
+    assert not list(in_tmp.glob("E=*.json"))
+    args += ["--allow-unmeasured"]
     assert main(["export", *args, "--out", str(in_tmp)]) == 0
-    path = Path(capsys.readouterr().out.strip())
+    captured = capsys.readouterr()
+    path = Path(captured.out.strip())
+    assert ("batch sizes not tuned, written with vLLM's default config: 2, 4, 8, 16, 24, 32, "
+            "48, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096") in captured.err
     assert path.name == "E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json"
     before = path.read_bytes()
     assert main(["export", *args, "--out", str(in_tmp)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert path.read_bytes() == before
     # Export of a batch size never run is refused and writes nothing.
-    assert main(["export", "--study", "h100-e64-n1408", "--out", str(in_tmp), "--overwrite"]) == 2
+    assert main(["export", "--study", "h100-e64-n1408", "--out", str(in_tmp), "--overwrite",
+                 "--allow-unmeasured"]) == 2
     assert "no completed trial" in capsys.readouterr().err
     assert path.read_bytes() == before
 

@@ -71,11 +71,11 @@ def test_run_model_synthetic_end_to_end_and_resume(in_tmp, capsys):
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["study"] == first["study"]
     assert main(["export", "--model", str(DSV3), "--tp", "8", "--gpu", "NVIDIA_H200",
-                 "--batch-sizes", "1,64"]) == 0
+                 "--batch-sizes", "1,64", "--allow-unmeasured"]) == 0
     assert "block_shape=[128,128].json" in capsys.readouterr().out
     # Unfinished batch sizes: the hint repeats the model options (no study file exists).
     assert main(["export", "--model", str(DSV3), "--tp", "8", "--gpu", "NVIDIA_H200",
-                 "--overwrite"]) == 2
+                 "--overwrite", "--allow-unmeasured"]) == 2
     assert f"`searcher run --model {DSV3} --tp 8 --gpu NVIDIA_H200`" in capsys.readouterr().err
 
 

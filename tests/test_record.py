@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from searcher.decide import judge
 from searcher.measurement import Status
 from searcher.record import COUNTED_STATUSES, TrialStatus, stored_wall_time, within_noise
 
@@ -26,9 +27,13 @@ def test_wall_time_adds_every_process() -> None:
     assert stored_wall_time(attrs) == 6.5
 
 
-def test_within_noise() -> None:
-    assert within_noise(1.01, 0.02) and not within_noise(1.05, 0.02)
-    assert not within_noise(None, 0.02) and not within_noise(1.0, None)
+def test_within_noise_is_the_decision_rule() -> None:
+    dflt = [100.0] * 5
+    assert within_noise(judge([99.0, 99.5, 99.2, 99.4, 99.1], dflt))  # < 1% gain
+    assert not within_noise(judge([90.0, 90.5, 90.2, 90.4, 90.1], dflt))
+    assert not within_noise(judge([110.0, 110.5, 110.2, 110.4, 110.1], dflt))
+    assert within_noise(judge([90.0, 90.5, 90.2], dflt[:3]))  # fewer rounds than the rule needs
+    assert not within_noise(None)
 
 
 def test_reading_results_does_not_import_the_search_loop() -> None:

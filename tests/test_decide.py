@@ -1,0 +1,70 @@
+"""Tests for searcher.decide: the rule that says whether a config beats vLLM's default."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from searcher.decide import RULE, DecisionRule, Outcome, judge
+
+
+def test_a_clear_win() -> None:
+    cand, dflt = [80.0, 81.0, 80.5, 80.2, 80.8], [100.0, 100.5, 99.8, 100.1, 100.3]
+    v = judge(cand, dflt)
+    assert v.outcome is Outcome.FASTER and not v.within_noise
+    assert v.ratio == pytest.approx(100.0 / 80.5, rel=0.01)
+    assert v.reason().startswith("faster than the default beyond noise")
+    # Before min_rounds paired rounds, even a clear win is not yet decided.
+    assert judge(cand[:3], dflt[:3]).outcome is Outcome.UNDECIDED
+
+
+def test_a_clear_loss() -> None:
+    v = judge([120.0, 121.0, 119.0, 120.5, 119.5], [100.0, 100.5, 99.8, 100.1, 100.3])
+    assert v.outcome is Outcome.SLOWER
+    assert v.reason().startswith("slower than the default beyond noise")
+
+
+def test_one_round_slower_is_no_win() -> None:
+    # A large median gain, but one paired round was slower: undecided, never faster.
+    v = judge([80.0, 80.0, 101.0], [100.0, 100.0, 100.0])
+    assert v.outcome is Outcome.UNDECIDED and v.rounds_faster == 2
+
+
+def test_a_noisy_tie_is_equal_at_the_cap() -> None:
+    cand = [95.0, 104.0, 99.0, 97.0, 103.0, 96.0, 101.0, 98.0]
+    dflt = [100.0, 100.0, 101.0, 99.0, 100.0, 102.0, 99.0, 100.0]
+    v = judge(cand, dflt)
+    assert v.outcome is Outcome.EQUAL and v.within_noise and v.rounds == RULE.max_rounds
+    assert v.reason().startswith("not faster than the default beyond noise")
+
+
+def test_undecided_below_the_cap_then_decided() -> None:
+    # Every round faster by ~4%, but the noise of the ratio is larger: more rounds.
+    cand = [88.0, 99.5, 96.0]
+    dflt = [100.0, 100.0, 100.0]
+    assert judge(cand, dflt).outcome is Outcome.UNDECIDED
+    # With more rounds the noise estimate settles and the gain shows.
+    more = cand + [93.0, 93.5, 92.5]
+    assert judge(more, dflt * 2).outcome is Outcome.FASTER
+    # At the cap, undecided is no longer an answer.
+    assert judge(cand, dflt, DecisionRule(min_rounds=3, max_rounds=3)).outcome is Outcome.EQUAL
+
+
+def test_a_gain_below_the_minimum_effect_is_equal() -> None:
+    v = judge([99.5, 99.5, 99.5], [100.0, 100.0, 100.0])
+    assert v.noise == pytest.approx(0.0, abs=1e-12) and v.outcome is Outcome.UNDECIDED
+    assert judge([99.5] * 8, [100.0] * 8).outcome is Outcome.EQUAL
+
+
+def test_failures_and_unpaired_rounds() -> None:
+    assert judge([math.inf, 80.0], [100.0, 100.0]).outcome is Outcome.SLOWER
+    assert judge([80.0, 80.0], [math.inf, 100.0]).outcome is Outcome.FASTER
+    assert judge([], [100.0]).outcome is Outcome.UNDECIDED
+    # Extra rounds of one side (not paired) are ignored.
+    assert judge([80.0, 80.0, 80.0, 500.0], [100.0, 100.0, 100.0]).rounds == 3
+
+
+def test_the_default_against_itself_is_equal() -> None:
+    v = judge([100.0, 101.0, 99.0], [100.0, 101.0, 99.0])
+    assert v.outcome is Outcome.EQUAL and v.within_noise and v.ratio == 1.0
