@@ -12,9 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -23,34 +21,14 @@ import pytest
 from searcher.record import COUNTED_STATUSES
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
+from studyfile import write_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "spaces" / "vllm-432.toml"
 
 
 def _study(tmp_path: Path, url: str, trials: int, batch_sizes=(64,)) -> Path:
-    path = tmp_path / "f.toml"
-    path.write_text(textwrap.dedent(f"""
-        schema = 1
-        kernel = "fused_moe"
-        gpu = "TEST_GPU_{uuid.uuid4().hex[:8]}"
-        [shape]
-        E = 64
-        N = 1408
-        hidden = 2048
-        top_k = 6
-        [search]
-        space = "{SPACE}"
-        batch_sizes = {list(batch_sizes)}
-        trials_per_m = {trials}
-        pruner = "none"
-        [gpu_facts]
-        shared_mem_per_block = 232448
-        sm_count = 132
-        [storage]
-        url = "{url}"
-    """))
-    return path
+    return write_study(tmp_path / "f.toml", url, trials, batch_sizes=batch_sizes)
 
 
 def _start(path: Path, cwd: Path, env: dict, stderr=subprocess.PIPE) -> subprocess.Popen:

@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from studyfile import write_study
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import BenchmarkerError, ConfigError, SearcherError
@@ -252,25 +253,8 @@ def test_grid_stores_a_crashed_config_with_its_reason(tmp_path):
 
 # -- end to end: `searcher run` with a config that kills or hangs its process -------------
 def _study_file(tmp_path: Path, trials: int) -> Path:
-    path = tmp_path / "iso.toml"
-    path.write_text(textwrap.dedent(f"""
-        schema = 1
-        kernel = "fused_moe"
-        gpu = "{H100}"
-        [shape]
-        E = 64
-        N = 1408
-        hidden = 2048
-        top_k = 6
-        [search]
-        space = "{ROOT / 'spaces' / 'vllm-432.toml'}"
-        batch_sizes = [16]
-        trials_per_m = {trials}
-        pruner = "none"
-        [storage]
-        url = "sqlite:///{tmp_path / 'iso.db'}"
-    """))
-    return path
+    return write_study(tmp_path / "iso.toml", f"sqlite:///{tmp_path / 'iso.db'}", trials,
+                       batch_sizes=[16], gpu=H100)
 
 
 def _run_with(tmp_path: Path, hook: str, timeout_s: float) -> tuple[list, object]:

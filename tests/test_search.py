@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
+from studyfile import write_study
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import StorageError
@@ -333,25 +333,8 @@ def test_replay_benchmarker_serves_a_recorded_dataset(spec, tmp_path):
 
 
 def _study_file(tmp_path: Path, trials: int) -> Path:
-    path = tmp_path / "kill.toml"
-    path.write_text(textwrap.dedent(f"""
-        schema = 1
-        kernel = "fused_moe"
-        gpu = "{H100}"
-        [shape]
-        E = 64
-        N = 1408
-        hidden = 2048
-        top_k = 6
-        [search]
-        space = "{ROOT / 'spaces' / 'vllm-432.toml'}"
-        batch_sizes = [16, 64]
-        trials_per_m = {trials}
-        pruner = "none"
-        [storage]
-        url = "sqlite:///{tmp_path / 'kill.db'}"
-    """))
-    return path
+    return write_study(tmp_path / "kill.toml", f"sqlite:///{tmp_path / 'kill.db'}", trials,
+                       gpu=H100)
 
 
 @pytest.mark.slow

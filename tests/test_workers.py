@@ -12,13 +12,13 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
 
+from studyfile import write_study
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, NoGPUError
 from searcher.record import COUNTED_STATUSES, summarize_study
@@ -66,29 +66,9 @@ def _tiny_space(tmp_path: Path) -> Path:
 
 def _study(tmp_path: Path, url: str, trials: int, space: Path = SMALL,
            batch_sizes=(16, 64), pruner: str = "none") -> Path:
-    gpu = f"TEST_GPU_{uuid.uuid4().hex[:8]}"  # unique per test, so a shared server is fine
-    path = tmp_path / "w.toml"
-    path.write_text(textwrap.dedent(f"""
-        schema = 1
-        kernel = "fused_moe"
-        gpu = "{gpu}"
-        [shape]
-        E = 64
-        N = 1408
-        hidden = 2048
-        top_k = 6
-        [search]
-        space = "{space}"
-        batch_sizes = {list(batch_sizes)}
-        trials_per_m = {trials}
-        pruner = "{pruner}"
-        [gpu_facts]
-        shared_mem_per_block = 232448
-        sm_count = 132
-        [storage]
-        url = "{url}"
-    """))
-    return path
+    # A GPU name unique per test, so a shared server is fine.
+    return write_study(tmp_path / "w.toml", url, trials, space=space, batch_sizes=batch_sizes,
+                       pruner=pruner)
 
 
 def _searcher(args: list[str], cwd: Path, env: dict | None = None,

@@ -1,0 +1,43 @@
+"""One small fused-MoE study file for the tests that start real searcher processes."""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VLLM_432 = ROOT / "spaces" / "vllm-432.toml"
+
+
+def write_study(path: Path, url: str, trials: int, *, space: Path = VLLM_432,
+                batch_sizes=(16, 64), pruner: str = "none", gpu: str | None = None) -> Path:
+    """Write an E=64, N=1408 bf16 study to ``path`` and return it.
+
+    Args:
+        gpu: a GPU searcher knows (e.g. ``NVIDIA_H100_80GB_HBM3``); None makes a GPU name
+            unique to this call, with H100 facts, so that tests sharing one storage
+            server never share a study.
+    """
+    facts = ""
+    if gpu is None:
+        gpu = f"TEST_GPU_{uuid.uuid4().hex[:8]}"
+        facts = "[gpu_facts]\nshared_mem_per_block = 232448\nsm_count = 132\n"
+    path.write_text(textwrap.dedent(f"""\
+        schema = 1
+        kernel = "fused_moe"
+        gpu = "{gpu}"
+        [shape]
+        E = 64
+        N = 1408
+        hidden = 2048
+        top_k = 6
+        [search]
+        space = "{space}"
+        batch_sizes = {list(batch_sizes)}
+        trials_per_m = {trials}
+        pruner = "{pruner}"
+        [storage]
+        url = "{url}"
+    """) + facts)
+    return path
