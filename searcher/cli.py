@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from searcher.errors import ConfigError, SearcherError
 
@@ -710,9 +710,10 @@ def _run_report(args: argparse.Namespace) -> int:
 
     spec, storage = _load(args)
     device = args.device or spec.gpu
-    if not Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out}: not a directory")
+    from searcher.export import output_folder
+
     report = build_report(spec, storage, device, args.grid, batch_sizes=args.batch_sizes)
+    output_folder(args.out)  # made if missing, as compare's and export's
     command = report_command(args.study, storage, device, args.grid, args.out,
                              args.batch_sizes)
     print(write_report(report, args.out, command))
@@ -847,8 +848,16 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with searcher's error form: one line and exit 2, the usage left to
+    ``--help`` (a bad value of an option is a bad input like any other)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="searcher",
         description="Find fast launch configs for Triton kernels (vLLM's fused MoE) by search.",
     )

@@ -552,8 +552,8 @@ def _footnotes(report: Report) -> list[str]:
                      "measured by this study; GPU min is the recorded cost replayed.")
     if report.synthetic:
         notes.append("Synthetic landscape (`--synthetic`): the times are made up for tests "
-                     "and demos, not measured; \"simulated min\" is the time the synthetic "
-                     "benchmarker charged, not GPU time. No % of floor.")
+                     "and demos, not measured; \"simulated min\" is the wall time the search "
+                     "loop took with the synthetic benchmarker, not GPU time. No % of floor.")
     elif peak is not None:
         notes.append(
             f"% of floor = floor / searcher us, floor = max(bytes / {peak.bandwidth / 1e12:g} "

@@ -259,3 +259,13 @@ def test_export_out_makes_the_folder_when_its_parent_exists(capsys, in_tmp):
     with pytest.raises(ExportError, match="folder .*missing does not exist"):
         output_folder(in_tmp / "missing" / "new")
     assert not (in_tmp / "missing").exists()
+
+
+def test_a_bad_option_value_is_one_line_and_exit_2(capsys):
+    """argparse's own errors take searcher's form: no usage block, the command and --help."""
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--study", "h100-e64-n1408", "--batch-sizes", "1,,2"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "'1,,2' has an empty item" in err and "(see searcher run --help)" in err

@@ -350,7 +350,8 @@ def test_clear_errors(stored, capsys, tmp_path):
     not_dir = tmp_path / "file.txt"
     not_dir.write_text("")
     fails([*base, "--out", str(not_dir)], "--out", str(not_dir), "not a directory")
-    fails([*base, "--out", str(tmp_path / "absent")], "--out")
+    # A missing folder is made (as compare's and export's), a missing parent is an error.
+    fails([*base, "--out", str(tmp_path / "absent" / "deeper")], "--out")
     fails([*base, "--device", "NVIDIA_B200", "--out", str(tmp_path)], "NVIDIA_B200",
           "--device", H100)
     fails([*base, "--grid", str(tmp_path / "g.csv"), "--out", str(tmp_path)], "--grid", "g.csv")
@@ -368,3 +369,11 @@ def test_clear_errors(stored, capsys, tmp_path):
         nameless = tmp_path / "nameless.csv"
         write_dataset(nameless, {k: v for k, v in meta.items() if k != "space"}, records.values())
         build_report(spec, frozen, H100, [nameless])
+
+
+def test_report_makes_its_out_folder(stored, capsys, tmp_path):
+    _, _, _, frozen, _ = stored
+    out = tmp_path / "made"
+    assert main(["report", "--study", "h100-e64-n1408", "--storage", frozen,
+                 "--out", str(out)]) == 0
+    assert any(out.glob("*.md"))
