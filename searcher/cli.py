@@ -291,14 +291,20 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_run)
 
 
+def _read_against(spec, path: str) -> dict:
+    """The configs by M of an ``--against`` file (run and compare), refused when its name
+    says another layer than the study's."""
+    spec.kernel.check_file_name(spec.shape, path)
+    return spec.kernel.read_file(path)[1]
+
+
 def _against_configs(spec, path: str | None) -> dict | None:
     """M -> the config ``path`` gives each of the spec's batch sizes (vLLM's nearest key)."""
     if path is None:
         return None
     from searcher.export import nearest_config
 
-    spec.kernel.check_file_name(spec.shape, path)
-    _, configs = spec.kernel.read_file(path)
+    configs = _read_against(spec, path)
     return {M: nearest_config(configs, M) for M in spec.batch_sizes}
 
 
@@ -509,10 +515,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     spec, storage = _load(args)
     device = args.device or spec.gpu
-    against = None
-    if args.against:
-        spec.kernel.check_file_name(spec.shape, args.against)
-        _, against = spec.kernel.read_file(args.against)
+    against = _read_against(spec, args.against) if args.against else None
     bencher = None
     if args.replay and not args.no_remeasure:
         from searcher.replay import ReplayBenchmarker, check_dataset_fits
