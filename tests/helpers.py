@@ -1,10 +1,14 @@
-"""One small fused-MoE study file for the tests that start real searcher processes."""
+"""Helpers of the tests that start real searcher processes: a small study file, and
+waiting for what such a process does."""
 
 from __future__ import annotations
 
 import textwrap
+import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VLLM_432 = ROOT / "spaces" / "vllm-432.toml"
@@ -41,3 +45,15 @@ def write_study(path: Path, url: str, trials: int, *, space: Path = VLLM_432,
         url = "{url}"
     """) + facts)
     return path
+
+
+def wait_for(predicate, timeout: float = 120.0, poll_s: float = 0.05):
+    """The first truthy value of ``predicate()``, polled every ``poll_s`` seconds; fails
+    the test after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(poll_s)
+    pytest.fail("timed out waiting")

@@ -21,7 +21,7 @@ import pytest
 from searcher.record import COUNTED_STATUSES
 from searcher.spec import load_spec
 from searcher.storage import open_storage, study_name
-from studyfile import write_study
+from helpers import wait_for, write_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "spaces" / "vllm-432.toml"
@@ -52,16 +52,6 @@ def _measured(trials) -> list:
     return [t for t in trials if t.user_attrs.get("status") in COUNTED_STATUSES]
 
 
-def _wait_for(predicate, timeout: float = 120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.1)
-    pytest.fail("timed out waiting")
-
-
 # -- a stopped process ----------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_stopped_run_whose_trial_was_taken_over_drops_it_and_goes_on(tmp_path):
@@ -74,9 +64,9 @@ def test_a_stopped_run_whose_trial_was_taken_over_drops_it_and_goes_on(tmp_path)
            "SEARCHER_SYNTHETIC_SLEEP": "0.6", "SEARCHER_SYNTHETIC_NOISE": "0"}
     first = _start(path, tmp_path, env)
     try:
-        _wait_for(lambda: [t for t in _trials(url, path)
+        wait_for(lambda: [t for t in _trials(url, path)
                            if t.state == optuna.trial.TrialState.RUNNING
-                           and t.user_attrs.get("measuring")])
+                           and t.user_attrs.get("measuring")], poll_s=0.1)
         first.send_signal(signal.SIGSTOP)
         time.sleep(5)  # the stopped run's heartbeats go stale
         second = subprocess.run([sys.executable, "-m", "searcher", "run", "--study", str(path),
@@ -165,12 +155,13 @@ def _outage(server: _Server, tmp_path: Path, down_s: float, retry_s: str):
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         run = _start(path, tmp_path, env, stderr=stderr)
-        _wait_for(lambda: len(_measured(_trials(server.url, path))) >= 3
-                  or run.poll() is not None)
+        wait_for(lambda: len(_measured(_trials(server.url, path))) >= 3
+                  or run.poll() is not None, poll_s=0.1)
         assert run.poll() is None, log.read_text()
         server.stop()
         down = time.time()
-        _wait_for(lambda: "is not answering" in log.read_text() or run.poll() is not None)
+        wait_for(lambda: "is not answering" in log.read_text() or run.poll() is not None,
+                 poll_s=0.1)
         time.sleep(max(0.0, down_s - (time.time() - down)))
         server.start()
         run.communicate(timeout=300)

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studyfile import write_study
+from helpers import write_study
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import StorageError

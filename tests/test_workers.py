@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
 
-from studyfile import write_study
+from helpers import wait_for, write_study
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, NoGPUError
 from searcher.record import COUNTED_STATUSES, summarize_study
@@ -196,16 +195,6 @@ def test_grid_workers_measure_each_config_once(url, tmp_path):
         assert f"M={M}: {len(valid)}/{len(valid)} measured" in four.stdout
 
 
-def _wait_for(predicate, timeout: float = 120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.05)
-    pytest.fail("timed out waiting")
-
-
 def _running(url: str, spec) -> list:
     out = []
     for M in spec.batch_sizes:
@@ -233,7 +222,7 @@ def _start_four_workers(tmp_path: Path, name: str):
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_leaves_the_others_running_and_nothing_lost(tmp_path):
     url, path, spec, parent = _start_four_workers(tmp_path, "k")
-    victim = _wait_for(lambda: _running(url, spec))[0]
+    victim = wait_for(lambda: _running(url, spec))[0]
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     out, err = parent.communicate(timeout=600)
     assert parent.returncode == 137, err  # the parent reports the killed worker
@@ -279,7 +268,7 @@ def _batch_of(url: str, spec, trial) -> int:
 @pytest.mark.slow
 def test_ctrl_c_stops_every_worker_cleanly_and_the_rerun_finishes(tmp_path):
     url, path, spec, parent = _start_four_workers(tmp_path, "c")
-    _wait_for(lambda: len(_running(url, spec)) >= 2)
+    wait_for(lambda: len(_running(url, spec)) >= 2)
     parent.send_signal(signal.SIGINT)
     out, err = parent.communicate(timeout=120)
     assert parent.returncode == 130, err
