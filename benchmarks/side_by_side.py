@@ -8,6 +8,10 @@ Reads ``DIR/compare/*.csv`` (written by ``searcher compare --against FILE --out 
 which re-measures searcher's winner, vLLM's default and the file's config interleaved in
 one process) and ``DIR/searcher.db`` (the study's storage). GPU time of the search: every
 trial's measurement cost (compile waits included) plus the finalists' re-measurement.
+Per M, the decision rule (``searcher/decide.py``, the one that picks what is exported)
+judges searcher's config against the file's from the paired rounds the comparison stored
+with the study: "slower beyond noise" is what the goal "never slower than the file"
+counts; a ratio below 1 that the rule calls equal is within the measured noise.
 The grid estimate is ``--grid-size`` x the median cost of one full measurement of an
 already compiled config at that M in this storage (vLLM's tuner also compiles each
 config, which the estimate leaves out, so it is a lower bound of the grid's GPU time).
@@ -49,6 +53,29 @@ def _storage_costs(db: Path) -> dict[int, tuple[float, float, float]]:
     return out
 
 
+def _file_verdicts(db: Path) -> dict[int, str]:
+    """M -> the decision rule's verdict on searcher's config against the file's, from the
+    paired rounds ``searcher compare --against`` stored with each batch size."""
+    import optuna
+
+    from searcher import record
+    from searcher.decide import RULE, DecisionRule, judge
+
+    stored = DecisionRule(**{**RULE.__dict__, "max_rounds": 0})  # no more rounds to measure
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        name = summary.study_name
+        side = summary.user_attrs.get(record.SIDE_BY_SIDE)
+        if not name.startswith("fused_moe:search:") or not side:
+            continue
+        times = {e["label"]: e["times_us"] for e in side["entries"]}
+        if "search" in times and "file" in times:
+            verdict = judge(times["search"], times["file"], stored)
+            out[int(name.rpartition(":M=")[2])] = verdict.outcome.value
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path)
@@ -58,9 +85,10 @@ def main() -> int:
     (table,) = sorted((args.dir / "compare").glob("*.csv"))
     rows = list(csv.DictReader(table.open()))
     costs = _storage_costs(args.dir / "searcher.db")
+    verdicts = _file_verdicts(args.dir / "searcher.db")
     print("| M | searcher config | searcher us | vLLM default us | vLLM file config | "
-          "vLLM file us | vs default | vs file |")
-    print("|---|---|---|---|---|---|---|---|")
+          "vLLM file us | vs default | vs file | vs file, decision rule |")
+    print("|---|---|---|---|---|---|---|---|---|")
     logs_d, logs_f = [], []
     for r in rows:
         s = float(r["remeasured search us"])
@@ -69,7 +97,7 @@ def main() -> int:
         logs_d.append(math.log(d / s))
         logs_f.append(math.log(f / s))
         print(f"| {r['M']} | {r['search_winner']} | {s:.1f} | {d:.1f} | {r['against']} | "
-              f"{f:.1f} | {d / s:.3f}x | {f / s:.3f}x |")
+              f"{f:.1f} | {d / s:.3f}x | {f / s:.3f}x | {verdicts.get(int(r['M']), '-')} |")
     spent = sum(c[0] for c in costs.values())
     compiling = sum(c[1] for c in costs.values())
     grid = sum(args.grid_size * c[2] for c in costs.values())
@@ -77,7 +105,9 @@ def main() -> int:
     print(f"Geometric mean over {len(rows)} batch sizes: {math.exp(sum(logs_d) / len(rows)):.3f}x "
           f"vLLM's default, {math.exp(sum(logs_f) / len(rows)):.3f}x vLLM's file. "
           f"Slower than the file by more than 1%: "
-          f"{', '.join(r['M'] for r, lf in zip(rows, logs_f) if lf < math.log(0.99)) or 'none'}.")
+          f"{', '.join(r['M'] for r, lf in zip(rows, logs_f) if lf < math.log(0.99)) or 'none'}; "
+          f"slower beyond noise (decision rule): "
+          f"{', '.join(str(M) for M, v in sorted(verdicts.items()) if v == 'slower') or 'none'}.")
     print(f"GPU time of the search: {spent:.0f} s; a {args.grid_size}-config grid at one "
           f"full measurement per config: at least {grid:.0f} s (searcher: "
           f"{100 * spent / grid:.1f}% of it; without its {compiling:.0f} s of compile waits, "
