@@ -152,7 +152,16 @@ def compare(
             row.gap_pct = 100.0 * (row.search_best_us / row.grid_best_us - 1.0)
         if against:
             row.against = nearest_config(against, M)
-            row.against_us = time_of(row.against)
+            # Without a grid, the file's config has the time the finalists measured for it
+            # (it was a finalist), else the search's (it was a trial).
+            stored = None
+            if search is not None:
+                final = search.user_attrs.get(record.FINAL) or {}
+                finalists = {kernel.config_from_dict(e["config"]): e.get("median_us")
+                             for e in final.get("entries", [])}
+                own = {c: v for c, v, _ in search_vals if v is not None}
+                stored = finalists.get(row.against) or own.get(row.against)
+            row.against_us = time_of(row.against, stored)
         if grid_vals:
             values = [v for _, v, _ in grid_vals]
             orders = []

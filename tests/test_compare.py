@@ -119,3 +119,23 @@ def test_cli_without_a_grid_says_so_and_leaves_out_the_grid_columns(tmp_path, ca
         captured.err
     assert "grid best us" not in captured.out and "0/0" not in captured.out
     assert "search us" in captured.out
+
+
+def test_file_time_without_a_grid_comes_from_the_finalists(tmp_path):
+    """A study run --against a file and compared against it without a grid: the file's
+    column shows the time the finalists measured for the file's config."""
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    theirs = KernelConfig(64, 64, 64, 8, 4, 3)
+    run_search(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=1), SearchOptions(
+        device=H100, storage_url=url, batch_sizes=[64], trials_per_m=4, warm_start=False,
+        against={64: theirs}))
+    (row,) = compare(spec, url, H100, against={1: theirs}, batch_sizes=[64])
+    assert row.grid_best_us is None and row.against == theirs
+    from searcher.record import FINAL
+    import optuna
+
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(url) if s.study_name.endswith(":M=64")]
+    final = optuna.load_study(study_name=name, storage=url).user_attrs[FINAL]
+    (entry,) = [e for e in final["entries"] if e["against"]]
+    assert row.against_us == pytest.approx(entry["median_us"])
