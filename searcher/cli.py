@@ -655,6 +655,103 @@ def _markdown(spec, device: str, summaries) -> str:
     return "\n".join(lines)
 
 
+# -- decide --------------------------------------------------------------------------
+def _add_decide(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decide", help="decide again what each batch size exports, under "
+                       "the current decision rule",
+                       description="For every batch size whose search finished, re-measure "
+                       "its finalists, vLLM's default and (if any) the file it competed "
+                       "against, interleaved, and let the decision rule (searcher/decide.py) "
+                       "pick again; --stored judges the rounds stored with each batch size "
+                       "instead, without a GPU. The previous winner is kept in the record.")
+    _study_args(p)
+    p.add_argument("--stored", action="store_true",
+                   help="judge the finalists' stored rounds; measure nothing (for a study "
+                   "whose GPU is not at hand; a pair the rule cannot decide from them keeps "
+                   "vLLM's default)")
+    p.add_argument("--device", default=None,
+                   help="with --stored: the GPU whose studies to decide (default: the spec's)")
+    p.add_argument("--against", default=None, metavar="FILE.json",
+                   help="a vLLM config file whose configs compete too (default: the one the "
+                   "stored record competed against, if any)")
+    _source_args(p)
+    p.add_argument("--json", action="store_true", help="print the decisions as JSON")
+    p.set_defaults(func=_run_decide)
+
+
+def _run_decide(args: argparse.Namespace) -> int:
+    from searcher.search import SearchOptions, redecide, redecide_stored
+    from searcher.storage import iter_studies, open_storage
+
+    spec, storage = _load(args)
+    batch_sizes = args.batch_sizes or spec.batch_sizes
+    before = {}
+    if args.stored:
+        if args.against or args.replay or args.synthetic:
+            raise ConfigError("--stored measures nothing: it takes no --against, --replay "
+                              "or --synthetic")
+        device = args.device or spec.gpu
+        after = {}
+        for M, study in iter_studies(open_storage(storage), "search", spec, device, batch_sizes):
+            if study is None:
+                after[M] = None
+                continue
+            before[M] = (study.user_attrs.get("final") or {}).get("winner")
+            after[M] = redecide_stored(spec.kernel, study, M)
+    else:
+        if args.device:
+            raise ConfigError("--device goes with --stored; a measuring decide uses this "
+                              "machine's GPU")
+        from searcher.run import make_benchmarker
+
+        bencher, device = make_benchmarker(spec, **_source_kwargs(args))
+        opts = SearchOptions(device=device, storage_url=storage,
+                             against=_against_configs(spec, args.against))
+        for M, study in iter_studies(open_storage(storage), "search", spec, device, batch_sizes):
+            if study is not None:
+                before[M] = (study.user_attrs.get("final") or {}).get("winner")
+        after = redecide(spec, bencher, opts, batch_sizes)
+    rows = []
+    for M in batch_sizes:
+        s = after.get(M)
+        if s is None:
+            rows.append({"M": M, "decided": False})
+            continue
+        old = spec.kernel.config_from_dict(before[M]) if before.get(M) else None
+        is_default = s.winner == spec.kernel.default_config(spec.shape, M)
+        reason = s.decision or ("vLLM's default was the only finalist that ran" if is_default
+                                else "vLLM's default failed as a trial: nothing to judge against")
+        rows.append({"M": M, "decided": True, "before": old, "winner": s.winner,
+                     "default": is_default, "winner_us": s.winner_us,
+                     "default_us": s.default_us, "reason": reason})
+    if not any(r["decided"] for r in rows):
+        raise ConfigError(f"{storage} holds no finished search of {spec.name} on {device} "
+                          "to decide (run it first)")
+    if args.json:
+        print(json.dumps({"study": spec.name, "device": device, "storage": storage,
+                          "from": "stored rounds" if args.stored else "measured",
+                          "batch_sizes": [{**r, **{k: r[k].to_dict() for k in ("before", "winner")
+                                                   if r.get(k) is not None}} for r in rows]},
+                         indent=2))
+        return 0
+    out = _console()
+    missing = [str(r["M"]) for r in rows if not r["decided"]]
+    if missing:
+        out.print(f"no finished search stored (nothing to decide) at M={', '.join(missing)}")
+    for r in rows:
+        if not r["decided"]:
+            continue
+        was = r["before"].short() if r["before"] else "-"
+        now = r["winner"].short() + (" (vLLM's default)" if r["default"] else "")
+        change = "kept" if r["before"] == r["winner"] else f"was {was}"
+        out.print(f"M={r['M']}: {now}, {change}: {r['reason']}")
+    changed = sum(r["decided"] and r["before"] != r["winner"] for r in rows)
+    out.print(f"{changed} of {sum(r['decided'] for r in rows)} batch sizes changed; "
+              f"`searcher export --study {spec.name} --storage {storage} --overwrite` "
+              "writes the file")
+    return 0
+
+
 # -- export --------------------------------------------------------------------------
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write the winners as vLLM's config file",
@@ -874,7 +971,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_grid, _add_compare, _add_status, _add_export, _add_report, _add_init,
+    _add_run, _add_grid, _add_compare, _add_status, _add_decide, _add_export, _add_report, _add_init,
     _add_list, _add_bench,
 ]
 

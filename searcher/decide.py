@@ -74,6 +74,7 @@ class Verdict:
     noise: float | None = None
     threshold: float | None = None  # the margin the median ratio had to clear
     rounds_faster: int = 0
+    min_rounds: int = 0  # paired rounds the rule needs before a faster or slower verdict
 
     @property
     def within_noise(self) -> bool:
@@ -85,8 +86,9 @@ class Verdict:
         if self.ratio is None:
             return f"{self.outcome.value}: no paired rounds to compare"
         facts = (f"median ratio default/candidate {self.ratio:.3f} over {self.rounds} paired "
-                 f"rounds, {self.rounds_faster} of them faster; needs every round faster and "
-                 f"a ratio above {1 + self.threshold:.3f} (noise "
+                 f"rounds, {self.rounds_faster} of them faster; needs "
+                 f"{f'at least {self.min_rounds} paired rounds, ' if self.rounds < self.min_rounds else ''}"
+                 f"every round faster and a ratio above {1 + self.threshold:.3f} (noise "
                  f"{100 * (self.noise or 0.0):.1f}%)")
         if self.outcome is Outcome.FASTER:
             return f"faster than the default beyond noise: {facts}"
@@ -123,7 +125,7 @@ def judge(candidate_us: Sequence[float], default_us: Sequence[float],
     if n < 2:
         more = n < rule.max_rounds and median > 1.0
         return Verdict(Outcome.UNDECIDED if more else Outcome.EQUAL, n, median, None,
-                       rule.min_effect, faster_rounds)
+                       rule.min_effect, faster_rounds, rule.min_rounds)
     noise = statistics.stdev(math.log(r) for r in ratios)
     faster, threshold = _beats(ratios, noise, rule)
     slower, _ = _beats([1.0 / r for r in ratios], noise, rule)
@@ -137,4 +139,4 @@ def judge(candidate_us: Sequence[float], default_us: Sequence[float],
         outcome = Outcome.UNDECIDED
     else:
         outcome = Outcome.EQUAL
-    return Verdict(outcome, n, median, noise, threshold, faster_rounds)
+    return Verdict(outcome, n, median, noise, threshold, faster_rounds, rule.min_rounds)

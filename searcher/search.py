@@ -31,6 +31,7 @@ drops that trial's measurement with one line on stderr and goes on (:class:`_Tak
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -697,9 +698,10 @@ class _Searcher:
         return status
 
     # finalists
-    def finalize(self, study: optuna.Study, M: int) -> None:
+    def finalize(self, study: optuna.Study, M: int, against: Config | None = None) -> None:
         """Re-measure the best configs and the default, interleaved, at a longer fidelity,
-        and store the real winner (not a lucky sample)."""
+        and store the real winner (not a lucky sample). ``against``: a config to beat
+        besides ``opts.against``'s (``searcher decide`` passes the stored one)."""
         from optuna.trial import TrialState
 
         started = self.clock()
@@ -723,7 +725,8 @@ class _Searcher:
         entries = finalists + ([default] if default not in finalists and default not in failed else [])
         # The file to beat competes like the default, also where the space leaves its
         # config out (vLLM's tuner searched another space).
-        against = self.opts.against[M] if self.opts.against is not None else None
+        if self.opts.against is not None:
+            against = self.opts.against[M]
         if against is not None and against not in entries and against not in failed:
             entries.append(against)
         times: dict[Config, list[float]] = {c: [] for c in entries}
@@ -765,6 +768,7 @@ class _Searcher:
                         "rounds": verdict.rounds, "reason": verdict.reason(),
                         "rule": asdict(rule)}
         study.set_user_attr(record.FINAL, {
+            **_previous(study),
             "fidelity": self.opts.final_fidelity,
             "rounds": max(len(v) for v in times.values()),
             "trials": summarize_study(self.spec.kernel, study, M).trials,
@@ -780,6 +784,86 @@ class _Searcher:
             "cost_s": cost,
         })
         add_wall_time(study, self.clock() - started)
+
+
+def _previous(study: optuna.Study) -> dict[str, Any]:
+    """What a new finalists' record keeps of the one it replaces (``searcher decide``)."""
+    old = study.user_attrs.get(record.FINAL)
+    if not old:
+        return {}
+    kept = {k: old.get(k) for k in ("winner", "winner_us", "default_us", "rounds", "decided_from")}
+    kept["decision"] = (old.get("decision") or {}).get("reason")
+    return {"previous": kept}
+
+
+def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
+             batch_sizes: Sequence[int]) -> dict[int, MSummary | None]:
+    """Decide again, by measuring, what each finished batch size exports (``searcher decide``).
+
+    For every M whose search finished, the finalists (the same best trials the run took),
+    vLLM's default and the file's config (``opts.against``, else the one the stored
+    record competed against, if any) are re-measured interleaved and
+    :func:`searcher.decide.judge` picks under the current rule, as at the end of a run;
+    the record replaces the stored one and keeps its winner and decision as
+    ``previous``. Batch sizes without a finished search map to None (nothing to decide).
+
+    Raises:
+        ConfigError: the storage holds the study under another device or method
+            (as ``run``).
+    """
+    searcher = _Searcher(spec, bencher, opts, NullView(), time.monotonic)
+    out: dict[int, MSummary | None] = {}
+    try:
+        for M in batch_sizes:
+            study = searcher.study(M)
+            if not study.user_attrs.get(record.FINAL):
+                out[M] = None
+                continue
+            stored = next((e["config"] for e in study.user_attrs[record.FINAL]["entries"]
+                           if e.get("against")), None)
+            searcher.finalize(study, M, against=None if stored is None
+                              else spec.kernel.config_from_dict(stored))
+            out[M] = summarize_study(spec.kernel, study, M)
+    finally:
+        searcher.heartbeat.close()
+    return out
+
+
+def redecide_stored(kernel: Any, study: optuna.Study, M: int,
+                    rule: DecisionRule | None = None) -> MSummary | None:
+    """Decide again from the finalists' rounds stored with ``study``, without measuring
+    (``searcher decide --stored``, for a study whose GPU is not at hand).
+
+    The fastest non-default finalist by median is judged against vLLM's default under
+    ``rule`` (default: searcher's, with no further rounds to measure, so a pair the rule
+    leaves undecided counts as equal); the default is exported unless the candidate is
+    faster beyond the noise. The record keeps the previous winner as ``previous``.
+    Returns None when the study holds no finalists' record or its default was not
+    re-measured (nothing to judge against).
+    """
+    final = study.user_attrs.get(record.FINAL)
+    if not final:
+        return None
+    entries = final["entries"]
+    default = next((e for e in entries if e["default"]), None)
+    if default is None:
+        return None
+    rule = rule or dataclasses.replace(RULE, max_rounds=0)
+    others = [e for e in entries if not e["default"]]
+    candidate = min(others, key=lambda e: e["median_us"]) if others else None
+    verdict = judge(candidate["times_us"], default["times_us"], rule) if candidate else None
+    winner = candidate if verdict is not None and verdict.outcome is Outcome.FASTER else default
+    decision = None
+    if verdict is not None:
+        decision = {"outcome": verdict.outcome.value, "candidate": candidate["config"],
+                    "ratio": verdict.ratio, "noise": verdict.noise, "rounds": verdict.rounds,
+                    "reason": verdict.reason(), "rule": asdict(rule)}
+    study.set_user_attr(record.FINAL, {
+        **final, **_previous(study),
+        "winner": winner["config"], "winner_us": winner["median_us"],
+        "decision": decision, "decided_from": "stored rounds",
+    })
+    return summarize_study(kernel, study, M)
 
 
 def run_search(

@@ -210,11 +210,11 @@ def test_a_noisy_tie_keeps_the_default_after_more_rounds(spec, tmp_path):
 
 
 def test_old_final_records_keep_their_stored_winner(tmp_path):
-    """examples/*/searcher.db hold two-round final records without a decision: their
+    """Storages written before the decision rule hold two-round final records without a decision: their
     winner is read as stored."""
     import shutil
 
-    db = next(ROOT.glob("examples/*/searcher.db"))
+    db = ROOT / "examples" / "h200-e64-n1408-vllm432" / "searcher.db"  # written before the rule
     shutil.copy(db, tmp_path / "old.db")
     storage = open_storage(f"sqlite:///{tmp_path / 'old.db'}")
     for summary in optuna.get_all_study_summaries(storage):

@@ -1,0 +1,99 @@
+"""searcher decide: the stored winners decided again under the current rule, by measuring
+(synthetic here) or from the finalists' stored rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from searcher import record
+from searcher.cli import main
+from searcher.kernels.fused_moe import FUSED_MOE
+from searcher.search import SearchOptions, redecide, redecide_stored, run_search
+from searcher.spec import load_spec
+from searcher.synthetic import SyntheticBenchmarker
+
+ROOT = Path(__file__).resolve().parent.parent
+H100 = "NVIDIA_H100_80GB_HBM3"
+
+
+@pytest.fixture()
+def searched(tmp_path):
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    run_search(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=2),
+               SearchOptions(device=H100, storage_url=url, batch_sizes=[64], trials_per_m=8))
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(url)
+               if s.study_name.startswith("fused_moe:search:")]
+    return spec, url, optuna.load_study(study_name=name, storage=url)
+
+
+def _set_rounds(study, candidate_us, default_us):
+    """Replace the stored finalists by one candidate and the default with these rounds."""
+    final = study.user_attrs[record.FINAL]
+    default = next(e for e in final["entries"] if e["default"])
+    other = {**default["config"], "num_stages": default["config"]["num_stages"] + 1}
+    entries = [{"config": other, "times_us": candidate_us, "median_us": min(candidate_us),
+                "default": False, "against": False},
+               {"config": default["config"], "times_us": default_us,
+                "median_us": min(default_us), "default": True, "against": False}]
+    study.set_user_attr(record.FINAL, {**final, "entries": entries, "winner": other,
+                                       "winner_us": min(candidate_us)})
+    return other, default["config"]
+
+
+def test_stored_rounds_keep_a_winner_the_rule_confirms(searched):
+    spec, _, study = searched
+    other, _ = _set_rounds(study, [95.0, 95.5, 94.8, 95.2, 95.1], [100.0, 100.3, 99.9, 100.1, 100.2])
+    s = redecide_stored(spec.kernel, study, 64)
+    assert s.winner == spec.kernel.config_from_dict(other)
+    final = study.user_attrs[record.FINAL]
+    assert final["decided_from"] == "stored rounds"
+    assert final["decision"]["outcome"] == "faster"
+    assert final["previous"]["winner"] == other
+
+
+def test_stored_rounds_too_few_for_the_rule_give_the_default(searched):
+    spec, _, study = searched
+    other, default = _set_rounds(study, [90.0, 90.1], [100.0, 100.2])  # 10% in 2 rounds
+    s = redecide_stored(spec.kernel, study, 64)
+    assert s.winner == spec.kernel.config_from_dict(default)
+    assert s.winner_us == 100.0
+    assert "at least 5 paired rounds" in s.decision
+    assert study.user_attrs[record.FINAL]["previous"]["winner"] == other
+
+
+def test_measuring_decide_remeasures_the_same_finalists(searched):
+    spec, url, study = searched
+    before = study.user_attrs[record.FINAL]
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=5)
+    out = redecide(spec, bench, SearchOptions(device=H100, storage_url=url), [1, 64])
+    assert out[1] is None  # nothing searched there
+    after = optuna.load_study(study_name=study.study_name, storage=url).user_attrs[record.FINAL]
+    assert [e["config"] for e in after["entries"]] == [e["config"] for e in before["entries"]]
+    assert min(len(e["times_us"]) for e in after["entries"]) >= 3
+    assert after["previous"]["winner"] == before["winner"]
+    assert after["trials"] == before["trials"]  # still the finished search's record
+    assert out[64].finalized
+
+
+def test_cli_decide_and_export(searched, tmp_path, capsys):
+    spec, url, study = searched
+    _set_rounds(study, [90.0, 90.1], [100.0, 100.2])
+    assert main(["decide", "--study", spec.name, "--storage", url, "--stored"]) == 0
+    text = capsys.readouterr().out
+    assert "M=64: M32 N64 K128 G1 w4 s3 (vLLM's default), was" in text
+    assert "1 of 1 batch sizes changed" in text
+    assert main(["export", "--study", spec.name, "--storage", url, "--out", str(tmp_path),
+                 "--allow-unmeasured", "--batch-sizes", "64"]) == 0
+    exported = (tmp_path / "E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json").read_text()
+    assert '"64": {\n        "BLOCK_SIZE_M": 32,\n        "BLOCK_SIZE_N": 64' in exported
+
+
+def test_cli_decide_on_a_storage_without_the_study(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert main(["decide", "--study", "h100-e64-n1408", "--storage", url, "--stored"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no finished search of h100-e64-n1408" in err[0]
