@@ -130,6 +130,23 @@ h200-quant-against)  # issue #10, second run: each quantized study resumed from 
     done
     tar czf "$out/compare.tgz" -C /tmp cmp-h200-deepseek-v3-tp8-fp8 cmp-h200-mixtral-8x7b-tp2-fp8
     ;;
+h200-decide)  # issue #12: the committed H200 file re-decided under the decision rule
+    # (searcher decide re-measures each batch size's finalists and vLLM's default), then
+    # the re-decided winners, vLLM's default and the 432 grid's best side by side.
+    nvidia-smi -L | tee "$out/gpus.txt"
+    cp examples/h200-e64-n1408-extended/searcher.db /tmp/ext.db
+    [ -f .gpu-state/extended.db ] && cp .gpu-state/extended.db /tmp/ext.db
+    timeout -s INT "$limit" python3 -m searcher decide --study h200-e64-n1408-extended \
+        --storage sqlite:////tmp/ext.db > "$out/decide.txt" 2>&1
+    mkdir -p /tmp/cmpext
+    timeout -s INT "${COMPARE_LIMIT:-200}" python3 -m searcher compare \
+        --study h200-e64-n1408-extended --storage sqlite:////tmp/ext.db --rounds "${ROUNDS:-5}" \
+        --out /tmp/cmpext \
+        --against "examples/h200-e64-n1408-vllm432/grid-best/E=64,N=1408,device_name=NVIDIA_H200.json" \
+        > "$out/compare-extended.log" 2>&1
+    tar czf "$out/compare.tgz" -C /tmp cmpext
+    pack /tmp/ext.db extended
+    ;;
 *)
     echo "unknown step $step" >&2
     exit 2
