@@ -543,8 +543,13 @@ def _run_compare(args: argparse.Namespace) -> int:
                    batch_sizes=args.batch_sizes,
                    against_file=Path(args.against).name if args.against else None)
     csv_path = write_csv(rows, out / f"compare-{spec.name}-{device}.csv")
+    # Times that no GPU measured say so in every title (issue #12: provenance).
+    sources = ", ".join(sorted({r.source for r in rows if r.source}))
+    not_gpu = f" [{sources}: not GPU measurements]" if sources else ""
     pngs = [plot_best_so_far(r, out / f"compare-{spec.name}-{device}-M{r.M}.png",
-                             f"{spec.name} on {device}, M={r.M}") for r in rows]
+                             f"{spec.name} on {device}, M={r.M}"
+                             + (f"\n[{r.source}: not GPU measurements]" if r.source else ""))
+            for r in rows]
     if args.json:
         print(json.dumps({"study": spec.name, "device": device, "csv": str(csv_path),
                           "png": [str(p) for p in pngs if p], "rows": [r.to_dict() for r in rows]},
@@ -555,7 +560,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     # Without a recorded grid its columns would be "-" and "0/0": leave them out, say why.
     grid = any(r.grid_trials for r in rows)
     table = Table(title=f"{spec.name} on {device}: search against "
-                  f"{'the grid' if grid else 'the default'} ({storage})")
+                  f"{'the grid' if grid else 'the default'} ({storage}){not_gpu}")
     cols = ["M", "grid best us", "grid trials", "grid GPU s", "search us", "gap %",
             "search trials", "search GPU s", "to 1%", "to 3%", "default us"]
     grid_cols = {"grid best us", "grid trials", "grid GPU s", "gap %", "to 1%", "to 3%"}

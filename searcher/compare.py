@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher import record
 from searcher.record import (COUNTED_STATUSES, TrialStatus, config_of, status_of,
-                             stored_wall_time, summarize_study)
+                             stored_wall_time, summarize_study, unmeasured_source)
 from searcher.storage import load_existing_study, open_storage, study_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +58,9 @@ class CompareRow:
     against: Config | None = None
     against_us: float | None = None
     remeasured: dict[str, float] = field(default_factory=dict)  # label -> median us
+    # What produced the stored times when not a GPU: "synthetic" or "replay of FILE"
+    # (record.unmeasured_source), for the search and the grid; None: measured on a GPU.
+    source: str | None = None
     curves: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +118,8 @@ def compare(
         search = load_existing_study(storage, study_name(kernel, "search", spec.shape, device, M))
         grid = load_existing_study(storage, study_name(kernel, "grid", spec.shape, device, M))
         row = CompareRow(M=M)
+        row.source = ", ".join(sorted({src for st in (search, grid) if st is not None
+                                       if (src := unmeasured_source(st.user_attrs))})) or None
         default = kernel.default_config(spec.shape, M)
         grid_vals = _values(kernel, grid)
         grid_time = {c: v for c, v, _ in grid_vals if v is not None}
@@ -210,7 +215,8 @@ def write_csv(rows: Sequence[CompareRow], path: str | Path) -> Path:
     path = Path(path)
     fields = ["M", "grid_best_us", "grid_best", "grid_trials", "grid_size", "grid_gpu_s",
               "search_best_us", "search_winner", "search_trials", "search_gpu_s", "gap_pct",
-              "trials_to_1pct", "trials_to_3pct", "default_us", "against", "against_us"]
+              "trials_to_1pct", "trials_to_3pct", "default_us", "against", "against_us",
+              "source"]
     labels = sorted({k for r in rows for k in r.remeasured})
     with path.open("w", newline="") as f:
         w = csv.writer(f)

@@ -139,3 +139,23 @@ def test_file_time_without_a_grid_comes_from_the_finalists(tmp_path):
     final = optuna.load_study(study_name=name, storage=url).user_attrs[FINAL]
     (entry,) = [e for e in final["entries"] if e["against"]]
     assert row.against_us == pytest.approx(entry["median_us"])
+
+
+def test_synthetic_times_say_so_in_the_table_csv_and_plots(stored, capsys, monkeypatch):
+    """Provenance (issue #12): a comparison of synthetic studies names its source in the
+    table's title, the CSV and every plot's title."""
+    spec, url, _, tmp = stored
+    titles = []
+    import searcher.compare as cmp
+
+    real = cmp.plot_best_so_far
+    monkeypatch.setattr(cmp, "plot_best_so_far",
+                        lambda row, path, title: titles.append(title) or real(row, path, title))
+    out = tmp / "synthetic-out"
+    assert main(["compare", "--study", "h100-e64-n1408", "--storage", url, "--batch-sizes",
+                 "64", "--out", str(out), "--no-remeasure"]) == 0
+    text = capsys.readouterr().out
+    assert "[synthetic: not GPU measurements]" in " ".join(text.split())
+    assert titles and all("[synthetic: not GPU measurements]" in t for t in titles)
+    (csv_path,) = out.glob("*.csv")
+    assert [r["source"] for r in csv.DictReader(csv_path.open())] == ["synthetic"]
