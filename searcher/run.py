@@ -105,8 +105,10 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
             )
         from searcher.device import current_device
 
-        device = current_device().vllm_name
+        here = current_device()
+        device = here.vllm_name
         check_gpu(spec, device, allow_other_gpu)
+        spec.kernel.check_device(spec.shape, here.capability)
         factory = functools.partial(_gpu_benchmarker, spec.kernel.name, spec.shape, spec.backend,
                                     seed)
     if isolation == "none":

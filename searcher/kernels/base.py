@@ -205,6 +205,14 @@ class Kernel(ABC):
             ConfigError: the file name names another problem.
         """
 
+    def check_device(self, problem: Problem, capability: str) -> None:
+        """Refuse a problem the GPU of compute ``capability`` ("9.0") cannot run (by
+        default, accept every problem).
+
+        Raises:
+            SpecError: the problem needs a newer GPU, naming both.
+        """
+
     # -- the physical floor ------------------------------------------------------------
     @abstractmethod
     def floor_us(self, problem: Problem, M: int, peak: GpuPeak) -> float | None:

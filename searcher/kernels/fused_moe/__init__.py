@@ -177,6 +177,20 @@ class FusedMoE(Kernel):
 
         check_file_name(path, self.file_name(problem, "DEVICE"))
 
+    def check_device(self, problem: Shape, capability: str) -> None:
+        """fp8_w8a8 needs e4m3 tensor-core dots: compute capability 8.9 (Ada) or newer, as
+        Triton's fp8 ``tl.dot`` does. vLLM 0.33.0 runs fp8 MoE checkpoints on older GPUs
+        (A100: 8.0) with its Marlin kernel (fp8 weights, 16-bit activations), not with
+        this Triton kernel, so there is nothing for this kernel to tune there."""
+        from searcher.errors import SpecError
+
+        major, _, minor = capability.partition(".")
+        if problem.dtype == "fp8_w8a8" and (int(major), int(minor or 0)) < (8, 9):
+            raise SpecError(
+                f"dtype = 'fp8_w8a8' needs a GPU of compute capability 8.9 or newer (fp8 "
+                f"tensor-core dots); this one is {capability}, where vLLM runs fp8 MoE "
+                "weights with its Marlin kernel instead of this Triton kernel")
+
     def floor_us(self, problem: Shape, M: int, peak: GpuPeak) -> float | None:
         rate = _TENSOR_RATE.get(problem.dtype)
         if rate is None:
