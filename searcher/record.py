@@ -52,6 +52,7 @@ __all__ = [
     "COUNTED_STATUSES",
     "FAILED_STATUSES",
     "IDENTITY",
+    "CLAIMS_STUDY",
     "MSummary",
     "GridSummary",
     "within_noise",
@@ -92,6 +93,11 @@ SIDE_BY_SIDE = "side_by_side"
 #: Prefix of each process's wall time (``wall_s:HOST:PID``; plain ``wall_s`` in old studies).
 WALL_S = "wall_s"
 
+#: The one bookkeeping study of a storage: its trials are claims (see
+#: :func:`searcher.storage.claim`). Older storages hold one study per claim instead, named
+#: ``KERNEL-claim:WHAT``; readers look studies up by name and never list those.
+CLAIMS_STUDY = "searcher:claims"
+
 # -- trial attributes ------------------------------------------------------------------
 STATUS = "status"
 CONFIG = "config"
@@ -105,6 +111,7 @@ HOST = "host"
 PID = "pid"
 DUPLICATE_OF = "duplicate_of"
 ORDER = "order"
+CLAIM = "claim"  # on a trial of CLAIMS_STUDY: what it claims
 
 
 class TrialStatus(str, enum.Enum):
