@@ -794,6 +794,27 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- copy ----------------------------------------------------------------------------
+def _add_copy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("copy", help="copy a storage into the record this version writes",
+                       description="Copy every study of a storage into a new one as this "
+                       "version writes them (config keys as trial attributes, unmeasured "
+                       "proposals PRUNED not FAIL, the objective named, claims in one "
+                       "study), e.g. to browse an older storage with optuna-dashboard. The "
+                       "copy resumes as the original would; the original is not changed.")
+    p.add_argument("--storage", required=True, help="the storage to copy (a URL)")
+    p.add_argument("--to", required=True, help="a new storage to write (a URL)")
+    p.set_defaults(func=_run_copy)
+
+
+def _run_copy(args: argparse.Namespace) -> int:
+    from searcher.migrate import copy_storage
+
+    for name in copy_storage(args.storage, args.to):
+        print(name)
+    return 0
+
+
 # -- report --------------------------------------------------------------------------
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="a Markdown report with plots: the evidence for a tuned file",
@@ -976,7 +997,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_grid, _add_compare, _add_status, _add_decide, _add_export, _add_report, _add_init,
+    _add_run, _add_grid, _add_compare, _add_status, _add_decide, _add_export, _add_report,
+    _add_copy, _add_init,
     _add_list, _add_bench,
 ]
 

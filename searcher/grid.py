@@ -62,8 +62,8 @@ def _store(study: optuna.Study, spec: StudySpec, config: Config, order: int,
     import optuna
     from optuna.trial import TrialState
 
-    attrs: dict[str, Any] = {record.CONFIG: config.to_dict(), record.ORDER: order,
-                             record.SHORT: short.brief()}
+    attrs: dict[str, Any] = {record.CONFIG: config.to_dict(), **record.config_attrs(config),
+                             record.ORDER: order, record.SHORT: short.brief()}
     cost = short.cost_s
     if full is not None:
         attrs[record.FULL] = full.brief()

@@ -16,7 +16,17 @@ A trial's attributes: :data:`CONFIG` (the config's dict form), :data:`STATUS` (a
 :data:`COST_S`, the :data:`SHORT` and :data:`FULL` measurements
 (:meth:`~searcher.measurement.Measurement.brief`), :data:`SOURCE` (who proposed it),
 :data:`MEASURING`, the :data:`HOST` and :data:`PID` of the process holding it,
-:data:`DUPLICATE_OF`, and for the grid its visiting :data:`ORDER`.
+:data:`DUPLICATE_OF`, and for the grid its visiting :data:`ORDER`. Each trial with a config
+also carries one attribute per config key in vLLM's terms (:func:`config_attrs`:
+``BLOCK_SIZE_M: 64``), which is what optuna-dashboard can show of a config: Optuna's own
+params are the sampler's encoding (``log2_BLOCK_SIZE_M: 6``, see :class:`searcher.space.Param`).
+
+Optuna states: a measured trial is COMPLETE (``ok``) or PRUNED (``pruned``, or a failure told
+as a constraint violation); a proposal that was not measured (``invalid``, ``duplicate``,
+``not_run``) is PRUNED, so that Optuna's tools do not show it as failed. Samplers see
+duplicates and not-run trials as FAIL, as they were stored before (see
+:func:`searcher.samplers.measured_only`). FAIL is left to trials whose process died
+(``interrupted``, or stale with no status).
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ __all__ = [
     "COUNTED_STATUSES",
     "FAILED_STATUSES",
     "IDENTITY",
+    "CLAIMS_STUDY",
     "MSummary",
     "GridSummary",
     "within_noise",
@@ -49,6 +60,8 @@ __all__ = [
     "unmeasured_source",
     "status_of",
     "config_of",
+    "config_attrs",
+    "BOOKKEEPING_STATUSES",
     "summarize_study",
     "summarize_grid",
     "worker_identity",
@@ -80,6 +93,11 @@ SIDE_BY_SIDE = "side_by_side"
 #: Prefix of each process's wall time (``wall_s:HOST:PID``; plain ``wall_s`` in old studies).
 WALL_S = "wall_s"
 
+#: The one bookkeeping study of a storage: its trials are claims (see
+#: :func:`searcher.storage.claim`). Older storages hold one study per claim instead, named
+#: ``KERNEL-claim:WHAT``; readers look studies up by name and never list those.
+CLAIMS_STUDY = "searcher:claims"
+
 # -- trial attributes ------------------------------------------------------------------
 STATUS = "status"
 CONFIG = "config"
@@ -93,6 +111,7 @@ HOST = "host"
 PID = "pid"
 DUPLICATE_OF = "duplicate_of"
 ORDER = "order"
+CLAIM = "claim"  # on a trial of CLAIMS_STUDY: what it claims
 
 
 class TrialStatus(str, enum.Enum):
@@ -120,6 +139,9 @@ COUNTED_STATUSES = frozenset({
     TrialStatus.OK, TrialStatus.PRUNED, TrialStatus.COMPILE_ERROR,
     TrialStatus.OUT_OF_RESOURCES, TrialStatus.RUNTIME_ERROR, TrialStatus.TIMEOUT,
 })
+#: Statuses of proposals that were not measured and are not constraint violations: stored
+#: PRUNED since this version (FAIL before), and shown to samplers as FAIL either way.
+BOOKKEEPING_STATUSES = frozenset({TrialStatus.DUPLICATE, TrialStatus.NOT_RUN})
 #: Statuses of configs that broke the process measuring them (not re-measured).
 FAILED_STATUSES = frozenset({TrialStatus.RUNTIME_ERROR, TrialStatus.TIMEOUT})
 
@@ -134,6 +156,17 @@ def config_of(kernel: Kernel, trial: optuna.trial.FrozenTrial) -> Config | None:
     """A trial's config (None before one was suggested)."""
     data = trial.user_attrs.get(CONFIG)
     return kernel.config_from_dict(data) if data else None
+
+
+def config_attrs(config: Config) -> dict[str, int]:
+    """A config as trial attributes, one per key in vLLM's terms (``BLOCK_SIZE_M: 64``).
+
+    Written beside :data:`CONFIG` on every trial, because optuna-dashboard shows a trial's
+    user attributes one column each (sortable when numbers) and in the trial's detail, but
+    a dict attribute only as a JSON string; the params it plots are the sampler's encoding,
+    kept as they are so stored studies resume unchanged.
+    """
+    return config.to_dict()
 
 
 def worker_identity() -> dict[str, Any]:

@@ -22,6 +22,12 @@ Decisions:
     * ``grid`` walks the space's whole encoded grid (every combination of the values of
       :meth:`Space.distributions`), each point once, then stops the study. Points that break
       a space constraint are the objective's to reject without benchmarking.
+    * What a sampler sees (:func:`measured_only`): duplicates and proposals given back
+      unmeasured are stored PRUNED (so that optuna-dashboard does not show them as failed)
+      but shown to the sampler as FAIL, which is how they were stored before: TPE models
+      PRUNED trials (a duplicate of the best config would count as a bad observation of
+      it, and count towards its start-up trials), so storing them PRUNED alone would change
+      what TPE proposes, in new studies and in old ones resumed.
     * Seeds: workers sharing a study should pass *different* seeds to the stochastic
       samplers (equal seeds make them propose the same random start-up configs) but the
       *same* seed to ``grid`` (Optuna shuffles the grid with it, and equal shuffles are what
@@ -46,6 +52,7 @@ __all__ = [
     "make_sampler",
     "check_sampler_name",
     "grid_search_space",
+    "measured_only",
 ]
 
 ConstraintsFunc = Callable[["FrozenTrial"], Sequence[float]]
@@ -204,3 +211,88 @@ def make_sampler(
             or n_startup_trials < 0:
         raise SpecError(f"startup trials = {n_startup_trials!r} must be an integer >= 0")
     return SAMPLERS[name](seed, space, constraints_func, n_startup_trials)
+
+
+def measured_only(sampler: BaseSampler) -> BaseSampler:
+    """``sampler``, seeing unmeasured bookkeeping trials as FAIL (see the module doc).
+
+    The trials whose :data:`searcher.record.STATUS` is in
+    :data:`searcher.record.BOOKKEEPING_STATUSES` (duplicate, not run) are stored PRUNED;
+    every sampler call gets a view of the study in which they are FAIL with no value, so
+    TPE, GP and CMA-ES ignore them and the grid counts them as visited, as before.
+    """
+    from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial, TrialState
+
+    from searcher.record import BOOKKEEPING_STATUSES, STATUS
+
+    bookkeeping = {s.value for s in BOOKKEEPING_STATUSES}
+
+    def as_stored_before(t: FrozenTrial) -> FrozenTrial:
+        if t.state != TrialState.PRUNED or t.user_attrs.get(STATUS) not in bookkeeping:
+            return t
+        return FrozenTrial(
+            number=t.number, state=TrialState.FAIL, value=None,
+            datetime_start=t.datetime_start, datetime_complete=t.datetime_complete,
+            params=t.params, distributions=t.distributions, user_attrs=t.user_attrs,
+            system_attrs=t.system_attrs, intermediate_values=t.intermediate_values,
+            trial_id=t._trial_id)
+
+    class View:
+        """The study as the sampler sees it; everything but its trials is the study's."""
+
+        def __init__(self, study: Any) -> None:
+            self._study_seen = study
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._study_seen, name)
+
+        def _get_trials(self, deepcopy: bool = True, states: Any = None,
+                        use_cache: bool = False) -> list[FrozenTrial]:
+            import copy
+
+            trials = [as_stored_before(t) for t in
+                      self._study_seen._get_trials(deepcopy=False, use_cache=use_cache)]
+            if states is not None:
+                trials = [t for t in trials if t.state in states]
+            return copy.deepcopy(trials) if deepcopy else trials
+
+        def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+            return self._get_trials(deepcopy=deepcopy, states=states)
+
+        @property
+        def trials(self) -> list[FrozenTrial]:
+            return self.get_trials()
+
+    class MeasuredOnly(BaseSampler):
+        def __init__(self) -> None:
+            self.inner = sampler
+
+        def __getattr__(self, name: str) -> Any:  # e.g. GridSampler's is_exhausted
+            if name == "inner":
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+            return self.inner.infer_relative_search_space(View(study), trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+            return self.inner.sample_relative(View(study), trial, search_space)
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str,
+                               param_distribution: Any) -> Any:
+            return self.inner.sample_independent(View(study), trial, param_name,
+                                                 param_distribution)
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.inner.before_trial(View(study), trial)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            if state == TrialState.PRUNED and trial.user_attrs.get(STATUS) in bookkeeping:
+                state, values = TrialState.FAIL, None
+            self.inner.after_trial(View(study), trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return MeasuredOnly()

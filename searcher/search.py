@@ -13,6 +13,9 @@ Compile errors, out-of-resources and runtime faults are stored on the trial with
 reason and count against the budget (they cost GPU time). Optuna sees them, and
 constraint violations, as PRUNED trials with a violated constraint, so TPE learns to
 stay away from them; searcher's own status is the trial's ``status`` user attribute.
+Duplicates and trials given back unmeasured are stored PRUNED too (not FAIL, which
+optuna-dashboard shows as a red failure), but samplers see them as FAIL, as before
+(:func:`searcher.samplers.measured_only`).
 
 Several trials are asked at once so their configs compile on CPU threads while the GPU
 measures the one before (TPE's constant liar keeps the batch diverse).
@@ -266,7 +269,7 @@ class _Searcher:
     # study of one M
     def study(self, M: int, n_existing: int = 0) -> optuna.Study:
         from searcher.pruners import make_pruner
-        from searcher.samplers import make_sampler
+        from searcher.samplers import make_sampler, measured_only
 
         spec = self.spec
         # A run that resumes gets its own seed, so it does not replay the first run's draws;
@@ -274,8 +277,9 @@ class _Searcher:
         key = f"{spec.seed}:{M}:{n_existing}"
         if self.opts.workers > 1:
             key += f":worker{self.opts.worker}"
-        sampler = make_sampler(spec.sampler, zlib.crc32(key.encode()), space=spec.space,
-                               n_startup_trials=spec.startup_trials)
+        sampler = measured_only(make_sampler(spec.sampler, zlib.crc32(key.encode()),
+                                             space=spec.space,
+                                             n_startup_trials=spec.startup_trials))
         pruner = make_pruner(spec.pruner, **spec.pruner_options())
         return open_study(self.storage, self.opts.kind, spec.shape, self.opts.device, M,
                           spec.space, sampler, pruner, self.bencher.device_info(),
@@ -442,7 +446,7 @@ class _Searcher:
 
         trial.set_user_attr(record.STATUS, TrialStatus.DUPLICATE.value)
         trial.set_user_attr(record.DUPLICATE_OF, twin)
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.PRUNED)
         self.heartbeat.remove(trial._trial_id)
 
     # warm start
@@ -587,7 +591,7 @@ class _Searcher:
             if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING \
                     and not any(t is trial for t, _, _ in batch):
                 trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
-                study.tell(trial, state=TrialState.FAIL)
+                study.tell(trial, state=TrialState.PRUNED)
             raise
 
     def _classify(self, study: optuna.Study, M: int, ctx: dict[str, int], trial: Any,
@@ -599,6 +603,8 @@ class _Searcher:
         config = self.spec.space.suggest(trial)
         source = trial.user_attrs.get(record.SOURCE) or "sampler"
         trial.set_user_attr(record.CONFIG, config.to_dict())
+        for key, value in record.config_attrs(config).items():
+            trial.set_user_attr(key, value)
         broken = self.spec.space.violations(config, ctx)
         if broken:
             trial.set_user_attr(record.STATUS, TrialStatus.INVALID.value)
@@ -609,7 +615,7 @@ class _Searcher:
             trial.set_user_attr(record.STATUS, TrialStatus.DUPLICATE.value)
             if config in measured:
                 trial.set_user_attr(record.DUPLICATE_OF, measured[config].number)
-            study.tell(trial, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.PRUNED)
         else:
             for key, value in self.identity.items():
                 trial.set_user_attr(key, value)
@@ -638,7 +644,7 @@ class _Searcher:
         try:
             with _unless_taken_over(study, trial):
                 trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
-                study.tell(trial, state=TrialState.FAIL)
+                study.tell(trial, state=TrialState.PRUNED)
         except _TakenOver:
             return  # the process that took it over queued its retry
         params = self.spec.space.to_params(config)

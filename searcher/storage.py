@@ -436,32 +436,69 @@ def process_alive(pid: int) -> bool:
 def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bool:
     """Claim a piece of work once among all processes on ``storage``.
 
-    The claim is a study named ``KERNEL-claim:WHAT`` (creating a study of an existing
-    name fails atomically in every Optuna storage). A claim left by a dead process on
-    this host is taken over; one of a live process, or of another host, is not.
+    Every claim is a trial of the storage's one bookkeeping study,
+    :data:`searcher.record.CLAIMS_STUDY`, created with its :data:`~searcher.record.CLAIM`
+    (``what``) and its holder's host and pid in one write (Optuna inserts a trial and its
+    template's attributes in one transaction, or one journal entry). The process then
+    reads the other claims of ``what``: it holds the claim (stored COMPLETE, value 0) only
+    when none is held or pending, else it withdraws its own (stored PRUNED). Since every
+    claimant writes before it reads, of two claimants the later one sees the earlier:
+    at most one holds the claim, on every storage; rarely both withdraw, and the work is
+    claimed again on the next pass (as the budget check in :mod:`searcher.search` does).
+
+    A claim of a dead process on this host is passed over and the work taken over (its
+    trial stays as it was: a finished trial cannot be changed; one left pending is
+    withdrawn); one of a live process, or of another host, is not.
+
+    Before this, each claim was a study of its own (``KERNEL-claim:WHAT``, made by study
+    creation, which fails for all but one process): optuna-dashboard listed one per batch
+    size beside the real studies. Those stored claims are left as they are and not read.
+
     Returns True when this process holds the claim.
     """
+    import datetime
+
     import optuna
     from optuna.exceptions import DuplicatedStudyError
+    from optuna.trial import FrozenTrial, TrialState
 
-    name = f"{kernel.name}-claim:{what}"
-    for _ in range(2):
+    try:
+        study_id = storage.get_study_id_from_name(record.CLAIMS_STUDY)
+    except KeyError:
         try:
-            study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+            study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE],
+                                                record.CLAIMS_STUDY)
         except DuplicatedStudyError:
-            holder = load_existing_study(storage, name)
-            attrs = holder.user_attrs if holder is not None else {}
-            me = record.worker_identity()
-            pid = attrs.get(record.PID)
-            if attrs.get(record.HOST) == me[record.HOST] and pid is not None \
-                    and pid != me[record.PID] and not process_alive(pid):
-                try:
-                    optuna.delete_study(study_name=name, storage=storage)
-                except KeyError:
-                    pass
-                continue
-            return False
-        for key, value in record.worker_identity().items():
-            storage.set_study_user_attr(study_id, key, value)
-        return True
-    return False
+            study_id = storage.get_study_id_from_name(record.CLAIMS_STUDY)
+    me = record.worker_identity()
+    mine = storage.create_new_trial(study_id, template_trial=FrozenTrial(
+        number=0, state=TrialState.RUNNING, value=None,
+        datetime_start=datetime.datetime.now(), datetime_complete=None, params={},
+        distributions={}, user_attrs={record.CLAIM: what, record.KERNEL: kernel.name, **me},
+        system_attrs={}, intermediate_values={}, trial_id=0))
+    held = False
+    for t in storage.get_all_trials(study_id, deepcopy=False,
+                                    states=(TrialState.RUNNING, TrialState.COMPLETE)):
+        if t._trial_id == mine or t.user_attrs.get(record.CLAIM) != what:
+            continue
+        pid = t.user_attrs.get(record.PID)
+        if t.user_attrs.get(record.HOST) == me[record.HOST] and pid is not None \
+                and pid != me[record.PID] and not process_alive(pid):
+            _end_claim(storage, t._trial_id, TrialState.PRUNED)  # its holder died pending
+            continue
+        held = True
+    _end_claim(storage, mine, TrialState.PRUNED if held else TrialState.COMPLETE)
+    return not held
+
+
+def _end_claim(storage: optuna.storages.BaseStorage, trial_id: int, state: Any) -> None:
+    """Store a claim as held (COMPLETE) or withdrawn (PRUNED); one another process ended
+    first stays as it is."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        storage.set_trial_state_values(
+            trial_id, state, values=[0.0] if state == TrialState.COMPLETE else None)
+    except UpdateFinishedTrialError:
+        pass

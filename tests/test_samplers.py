@@ -19,6 +19,7 @@ from searcher.samplers import (
     SAMPLERS,
     grid_search_space,
     make_sampler,
+    measured_only,
 )
 from searcher.space import Space, space_from_dict
 
@@ -192,3 +193,46 @@ def test_importing_samplers_does_not_import_optuna() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _with_duplicates(space: Space, duplicate_state: optuna.trial.TrialState) -> optuna.Study:
+    """Two measured trials, then two duplicates of the first stored in ``duplicate_state``."""
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(direction="minimize")
+    configs = [KernelConfig(16, 32, 64, 1, 4, 2), KernelConfig(64, 128, 64, 1, 8, 3)]
+    for config in configs:
+        study.add_trial(create_trial(params=space.to_params(config),
+                                     distributions=space.distributions(),
+                                     value=fake_time(config), user_attrs={"status": "ok"}))
+    for _ in range(2):
+        study.add_trial(create_trial(params=space.to_params(configs[0]),
+                                     distributions=space.distributions(),
+                                     state=duplicate_state,
+                                     user_attrs={"status": "duplicate", "duplicate_of": 0}))
+    return study
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes", "grid"])
+def test_duplicates_stored_pruned_are_sampled_as_when_stored_failed(space, name):
+    from optuna.trial import TrialState
+
+    def proposals(study: optuna.Study, sampler: optuna.samplers.BaseSampler) -> list[dict]:
+        study.sampler = sampler
+        out = []
+        for _ in range(6):
+            trial = study.ask()
+            out.append(trial.params if trial.params else space.to_params(space.suggest(trial)))
+            study.tell(trial, fake_time(space.from_params(out[-1])))
+        return out
+
+    def sampler() -> optuna.samplers.BaseSampler:
+        return make_sampler(name, 5, space=space, n_startup_trials=3)
+
+    before = proposals(_with_duplicates(space, TrialState.FAIL), sampler())
+    now = proposals(_with_duplicates(space, TrialState.PRUNED), measured_only(sampler()))
+    assert now == before
+    if name == "tpe":
+        # Unwrapped, TPE models the pruned duplicates (2 measured + 2 pruned >= 3 start-up
+        # trials), and proposes otherwise.
+        assert proposals(_with_duplicates(space, TrialState.PRUNED), sampler()) != before

@@ -539,3 +539,34 @@ def test_a_file_to_beat_is_measured_first_and_competes_in_the_finalists(spec, tm
     assert ("against file" in sources) is in_space
     entries = study.user_attrs["final"]["entries"]
     assert [e["against"] for e in entries].count(True) == 1
+
+
+def test_unmeasured_proposals_are_pruned_not_failed_and_counted_as_before(spec, tmp_path):
+    # The 432 space at M=64: TPE re-proposes measured configs (duplicates), and the
+    # extended space's constraints give invalid ones.
+    summaries, _, url = _run(spec, tmp_path, batch_sizes=[64], trials_per_m=30, ask_batch=2)
+    s = summaries[0]
+    study, trials = _trials(url, spec, 64)
+    by_status = {}
+    for t in trials:
+        by_status.setdefault(t.user_attrs.get("status"), set()).add(t.state)
+    assert s.duplicate > 0 and by_status["duplicate"] == {optuna.trial.TrialState.PRUNED}
+    assert optuna.trial.TrialState.FAIL not in {t.state for t in trials}
+    # Counted as before: the budget holds measured trials only, and the winner is one.
+    assert s.trials == 30 and s.duplicate == sum(1 for t in trials
+                                                 if t.user_attrs.get("status") == "duplicate")
+    measured = {json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
+                if t.user_attrs.get("status") in ("ok", "pruned")}
+    assert json.dumps(s.winner.to_dict(), sort_keys=True) in measured | {
+        json.dumps(spec.kernel.default_config(spec.shape, 64).to_dict(), sort_keys=True)}
+
+
+def test_trials_carry_their_config_in_vllm_terms(spec, tmp_path):
+    _, _, url = _run(spec, tmp_path, batch_sizes=[64], trials_per_m=4)
+    study, trials = _trials(url, spec, 64)
+    assert study.metric_names == ["median_us"]
+    for t in trials:
+        if "config" in t.user_attrs:
+            config = t.user_attrs["config"]
+            assert {k: t.user_attrs[k] for k in config} == config
+            assert t.user_attrs["BLOCK_SIZE_M"] == 2 ** t.params["log2_BLOCK_SIZE_M"]

@@ -103,3 +103,85 @@ def test_a_new_study_names_its_objective_for_optunas_tools(tmp_path: Path) -> No
             optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(), {})
     assert open_study(*args).metric_names == ["median_us"]
     assert open_study(*args).metric_names == ["median_us"]  # resumed: unchanged
+
+
+def _claims(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="searcher:claims", storage=open_storage(url)).trials
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "journal"])
+def test_claims_are_trials_of_one_bookkeeping_study_held_once(tmp_path: Path, monkeypatch,
+                                                              scheme: str) -> None:
+    from searcher import record
+    from searcher.kernels.fused_moe import FUSED_MOE
+    from searcher.storage import claim
+
+    url = f"sqlite:///{tmp_path / 's.db'}" if scheme == "sqlite" else \
+        f"journal:///{tmp_path / 's.journal'}"
+    storage = open_storage(url)
+    assert claim(storage, FUSED_MOE, "a:final@80")
+    assert claim(storage, FUSED_MOE, "b:final@80")
+    # Another live process (this test's parent stands in for it) asks for the same work.
+    monkeypatch.setattr(record, "worker_identity",
+                        lambda: {record.HOST: "elsewhere", record.PID: os.getppid()})
+    assert not claim(storage, FUSED_MOE, "a:final@80")
+    assert optuna.get_all_study_names(storage) == ["searcher:claims"]
+    states = [(t.user_attrs["claim"], t.state.name) for t in _claims(url)]
+    assert states == [("a:final@80", "COMPLETE"), ("b:final@80", "COMPLETE"),
+                      ("a:final@80", "PRUNED")]
+
+
+def test_a_claim_of_a_dead_process_of_this_host_is_taken_over(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from searcher import record
+    from searcher.kernels.fused_moe import FUSED_MOE
+    from searcher.storage import claim
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    me = record.worker_identity
+    monkeypatch.setattr(record, "worker_identity",
+                        lambda: {record.HOST: socket.gethostname(), record.PID: int(dead.stdout)})
+    assert claim(open_storage(url), FUSED_MOE, "a:final@80")
+    monkeypatch.setattr(record, "worker_identity", me)
+    assert claim(open_storage(url), FUSED_MOE, "a:final@80")
+    # Both held it, one after the other (a finished trial is never changed).
+    assert [(t.user_attrs["pid"], t.state.name) for t in _claims(url)] == [
+        (int(dead.stdout), "COMPLETE"), (os.getpid(), "COMPLETE")]
+    assert not claim(open_storage(url), FUSED_MOE, "a:final@80")  # held by this live one
+
+
+def test_two_claimants_writing_before_either_reads_never_both_hold(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    # The race: B's claim is written after A's but before A reads. A sees B's pending
+    # claim and withdraws; B sees A's (withdrawn by then, or pending) and does not hold
+    # it twice.
+    from searcher import record
+    from searcher.kernels.fused_moe import FUSED_MOE
+    from searcher import storage as storage_module
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(url)
+    real_create = storage.create_new_trial
+    results = []
+
+    def create_then_let_b_claim(study_id, template_trial=None):
+        trial_id = real_create(study_id, template_trial=template_trial)
+        if not results:
+            results.append(None)
+            monkeypatch.setattr(record, "worker_identity",
+                                lambda: {record.HOST: "b", record.PID: 2})
+            results.append(storage_module.claim(storage, FUSED_MOE, "a:final@80"))
+            monkeypatch.setattr(record, "worker_identity",
+                                lambda: {record.HOST: "a", record.PID: 1})
+        return trial_id
+
+    monkeypatch.setattr(record, "worker_identity", lambda: {record.HOST: "a", record.PID: 1})
+    monkeypatch.setattr(storage, "create_new_trial", create_then_let_b_claim)
+    a_holds = storage_module.claim(storage, FUSED_MOE, "a:final@80")
+    assert [a_holds, results[1]].count(True) <= 1
