@@ -67,11 +67,15 @@ SPACE = "space"
 SPACE_FINGERPRINT = "space_fingerprint"
 BACKEND = "backend"  # who ran the kernel: a backend's name, "synthetic", "replay of ..."
 TRITON_VERSION = "triton_version"
+#: How a GPU's replays were timed: which inputs each replay got (a value of
+#: :data:`searcher.harness.TIMINGS`; None for synthetic and replayed studies).
+TIMING = "timing"
 #: What makes a study the one a spec and a benchmarker describe; a stored study that
 #: differs is not resumed. Studies stored before the backend and the Triton version were
-#: part of it hold them only in :data:`DEVICE_INFO`.
+#: part of it hold them only in :data:`DEVICE_INFO`; GPU studies stored before the timing
+#: was part of it were timed with the ``legacy`` replay order.
 IDENTITY: tuple[str, ...] = (KERNEL, KIND, SHAPE, DEVICE, BATCH_SIZE, SPACE, SPACE_FINGERPRINT,
-                             BACKEND, TRITON_VERSION)
+                             BACKEND, TRITON_VERSION, TIMING)
 #: What measured a study (the benchmarker's ``device_info()``: GPU, driver, torch and
 #: Triton versions, backend).
 DEVICE_INFO = "device_info"
