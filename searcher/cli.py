@@ -369,31 +369,33 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "default_us": s.default_us, "against_us": s.against_us,
                 "speedup": s.speedup, "noise": s.noise,
                 "within_noise": s.within_noise, "decision": s.decision, "cost_s": s.cost_s,
-                "wall_s": s.wall_s, "finalized": s.finalized,
+                "wall_s": s.wall_s, "time_s": s.time.to_dict(), "finalized": s.finalized,
                 "device_info": s.extra.get(DEVICE_INFO),
             })
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
-                          "batch_sizes": rows}, indent=2))
+                          "batch_sizes": rows, "total_time_s": _total_time(summaries).to_dict()},
+                         indent=2))
         return
     from rich.table import Table
 
     table = Table(title=f"{spec.name} on {device} ({storage})")
     against = any(s is not None and s.against_us is not None for s in summaries)
     for col in ("M", "trials", "full", "pruned", "failed", "best us", "winner", "winner us",
-                "default us", *(("file us",) if against else ()), "speedup", "measured s",
-                "wall s"):
+                "default us", *(("file us",) if against else ()), "speedup", *TIME_COLUMNS):
         table.add_column(col, justify="left" if col == "winner" else "right")
-    total = 0.0
     for s in summaries:
         if s is None:
             continue
-        total += s.wall_s
         table.add_row(
             str(s.M), str(s.trials), str(s.complete), str(s.pruned), str(s.failed),
             format_us(s.best_us), s.winner.short() if s.winner else "-", format_us(s.winner_us),
             format_us(s.default_us), *((format_us(s.against_us),) if against else ()),
-            _speedup_text(s), f"{s.cost_s:.0f}", f"{s.wall_s:.0f}",
+            _speedup_text(s), *_time_cells(s.time),
         )
+    total_split = _total_time(summaries)
+    total = total_split.wall_s
+    table.add_row("total", *[""] * (len(table.columns) - 1 - len(TIME_COLUMNS)),
+                  *_time_cells(total_split), end_section=True)
     console = _console()
     console.print(table)
     infos = {json.dumps(s.extra[DEVICE_INFO], sort_keys=True) for s in summaries
@@ -404,6 +406,46 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                       f"{info.get('driver_version', '?')}, backend {info.get('backend', '?')})")
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min (on a GPU, "
                   "the GPU minutes the search held the device)")
+    console.print(_time_note(total_split))
+
+
+#: The status table's columns of where the wall time went (see searcher.record.TimeSplit).
+TIME_COLUMNS = ("measuring s", "compile s", "finalists s", "host s", "wall s")
+
+
+def _total_time(summaries):
+    from searcher.record import TimeSplit
+
+    total = TimeSplit()
+    for s in summaries:
+        if s is not None:
+            total = total + s.time
+    return total
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _time_cells(split) -> list[str]:
+    return [_seconds(split.measuring_s), _seconds(split.compile_s),
+            _seconds(split.finalists_s), _seconds(split.host_s), _seconds(split.wall_s)]
+
+
+def _time_note(split) -> str:
+    """One line: the total's parts as shares of the wall time."""
+    def part(name: str, value: float | None) -> str:
+        if value is None:
+            return f"{name} unrecorded"
+        share = f" ({100 * value / split.wall_s:.0f}%)" if split.wall_s > 0 else ""
+        return f"{name} {value / 60:.1f} min{share}"
+
+    gpu = "" if split.gpu_s is None else f"; of measuring, GPU replays {split.gpu_s / 60:.1f} min"
+    return ("where the wall time went: " + ", ".join(
+        [part("measuring", split.measuring_s), part("compile waits", split.compile_s),
+         part("finalists", split.finalists_s), part("host overhead", split.host_s)])
+        + gpu + " (host overhead = wall - measuring - compile waits - finalists; "
+        '"-": an older record lacks the finalists\' cost)')
 
 
 # -- grid ----------------------------------------------------------------------------

@@ -7,6 +7,19 @@ layer calls in one CUDA graph, replay it ``warmup`` times, then ``replays`` time
 fresh per-replay inputs (the router logits) copied in before each replay and CUDA events around the replay
 alone. Per-call time = replay time / calls_per_graph. Failures come back as a
 :class:`~searcher.measurement.Measurement` with a status and a reason, never raised.
+
+Which inputs each replay gets (:func:`replay_inputs`): timed replay ``j`` of every
+fidelity uses input set ``j % ROUTING_CYCLE`` and warm-up replays use sets of their own.
+So ``full`` (20 replays) times one whole cycle and ``long`` (100) five: both time the same
+routings, and their medians differ only by noise, not by which routings they drew.
+``short`` (5) times the cycle's first sets: it is only compared with other short
+measurements (pruning), which all time those same sets. Until this order, replay ``i``
+(warm-ups counted) used set ``i % 32``, so short, full and long timed different samples of
+routings; with few experts and small M a replay's time depends much on its routing (at
+M=2, top_k=2 of E=8 a replay touches 2 to 4 experts, up to twice the weight bytes), and
+the search-phase times came out below the finalists' re-measurement of the same config.
+A study records the order it was measured with (:data:`TIMINGS`, its ``timing``), and a
+stored study of another order is not resumed (:func:`searcher.storage.open_study`).
 """
 
 from __future__ import annotations
@@ -21,7 +34,41 @@ from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status, summ
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import LayerCall, Workload
 
-__all__ = ["Benchmarker", "GpuBenchmarker", "classify_error"]
+__all__ = ["Benchmarker", "GpuBenchmarker", "classify_error", "replay_inputs", "ROUTING_CYCLE",
+           "WARMUP_SETS", "INPUT_SETS", "TIMINGS"]
+
+#: Input sets one cycle of timed replays goes through: ``full`` times 1 cycle, ``long`` 5.
+ROUTING_CYCLE = 20
+#: Input sets kept apart for the warm-up replays (never timed).
+WARMUP_SETS = 5
+#: Input sets a workload's ``refresh`` must accept (0 .. INPUT_SETS - 1); the ``legacy``
+#: order needs 32.
+INPUT_SETS = ROUTING_CYCLE + WARMUP_SETS
+_LEGACY_SETS = 32
+#: The replay-input orders, by name, and what a study records of each as its ``timing``
+#: (``legacy``: every study measured before the order was recorded; kept to benchmark it).
+TIMINGS: dict[str, str] = {
+    "cycle": f"timed replay j: inputs j % {ROUTING_CYCLE}; warm-ups: {WARMUP_SETS} sets apart",
+    "legacy": f"replay i (warm-ups counted): inputs i % {_LEGACY_SETS}",
+}
+
+
+def replay_inputs(fidelity: Fidelity, order: str = "cycle") -> list[int]:
+    """The input set each replay of one measurement uses, warm-ups first.
+
+    Args:
+        fidelity: how many warm-up and timed replays.
+        order: a key of :data:`TIMINGS` (``legacy`` only to benchmark the old order).
+
+    Raises:
+        ValueError: an unknown order.
+    """
+    if order == "cycle":
+        return ([ROUTING_CYCLE + i % WARMUP_SETS for i in range(fidelity.warmup)]
+                + [j % ROUTING_CYCLE for j in range(fidelity.replays)])
+    if order == "legacy":
+        return [i % _LEGACY_SETS for i in range(fidelity.warmup + fidelity.replays)]
+    raise ValueError(f"replay order {order!r}: must be one of {', '.join(TIMINGS)}")
 
 
 class Benchmarker(Protocol):
@@ -59,13 +106,18 @@ class GpuBenchmarker:
     Args:
         workload: the kernel's problem on this GPU (inputs, layer calls, per-replay state).
         compile_threads: CPU threads compiling configs ahead (0 compiles inline).
+        order: which inputs each replay gets (:func:`replay_inputs`); only a benchmark of
+            the measurement itself picks another than ``cycle``.
     """
 
-    def __init__(self, workload: Workload, compile_threads: int = 4) -> None:
+    def __init__(self, workload: Workload, compile_threads: int = 4, order: str = "cycle") -> None:
         import torch
 
         from searcher.device import current_device
 
+        if order not in TIMINGS:
+            raise ValueError(f"replay order {order!r}: must be one of {', '.join(TIMINGS)}")
+        self.order = order
         self.workload = workload
         self.device = current_device()
         self._torch = torch
@@ -77,6 +129,7 @@ class GpuBenchmarker:
     def device_info(self) -> dict[str, Any]:
         info = self.device.to_dict()
         info.update(self.workload.info())
+        info["timing"] = TIMINGS[self.order]
         return info
 
     # -- compile ahead ----------------------------------------------------------------
@@ -133,8 +186,8 @@ class GpuBenchmarker:
             end = torch.cuda.Event(enable_timing=True)
             per_call: list[float] = []
             gpu_ms = 0.0
-            for i in range(fidelity.warmup + fidelity.replays):
-                self.workload.refresh(M, i)
+            for i, inputs in enumerate(replay_inputs(fidelity, self.order)):
+                self.workload.refresh(M, inputs)
                 torch.cuda.synchronize()
                 begin.record()
                 graph.replay()

@@ -95,10 +95,13 @@ class Measurement:
         return data
 
     def brief(self) -> dict[str, Any]:
-        """The fields stored on a trial (no device; infinities as None)."""
+        """The fields stored on a trial (no device; infinities as None; ``gpu_s`` only
+        where the benchmarker timed a GPU's replays, so a replayed record reads "unknown")."""
         data = {"status": self.status.value, "median_us": self.median_us,
                 "spread_us": self.spread_us, "samples": self.samples, "cost_s": self.cost_s,
                 "compile_s": self.compile_s}
+        if self.gpu_s > 0:
+            data["gpu_s"] = self.gpu_s
         return {k: (None if isinstance(v, float) and math.isinf(v) else v)
                 for k, v in data.items()}
 

@@ -67,6 +67,7 @@ __all__ = [
     "worker_identity",
     "add_wall_time",
     "stored_wall_time",
+    "TimeSplit",
 ]
 
 # -- study attributes ------------------------------------------------------------------
@@ -79,11 +80,15 @@ SPACE = "space"
 SPACE_FINGERPRINT = "space_fingerprint"
 BACKEND = "backend"  # who ran the kernel: a backend's name, "synthetic", "replay of ..."
 TRITON_VERSION = "triton_version"
+#: How a GPU's replays were timed: which inputs each replay got (a value of
+#: :data:`searcher.harness.TIMINGS`; None for synthetic and replayed studies).
+TIMING = "timing"
 #: What makes a study the one a spec and a benchmarker describe; a stored study that
 #: differs is not resumed. Studies stored before the backend and the Triton version were
-#: part of it hold them only in :data:`DEVICE_INFO`.
+#: part of it hold them only in :data:`DEVICE_INFO`; GPU studies stored before the timing
+#: was part of it were timed with the ``legacy`` replay order.
 IDENTITY: tuple[str, ...] = (KERNEL, KIND, SHAPE, DEVICE, BATCH_SIZE, SPACE, SPACE_FINGERPRINT,
-                             BACKEND, TRITON_VERSION)
+                             BACKEND, TRITON_VERSION, TIMING)
 #: What measured a study (the benchmarker's ``device_info()``: GPU, driver, torch and
 #: Triton versions, backend).
 DEVICE_INFO = "device_info"
@@ -220,6 +225,69 @@ def within_noise(verdict: Verdict | None) -> bool:
 
 
 @dataclass
+class TimeSplit:
+    """Where a search's wall time went, in seconds (summed over its processes).
+
+    ``measuring_s``: the trials' measurements (short and full) less their compile waits;
+    ``compile_s``: waiting for (or doing) compiles in those measurements (a failed
+    measurement records none apart: its time counts as measuring); ``finalists_s``: the
+    finalists' re-measurement (None where an older record lacks its cost); ``wall_s``:
+    the processes' wall time (:func:`stored_wall_time`); ``gpu_s``: of measuring, the GPU
+    replaying graphs (None where no trial recorded it: records before it was stored).
+    :attr:`host_s` is the rest: asking the sampler, the storage, pruning, Python.
+    """
+
+    measuring_s: float = 0.0
+    compile_s: float = 0.0
+    finalists_s: float | None = 0.0
+    wall_s: float = 0.0
+    gpu_s: float | None = None
+
+    @property
+    def host_s(self) -> float | None:
+        """wall − (measuring + compile + finalists); None where the finalists' cost is
+        unknown. Negative only if a process died before storing its wall time."""
+        if self.finalists_s is None:
+            return None
+        return self.wall_s - (self.measuring_s + self.compile_s + self.finalists_s)
+
+    def __add__(self, other: TimeSplit) -> TimeSplit:
+        def add(a: float | None, b: float | None, unknown: float | None) -> float | None:
+            if a is None and b is None:
+                return None
+            if a is None or b is None:
+                return unknown
+            return a + b
+
+        return TimeSplit(
+            measuring_s=self.measuring_s + other.measuring_s,
+            compile_s=self.compile_s + other.compile_s,
+            finalists_s=add(self.finalists_s, other.finalists_s, None),
+            wall_s=self.wall_s + other.wall_s,
+            gpu_s=add(self.gpu_s, other.gpu_s, (self.gpu_s or 0.0) + (other.gpu_s or 0.0)),
+        )
+
+    def to_dict(self) -> dict[str, float | None]:
+        """Seconds by part (JSON's ``time_s``), ``host_s`` included."""
+        return {"measuring_s": self.measuring_s, "compile_s": self.compile_s,
+                "finalists_s": self.finalists_s, "host_s": self.host_s,
+                "wall_s": self.wall_s, "gpu_s": self.gpu_s}
+
+
+def _trial_time(attrs: Mapping[str, Any], split: TimeSplit) -> None:
+    """Add one counted trial's measuring, compile and GPU seconds to ``split``."""
+    cost = float(attrs.get(COST_S) or 0.0)
+    compile_s = 0.0
+    for fid in (SHORT, FULL):
+        brief = attrs.get(fid) or {}
+        compile_s += float(brief.get("compile_s") or 0.0)
+        if brief.get("gpu_s") is not None:
+            split.gpu_s = (split.gpu_s or 0.0) + float(brief["gpu_s"])
+    split.compile_s += compile_s
+    split.measuring_s += cost - compile_s
+
+
+@dataclass
 class MSummary:
     """What is stored for one batch size's search, for views, status and export."""
 
@@ -243,6 +311,7 @@ class MSummary:
     noise: float | None = None  # the decision rule's round-to-round noise (relative)
     verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
     decision: str | None = None  # why the stored winner was chosen (None: older records)
+    time: TimeSplit = field(default_factory=TimeSplit)  # where wall_s went
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -267,6 +336,7 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         if status in COUNTED_STATUSES:
             s.trials += 1
             s.cost_s += float(t.user_attrs.get(COST_S, 0.0))
+            _trial_time(t.user_attrs, s.time)
         if status is TrialStatus.OK and t.state == TrialState.COMPLETE:
             s.complete += 1
             if t.value is not None and t.value < s.best_us:
@@ -283,6 +353,7 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
             s.running += 1
     attrs = study.user_attrs
     s.wall_s = stored_wall_time(attrs)
+    s.time.wall_s = s.wall_s
     if attrs.get(DEVICE_INFO):
         s.extra[DEVICE_INFO] = attrs[DEVICE_INFO]
     final = attrs.get(FINAL)
@@ -293,6 +364,7 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         s.default_us = final.get("default_us")
         s.against_us = final.get("against_us")
         s.extra["final_cost_s"] = final.get("cost_s", 0.0)
+        s.time.finalists_s = final.get("cost_s")  # None: recorded before its cost was
         # The winner's and the default's paired rounds, judged by the decision rule (old
         # records too: their winner stays as stored, only "within noise" is re-judged).
         winner_times = next((e["times_us"] for e in final["entries"]

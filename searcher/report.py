@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher import record
 from searcher.decide import Verdict
-from searcher.record import paired_verdict, unmeasured_source, within_noise
+from searcher.record import TimeSplit, paired_verdict, unmeasured_source, within_noise
 from searcher.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +63,7 @@ __all__ = [
     "write_report",
     "render_markdown",
     "report_command",
+    "time_table",
 ]
 
 
@@ -185,6 +186,7 @@ class ReportRow:
     verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
     trials: int = 0
     wall_s: float = 0.0
+    time: TimeSplit = field(default_factory=TimeSplit)  # where wall_s went
     floor_us: float | None = None
     grids: dict[str, GridCell | None] = field(default_factory=dict)  # column -> cell; None: no dataset
     stale: bool = False  # a side-by-side run is stored, but of an older winner or default
@@ -309,7 +311,7 @@ def _row(spec: StudySpec, device: str, M: int, attrs: dict[str, Any],
          summary: MSummary) -> tuple[ReportRow, list[dict[str, Any]], dict | None]:
     default = spec.kernel.default_config(spec.shape, M)
     row = ReportRow(M=M, source="none", default=default, trials=summary.trials,
-                    wall_s=summary.wall_s, floor_us=floor_us(spec.kernel, spec.shape, M, device))
+                    wall_s=summary.wall_s, time=summary.time, floor_us=floor_us(spec.kernel, spec.shape, M, device))
     found = _entries_of_side_by_side(attrs, summary, default, spec.kernel)
     source = "side by side"
     if found is None:
@@ -494,6 +496,7 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
 
     lines += ["## Summary", ""]
     lines += [f"- {line}" for line in summary_lines(report)]
+    lines += ["", "## Where the time went", "", *time_table(report)]
     lines += ["", "## Plots", ""]
     if plots.get("speedup"):
         lines += [f"![speedup over vLLM's default against M]({plots['speedup']})", ""]
@@ -596,6 +599,35 @@ def summary_lines(report: Report) -> list[str]:
             "(sum of its recorded measurement and compile costs, less than the run's wall "
             f"time); searcher's {report.search_wall_s / 60:.1f} min are "
             f"{100 * report.search_wall_s / cost:.0f}% of it.")
+    return lines
+
+
+def time_table(report: Report) -> list[str]:
+    """Per batch size and in total, the search's wall seconds by part (Markdown lines; see
+    :class:`searcher.record.TimeSplit`), then a note on what each part is."""
+    def sec(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    lines = ["| M | measuring s | compile waits s | finalists s | host overhead s | wall s |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    total = TimeSplit()
+    for r in report.rows:
+        t = r.time
+        total = total + t
+        lines.append(f"| {r.M} | {sec(t.measuring_s)} | {sec(t.compile_s)} | "
+                     f"{sec(t.finalists_s)} | {sec(t.host_s)} | {sec(t.wall_s)} |")
+    lines.append(f"| **total** | {sec(total.measuring_s)} | {sec(total.compile_s)} | "
+                 f"{sec(total.finalists_s)} | {sec(total.host_s)} | {sec(total.wall_s)} |")
+    kind = "simulated" if report.synthetic else "measured"
+    lines += ["", f"Measuring: the trials' short and full measurements ({kind}), less their "
+              "compile waits; compile waits: the time a measurement waited for its config's "
+              "compile (ahead on CPU threads, or inline); finalists: the finalists' "
+              "re-measurement; host overhead = wall - measuring - compile waits - finalists "
+              "(sampler, storage, pruning, Python); wall: all processes' wall time. \"-\": "
+              "a record from before the finalists' cost was stored."]
+    if total.gpu_s is not None:
+        lines[-1] += (f" Of measuring, the GPU replayed graphs for {total.gpu_s:.0f} s "
+                      "(trials that recorded it).")
     return lines
 
 

@@ -321,6 +321,7 @@ def expected_attrs(kind: str, problem: Problem, device: str, M: int, space: Spac
         record.SPACE_FINGERPRINT: space.fingerprint(),
         record.BACKEND: device_info.get(record.BACKEND),
         record.TRITON_VERSION: device_info.get(record.TRITON_VERSION),
+        record.TIMING: device_info.get(record.TIMING),
     }
 
 
@@ -340,11 +341,15 @@ def open_study(
     made differently, and record what measures it (``device_info``, the benchmarker's).
 
     A study stored before the backend and the Triton version were part of its identity is
-    checked against the ones its stored ``device_info`` names (and then records them).
+    checked against the ones its stored ``device_info`` names (and then records them); a
+    GPU study stored before its timing was is taken as timed in the ``legacy`` replay order
+    (:data:`searcher.harness.TIMINGS`), so a GPU run now, which times otherwise, refuses
+    it rather than mix two timings in one search.
 
     Raises:
         StorageError: the stored study was made for another space, shape or device, or
-            measured with another backend or Triton version; the message names both values.
+            measured with another backend, Triton version or timing; the message names
+            both values.
     """
     import optuna
 
@@ -360,9 +365,14 @@ def open_study(
     want = expected_attrs(kind, problem, device, M, space, device_info)
     have = dict(study.user_attrs)
     measured_by = have.get(record.DEVICE_INFO) or {}
-    for key in (record.BACKEND, record.TRITON_VERSION):
+    for key in (record.BACKEND, record.TRITON_VERSION, record.TIMING):
         if key not in have and key in measured_by:
             have[key] = measured_by[key]
+    if record.TIMING not in have and measured_by and record.unmeasured_source(have) is None:
+        # Measured on a GPU before the replay order was recorded: the legacy order.
+        from searcher.harness import TIMINGS
+
+        have[record.TIMING] = TIMINGS["legacy"]
     for key, value in want.items():
         if key not in have:
             # A new study, or one another worker created a moment ago and is still
@@ -380,8 +390,8 @@ def open_study(
                      f"{want[record.SPACE_FINGERPRINT][:12]})")
         else:
             stored, given = f"{key} {have.get(key)!r}", f"{key} {value!r}"
-        now = "this run measures with" if key in (record.BACKEND, record.TRITON_VERSION) \
-            else "the spec now has"
+        now = "this run measures with" \
+            if key in (record.BACKEND, record.TRITON_VERSION, record.TIMING) else "the spec now has"
         raise StorageError(
             f"storage {storage_url or '(given)'}: study {name!r} was made with {stored}, but "
             f"{now} {given}; resuming would mix two different searches. Use "

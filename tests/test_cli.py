@@ -269,3 +269,48 @@ def test_a_bad_option_value_is_one_line_and_exit_2(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert "'1,,2' has an empty item" in err and "(see searcher run --help)" in err
+
+
+def test_status_says_where_the_time_went(capsys, in_tmp):
+    args = ["--study", "h100-e64-n1408", "--batch-sizes", "1,64"]
+    assert main(["run", *args, "--synthetic", "--trials-per-m", "6", "--no-live"]) == 0
+    capsys.readouterr()
+    assert main(["status", *args, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    import optuna
+
+    from searcher.storage import open_storage
+
+    storage = open_storage("sqlite:///searcher.db", read_only=True)
+    for row in status["batch_sizes"]:
+        t = row["time_s"]
+        assert t["wall_s"] == pytest.approx(row["wall_s"]) and t["wall_s"] > 0
+        assert t["measuring_s"] + t["compile_s"] + t["finalists_s"] + t["host_s"] == \
+            pytest.approx(t["wall_s"])
+        # The synthetic benchmarker charges a compile per config and "replays" 80% of the rest.
+        name = next(s.study_name for s in optuna.study.get_all_study_summaries(storage)
+                    if s.user_attrs.get("M") == row["M"] and s.user_attrs.get("kind") == "search")
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        compile_s = sum((t.user_attrs.get(f) or {}).get("compile_s", 0.0)
+                        for t in trials for f in ("short", "full"))
+        assert t["compile_s"] == pytest.approx(compile_s) and compile_s > 0
+        assert t["finalists_s"] > 0 and 0 < t["gpu_s"] < t["measuring_s"]
+    total = status["total_time_s"]
+    for key in ("measuring_s", "compile_s", "finalists_s", "wall_s"):
+        assert total[key] == pytest.approx(sum(r["time_s"][key] for r in status["batch_sizes"]))
+
+    assert main(["status", *args]) == 0
+    out = capsys.readouterr().out
+    assert "compile s" in out and "host s" in out and "total" in out
+    assert "where the wall time went: measuring" in out
+
+
+def test_status_of_a_record_without_the_finalists_cost(capsys):
+    db = ROOT / "examples" / "h200-e64-n1408-vllm432" / "searcher.db"
+    assert main(["status", "--study", "h200-e64-n1408", "--storage", f"sqlite:///{db}",
+                 "--batch-sizes", "1,4096", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["batch_sizes"]
+    for row in rows:
+        t = row["time_s"]
+        assert t["finalists_s"] is None and t["host_s"] is None and t["gpu_s"] is None
+        assert t["measuring_s"] > 0 and t["compile_s"] > 0 and t["wall_s"] > t["measuring_s"]

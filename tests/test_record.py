@@ -57,3 +57,24 @@ def test_a_studys_identity_is_what_open_study_checks() -> None:
     assert tuple(attrs) == IDENTITY
     assert (attrs["kernel"], attrs["backend"], attrs["triton_version"]) == \
         ("fused_moe", "builtin", "3.6.0")
+
+
+def test_time_split_parts_add_up_and_unknowns_stay_unknown() -> None:
+    from searcher.record import COST_S, FULL, SHORT, TimeSplit, _trial_time
+
+    split = TimeSplit(wall_s=10.0)
+    _trial_time({COST_S: 3.0, SHORT: {"cost_s": 1.0, "compile_s": 0.5, "gpu_s": 0.25},
+                 FULL: {"cost_s": 2.0, "compile_s": 0.0, "gpu_s": 1.5}}, split)
+    _trial_time({COST_S: 1.0, SHORT: {"cost_s": 1.0}}, split)  # older record: no compile_s
+    split.finalists_s = 2.0
+    assert (split.measuring_s, split.compile_s, split.gpu_s) == (3.5, 0.5, 1.75)
+    assert split.host_s == 10.0 - 3.5 - 0.5 - 2.0
+    assert split.to_dict()["host_s"] == split.host_s
+
+    old = TimeSplit(measuring_s=1.0, compile_s=1.0, finalists_s=None, wall_s=5.0)
+    assert old.host_s is None  # the finalists' cost was not recorded: no host overhead
+    total = split + old
+    assert (total.measuring_s, total.wall_s, total.finalists_s, total.host_s) == \
+        (4.5, 15.0, None, None)
+    assert total.gpu_s == 1.75  # known in part: the part that is known
+    assert (TimeSplit() + TimeSplit()).gpu_s is None

@@ -244,11 +244,23 @@ def test_cli_writes_the_markdown_and_pngs_and_leaves_the_storage_alone(stored, c
     header = next(line for line in text.splitlines() if line.startswith("| M |"))
     cols = [c.strip() for c in header.strip("|").split("|")]
     assert cols[:4] == ["M", "vLLM default us", "grid vllm-432 best", "grid vllm-1920 best"]
+    per_m, _, rest = text.partition("## Summary")
     cells = {int(line.split("|")[1]): [c.strip() for c in line.strip("|").split("|")]
-             for line in text.splitlines() if re.match(r"^\| \d+ \|", line)}
+             for line in per_m.splitlines() if re.match(r"^\| \d+ \|", line)}
     assert sorted(cells) == SIZES
     assert cells[1][2] == "-" and cells[1][3] == "not measured"
     report = build_report(spec, frozen, H100, [dataset], batch_sizes=SIZES)
+    # Where the time went: per M and the total, from the stored record.
+    times = rest.partition("## Where the time went")[2].partition("## Plots")[0]
+    rows = {line.split("|")[1].strip(): [float(c) for c in line.strip("|").split("|")[1:]]
+            for line in times.splitlines() if re.match(r"^\| (\d+|\*\*total\*\*) \|", line)}
+    assert sorted(rows) == ["**total**", "1", "1024", "64"]
+    for row in report.rows:
+        t = row.time
+        assert rows[str(row.M)] == [round(v) for v in (t.measuring_s, t.compile_s,
+                                                       t.finalists_s, t.host_s, t.wall_s)]
+        assert t.wall_s == row.wall_s and t.compile_s > 0
+    assert rows["**total**"][4] == round(sum(r.wall_s for r in report.rows))
     for row in report.rows:
         got = cells[row.M]
         assert got[1] == f"{row.default_us:.1f}"

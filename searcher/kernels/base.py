@@ -64,8 +64,18 @@ class Workload(Protocol):
     def layer(self, M: int, config: Any) -> LayerCall:
         """A call at batch size M under ``config`` (buffers made, not yet compiled)."""
 
-    def refresh(self, M: int, replay: int) -> None:
-        """Fresh per-replay inputs (e.g. router logits), copied in outside the timing."""
+    def refresh(self, M: int, inputs: int) -> None:
+        """Copy input set number ``inputs`` (e.g. one set of router logits) into the
+        layer's inputs, outside the timing.
+
+        The harness picks the set of each replay (:func:`searcher.harness.replay_inputs`):
+        timed replay ``j`` of every fidelity gets set ``j % ROUTING_CYCLE`` and warm-ups
+        sets of their own, so every fidelity times the same inputs in whole cycles (a
+        routing changes a replay's time; medians over different samples of routings
+        would differ between fidelities). A workload holds at least
+        :data:`searcher.harness.INPUT_SETS` distinct sets (32 for the ``legacy`` order),
+        fixed by its seed, and accepts any index below that.
+        """
 
     def info(self) -> dict[str, Any]:
         """What every measurement records of the workload (its backend, say)."""

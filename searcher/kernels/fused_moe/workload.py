@@ -3,8 +3,9 @@ fresh router logits before every replay, and layer calls under a config.
 
 Inputs follow vLLM's tuner (``benchmark_moe.py``): ``randn`` hidden states and weights
 (quantized weights are ``randn`` values quantized per the problem's scheme, see
-:func:`~searcher.kernels.fused_moe.layer.quantize_weights`), fp32 router logits drawn
-anew for each replay from :data:`LOGIT_SETS` prepared sets. Expert weights are made once
+:func:`~searcher.kernels.fused_moe.layer.quantize_weights`), fp32 router logits copied in
+before each replay from :data:`LOGIT_SETS` prepared sets (which set: the harness's
+:func:`~searcher.harness.replay_inputs`). Expert weights are made once
 and shared by every batch size. Importing this module imports torch.
 """
 
@@ -23,7 +24,9 @@ from searcher.kernels.fused_moe.problem import Shape
 
 __all__ = ["FusedMoEWorkload", "LOGIT_SETS"]
 
-#: Fresh router-logit sets kept per batch size; replays cycle through them.
+#: Router-logit sets kept per batch size: at least the harness's ``INPUT_SETS`` (25), and
+#: 32 so that the ``legacy`` replay order (``i % 32``) can still be benchmarked. The first
+#: 32 sets of a seed are the same as before the replay order changed.
 LOGIT_SETS = 32
 
 
@@ -92,9 +95,10 @@ class FusedMoEWorkload:
         """A layer call of batch size M under ``config`` (buffers made, not compiled)."""
         return self.backend.layer(self.inputs(M), config)
 
-    def refresh(self, M: int, replay: int) -> None:
-        """Copy the router logits of this replay into the layer's input (outside timing)."""
-        self._inputs[M].logits.copy_(self._logit_sets[M][replay % LOGIT_SETS])
+    def refresh(self, M: int, inputs: int) -> None:
+        """Copy router-logit set ``inputs`` (0 .. LOGIT_SETS - 1, the harness's pick for
+        this replay) into the layer's input (outside timing)."""
+        self._inputs[M].logits.copy_(self._logit_sets[M][inputs % LOGIT_SETS])
 
     def info(self) -> dict[str, Any]:
         """What a measurement records of the workload besides the device."""

@@ -1,0 +1,169 @@
+"""searcher.harness on a CPU: which inputs each replay of each fidelity times.
+
+The GPU calls (CUDA graphs, events) are replaced by fakes whose "replay time" is a function
+of the input set the workload last received, so the harness's own loop decides what is
+timed, as it does on a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from searcher.errors import StorageError
+from searcher.harness import (INPUT_SETS, ROUTING_CYCLE, TIMINGS, WARMUP_SETS, GpuBenchmarker,
+                              replay_inputs)
+from searcher.measurement import FIDELITIES
+
+
+class FakeWorkload:
+    """Records the input set of every refresh; a replay takes 1 ms per input-set index."""
+
+    def __init__(self) -> None:
+        self.refreshed: list[int] = []
+
+    def layer(self, M, config):
+        class Call:
+            def compile(self) -> None:
+                pass
+
+            def __call__(self) -> None:
+                pass
+
+        return Call()
+
+    def refresh(self, M: int, inputs: int) -> None:
+        assert 0 <= inputs < 32
+        self.refreshed.append(inputs)
+
+    def info(self) -> dict:
+        return {"backend": "fake"}
+
+
+@pytest.fixture
+def bencher_of(monkeypatch):
+    """GpuBenchmarker(FakeWorkload(), order=...) with torch.cuda's graph and events faked."""
+    import torch
+
+    import searcher.device
+
+    class Device:
+        def to_dict(self) -> dict:
+            return {"name": "Fake GPU", "vllm_name": "Fake_GPU"}
+
+    monkeypatch.setattr(searcher.device, "current_device", lambda: Device())
+    made: list[FakeWorkload] = []
+
+    class Event:
+        def __init__(self, **_kw) -> None:
+            pass
+
+        def record(self) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, _end) -> float:
+            return 1.0 + made[-1].refreshed[-1]  # ms; set k is slower than set k - 1
+
+    class Graph:
+        def replay(self) -> None:
+            pass
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda _g: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+
+    def make(order: str = "cycle") -> tuple[GpuBenchmarker, FakeWorkload]:
+        workload = FakeWorkload()
+        made.append(workload)
+        return GpuBenchmarker(workload, compile_threads=0, order=order), workload
+
+    return make
+
+
+def _timed(bencher, workload, fidelity: str):
+    workload.refreshed.clear()
+    m = bencher.measure(2, "config", fidelity)
+    warmup = FIDELITIES[fidelity].warmup
+    return m, workload.refreshed[:warmup], workload.refreshed[warmup:]
+
+
+def test_full_and_long_time_the_same_routings_in_whole_cycles(bencher_of) -> None:
+    bencher, workload = bencher_of()
+    _, _, short = _timed(bencher, workload, "short")
+    full_m, full_warm, full = _timed(bencher, workload, "full")
+    long_m, long_warm, long = _timed(bencher, workload, "long")
+    assert Counter(full) == Counter(range(ROUTING_CYCLE))  # one whole cycle
+    assert Counter(long) == Counter({k: 5 for k in range(ROUTING_CYCLE)})  # five of them
+    assert short == [0, 1, 2, 3, 4]  # the cycle's first sets, the same for every short
+    # Warm-ups never use a timed set.
+    assert set(full_warm + long_warm) <= set(range(ROUTING_CYCLE, ROUTING_CYCLE + WARMUP_SETS))
+    assert ROUTING_CYCLE + WARMUP_SETS == INPUT_SETS
+    # Same distribution: where a replay's time is its routing's, the medians agree.
+    assert full_m.median_us == long_m.median_us == statistics.median(
+        100.0 * (1 + k) for k in range(ROUTING_CYCLE))
+    assert full_m.samples == 20 and long_m.samples == 100
+    assert bencher.device_info()["timing"] == TIMINGS["cycle"]
+
+
+def test_the_legacy_order_timed_a_different_sample_per_fidelity(bencher_of) -> None:
+    bencher, workload = bencher_of("legacy")
+    _, _, short = _timed(bencher, workload, "short")
+    full_m, _, full = _timed(bencher, workload, "full")
+    long_m, _, long = _timed(bencher, workload, "long")
+    assert short == [1, 2, 3, 4, 5] and full == list(range(5, 25))
+    assert long == [i % 32 for i in range(5, 105)]
+    assert full_m.median_us != long_m.median_us  # the phase bias, from routing alone
+    assert bencher.device_info()["timing"] == TIMINGS["legacy"]
+
+
+def test_replay_inputs_rejects_an_unknown_order() -> None:
+    with pytest.raises(ValueError, match="must be one of cycle, legacy"):
+        replay_inputs(FIDELITIES["full"], "random")
+
+
+def _open(storage, info):
+    from searcher.spec import load_spec
+    from searcher.storage import open_study
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
+    return open_study(storage, "search", spec.shape, "NVIDIA_H100_80GB_HBM3", 64, spec.space,
+                      optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(), info)
+
+
+def test_a_gpu_study_stored_before_the_timing_was_recorded_is_not_resumed(tmp_path) -> None:
+    from searcher.storage import open_storage
+
+    gpu = {"name": "NVIDIA H100", "backend": "builtin", "triton_version": "3.6.0"}
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    _open(storage, gpu)
+    # As a GPU study was stored before the timing was recorded: no timing attribute, and a
+    # device_info without one.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("DELETE FROM study_user_attributes WHERE key = 'timing'")
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(StorageError, match="was made with timing 'replay i .*but this run "
+                       "measures with timing 'timed replay j"):
+        _open(storage, {**gpu, "timing": TIMINGS["cycle"]})
+    # The legacy order itself (a benchmark of it) may still resume it.
+    assert _open(storage, {**gpu, "timing": TIMINGS["legacy"]}).user_attrs["timing"] == \
+        TIMINGS["legacy"]
+
+
+def test_synthetic_studies_have_no_timing_and_resume_as_before(tmp_path) -> None:
+    from searcher.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    info = {"name": "H100", "backend": "synthetic", "triton_version": "synthetic"}
+    assert _open(storage, info).user_attrs["timing"] is None
+    assert _open(storage, info).user_attrs["timing"] is None
