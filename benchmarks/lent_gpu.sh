@@ -7,6 +7,11 @@
 # log and the storage gzipped (the device tool brings back files of at most 16 MiB).
 # A step goes on when a command fails (its log says why), so that what was measured
 # still comes back.
+# The committed storages were timed in the replay order before commit 498c91a (each
+# fidelity timed other routings; README, "The phase bias"). Since then a GPU run refuses
+# to resume them, so the steps that resume one (h200-grid, h200-extended, h200-quant with
+# a carried storage, h200-quant-against, h200-decide) reproduce from commit 5c61b09
+# (`git checkout 5c61b09`), or start fresh storages with the current code.
 set -uo pipefail
 step=$1
 out=$2
