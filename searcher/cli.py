@@ -400,13 +400,27 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
     console.print(table)
     infos = {json.dumps(s.extra[DEVICE_INFO], sort_keys=True) for s in summaries
              if s is not None and s.extra.get(DEVICE_INFO)}
+    from searcher.record import unmeasured_source
+
+    unmeasured = set()
     for info in map(json.loads, sorted(infos)):
+        source = unmeasured_source({DEVICE_INFO: info})
+        if source is not None:  # no GPU measured these times: say what did
+            unmeasured.add(source)
+            console.print(f"not measured on a GPU: {source} times for {info.get('name', '?')}")
+            continue
         console.print(f"measured on {info.get('name', '?')} (torch {info.get('torch_version', '?')}, "
                       f"triton {info.get('triton_version', '?')}, driver "
                       f"{info.get('driver_version', '?')}, backend {info.get('backend', '?')})")
-    console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min (on a GPU, "
-                  "the GPU minutes the search held the device)")
-    console.print(_time_note(total_split))
+    held = ("the search loop's time, no GPU held" if unmeasured and len(unmeasured) == len(infos)
+            else "on a GPU, the GPU minutes the search held the device")
+    console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min ({held})")
+    if "synthetic" in unmeasured:
+        # The synthetic benchmarker's costs are made up; against real wall time they add to
+        # nonsense shares.
+        console.print("where the wall time went: not shown, the synthetic costs are made up")
+    else:
+        console.print(_time_note(total_split))
 
 
 #: The status table's columns of where the wall time went (see searcher.record.TimeSplit).

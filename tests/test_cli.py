@@ -302,7 +302,20 @@ def test_status_says_where_the_time_went(capsys, in_tmp):
     assert main(["status", *args]) == 0
     out = capsys.readouterr().out
     assert "compile s" in out and "host s" in out and "total" in out
-    assert "where the wall time went: measuring" in out
+    # Synthetic costs are made up: no shares of real wall time, and no GPU claimed.
+    text = " ".join(out.split())
+    assert "where the wall time went: not shown, the synthetic costs are made up" in text
+    assert "not measured on a GPU: synthetic times" in text and "measured on NVIDIA" not in text
+
+
+def test_status_of_a_gpu_study_says_where_the_time_went(capsys):
+    db = ROOT / "examples" / "h200-e64-n1408-three-m" / "searcher.db"
+    assert main(["status", "--study", "h200-e64-n1408", "--storage", f"sqlite:///{db}",
+                 "--batch-sizes", "64,1024,4096"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "measured on NVIDIA H200 (torch 2.11.0+cu130, triton 3.6.0" in text
+    assert "where the wall time went: measuring 0.3 min (19%)" in text
+    assert "the GPU minutes the search held the device" in text
 
 
 def test_status_of_a_record_without_the_finalists_cost(capsys):
