@@ -281,18 +281,33 @@ class IsolatedBenchmarker:
         self.started = 0  # children started so far
         self._child: _Child | None = None
         self._info: dict[str, Any] | None = None
+        # One request at a time on the child's pipe: the search asks (and precompiles) the
+        # next batch on a thread of its own while this one measures.
+        self._lock = threading.RLock()
 
     # -- the protocol ---------------------------------------------------------------------
     def device_info(self) -> dict[str, Any]:
         """The device of the first child (fetched once, then cached)."""
+        with self._lock:
+            return self._device_info()
+
+    def precompile(self, M: int, configs: Iterable[Config]) -> None:
+        """Pass the hint on to the child; a failure or timeout there is logged, not raised
+        (the configs then compile when measured). Thread-safe, as every method here."""
+        with self._lock:
+            self._precompile(M, configs)
+
+    def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
+        with self._lock:
+            return self._measure(M, config, fidelity)
+
+    def _device_info(self) -> dict[str, Any]:
         if self._info is None:
             self._ensure_child()
         assert self._info is not None
         return dict(self._info)
 
-    def precompile(self, M: int, configs: Iterable[Config]) -> None:
-        """Pass the hint on to the child; a failure or timeout there is logged, not raised
-        (the configs then compile when measured)."""
+    def _precompile(self, M: int, configs: Iterable[Config]) -> None:
         configs = list(configs)
         if not configs:
             return
@@ -311,7 +326,7 @@ class IsolatedBenchmarker:
                      "one starts for the next measurement", what, len(configs), M)
         self._drop_child()
 
-    def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
+    def _measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
         fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
         child = self._child
         if child is not None and child.measured >= self.recycle_after:
@@ -350,7 +365,8 @@ class IsolatedBenchmarker:
 
     def close(self) -> None:
         """Stop the child (a later call would start a new one)."""
-        self._stop_child()
+        with self._lock:
+            self._stop_child()
 
     def __enter__(self) -> IsolatedBenchmarker:
         return self

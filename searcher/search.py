@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
@@ -102,6 +103,8 @@ class SearchOptions:
     trials_per_m: int | None = None  # None: the spec's
     time_limit_s: float | None = None  # None: the spec's
     ask_batch: int = 6  # trials asked at once so their compiles overlap measurement
+    # Ask (and compile) the next batch on a thread while this one is measured.
+    ask_ahead: bool = True
     #: How the finalists' run decides whether a config beats vLLM's default (its rounds).
     decision_rule: DecisionRule = RULE
     final_fidelity: str = "long"
@@ -265,6 +268,10 @@ class _Searcher:
         self.identity = worker_identity()
         self.winners: dict[int, Config] = {}
         self._valid: dict[int, list[tuple[Config, list[int]]]] = {}
+        # Sampler asks, their storage writes and the next compiles run on this thread
+        # while the GPU measures (issue #13: host work off the critical path).
+        self._asker = ThreadPoolExecutor(1, thread_name_prefix="searcher-ask")
+        self._ahead: Future | None = None
 
     # study of one M
     def study(self, M: int, n_existing: int = 0) -> optuna.Study:
@@ -313,6 +320,7 @@ class _Searcher:
         finally:
             self.view.close()
             self.heartbeat.close()
+            self._asker.shutdown(wait=True)
         return [summaries[M] for M in batch_sizes if M in summaries]
 
     def run_m(self, M: int, budget: int | None, deadline: float | None) -> MSummary:
@@ -326,11 +334,12 @@ class _Searcher:
         summary = summarize_study(self.spec.kernel, study, M)
         self.view.update(summary)
         idle = unmeasurable = measured_here = 0
+        ahead: Future | None = None  # the next batch, asked while this one is measured
         try:
             while deadline is None or self.clock() < deadline:
                 if stop_requested():
                     raise Stopped
-                want = self.opts.ask_batch
+                want = left = self.opts.ask_batch
                 if budget is not None:
                     # Trials other workers are measuring hold their share of the budget.
                     left = budget - summary.trials - summary.running
@@ -340,21 +349,35 @@ class _Searcher:
                     if left <= 0:
                         break
                     want = min(want, left)
-                batch = self.ask_batch(study, M, ctx, want)
+                if ahead is not None:
+                    batch, ahead = ahead.result(), None
+                else:
+                    batch = self.ask_batch(study, M, ctx, want)
+                    self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
                 if not batch:
                     idle += 1
                     if idle >= 3 and not self.enqueue_unmeasured(study, M, ctx):
                         break  # every valid config of the space is measured
                     continue
                 idle = 0
-                self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
-                for status in self.measure_batch(study, M, batch, budget, deadline):
-                    measured_here += 1
-                    unmeasurable = unmeasurable + 1 if status is TrialStatus.UNMEASURABLE else 0
+                more = min(self.opts.ask_batch, left - len(batch)) if self.opts.ask_ahead else 0
+                if more > 0:
+                    ahead = self._asker.submit(self._ask_and_precompile, study, M, ctx, more)
+                self._ahead = ahead
+                try:
+                    for status in self.measure_batch(study, M, batch, budget, deadline):
+                        measured_here += 1
+                        unmeasurable = (unmeasurable + 1 if status is TrialStatus.UNMEASURABLE
+                                        else 0)
+                finally:
+                    self._ahead = None
                 summary = summarize_study(self.spec.kernel, study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
         finally:
+            if ahead is not None:  # asked, never measured: back to the queue
+                for trial, config, _ in ahead.result():
+                    self.tell_skipped(study, trial, config)
             add_wall_time(study, self.clock() - started)
         summary = summarize_study(self.spec.kernel, study, M)
         if summary.complete and not summary.finalized and summary.running == 0 and (
@@ -538,6 +561,22 @@ class _Searcher:
         return out
 
     # asking
+    def _ask_and_precompile(self, study: optuna.Study, M: int, ctx: dict[str, int],
+                            want: int) -> list[tuple[Any, Config, str]]:
+        """The next batch, asked on the asker thread while the GPU measures this one, and
+        handed to the compile threads."""
+        batch = self.ask_batch(study, M, ctx, want)
+        self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
+        return batch
+
+    def _await_ahead(self) -> None:
+        """Wait until the next batch is asked before telling the study anything: the
+        sampler then proposes it from the same trials in every run (seeded runs repeat),
+        while its asks still overlap the first measurement of this batch."""
+        ahead = self._ahead
+        if ahead is not None:
+            ahead.exception()  # waits; an error surfaces from result() in run_m
+
     def ask_batch(self, study: optuna.Study, M: int, ctx: dict[str, int],
                   want: int) -> list[tuple[Any, Config, str]]:
         """Ask until ``want`` trials have something to measure (or too many asks were
@@ -662,6 +701,7 @@ class _Searcher:
         cost = 0.0
         try:
             short = self.bencher.measure(M, config, "short")
+            self._await_ahead()
             cost += short.cost_s
             trial.set_user_attr(record.SHORT, short.brief())
             if not short.ok:
@@ -832,6 +872,7 @@ def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
             out[M] = summarize_study(spec.kernel, study, M)
     finally:
         searcher.heartbeat.close()
+        searcher._asker.shutdown(wait=True)
     return out
 
 

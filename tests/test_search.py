@@ -570,3 +570,63 @@ def test_trials_carry_their_config_in_vllm_terms(spec, tmp_path):
             config = t.user_attrs["config"]
             assert {k: t.user_attrs[k] for k in config} == config
             assert t.user_attrs["BLOCK_SIZE_M"] == 2 ** t.params["log2_BLOCK_SIZE_M"]
+
+
+class _Timeline(SyntheticBenchmarker):
+    """Records, in order, each precompile hint and measurement, and the thread of each."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.events = []
+
+    def precompile(self, M, configs):
+        import threading
+
+        self.events.append(("precompile", tuple(configs), threading.current_thread().name))
+
+    def measure(self, M, config, fidelity):
+        import threading
+
+        time.sleep(0.01)  # a GPU measuring: long enough for the asker to run beside it
+        self.events.append(("measure", config, threading.current_thread().name))
+        return super().measure(M, config, fidelity)
+
+
+def test_the_next_batch_is_asked_and_compiled_while_this_one_is_measured(spec, tmp_path):
+    """Issue #13: the second batch's compile hint comes from the asker thread before the
+    first batch is measured through, so its compiles overlap measurement."""
+    bench = _Timeline(FUSED_MOE, spec.shape, device=H100, seed=1)
+    _run(spec, tmp_path, bencher=bench, batch_sizes=[64], trials_per_m=12)
+    hints = [i for i, e in enumerate(bench.events) if e[0] == "precompile" and e[1]]
+    assert len(hints) >= 2
+    first_batch = set(bench.events[hints[0]][1])
+    measured_first = [i for i, e in enumerate(bench.events)
+                      if e[0] == "measure" and e[1] in first_batch]
+    assert hints[1] < max(measured_first), "the second batch waited for the first"
+    assert bench.events[hints[1]][2].startswith("searcher-ask")
+    assert not set(bench.events[hints[1]][1]) & first_batch  # no config asked twice
+
+
+def test_asking_ahead_keeps_seeded_runs_repeatable(spec, tmp_path):
+    """The sampler proposes the next batch from the same trials in every run: two runs
+    with the same seed store the same trials; without asking ahead, also a valid run."""
+    runs = []
+    for i, ahead in enumerate((True, True, False)):
+        _, _, url = _run(spec, tmp_path / str(i), batch_sizes=[64], trials_per_m=20,
+                         ask_ahead=ahead)
+        _, trials = _trials(url, spec, 64)
+        runs.append([(t.params, t.state, t.value) for t in trials])
+    assert runs[0] == runs[1]
+    assert len([r for r in runs[2] if r[1] == optuna.trial.TrialState.COMPLETE]) > 0
+
+
+def test_trials_asked_ahead_and_not_measured_are_closed(spec, tmp_path):
+    """A run that stops (its time is up) leaves no trial it asked ahead RUNNING."""
+    ticks = iter(range(0, 10_000))
+    bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=1)
+    opts = SearchOptions(device=H100, storage_url=f"sqlite:///{tmp_path / 'd.db'}",
+                         batch_sizes=[64], trials_per_m=40, time_limit_s=8)
+    run_search(spec, bench, opts, clock=lambda: float(next(ticks)))
+    _, trials = _trials(f"sqlite:///{tmp_path / 'd.db'}", spec, 64)
+    assert trials and not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert any(t.user_attrs.get("status") == "not_run" for t in trials)
