@@ -132,6 +132,8 @@ class RunView(Protocol):
 
 
 class NullView:
+    per_trial = False  # update() ignores per-trial summaries: none are computed for it
+
     def start(self, batch_sizes: Sequence[int], budget_per_m: int | None) -> None:
         pass
 
@@ -431,7 +433,8 @@ class _Searcher:
                     continue
                 pending.pop(0)
                 statuses.append(status)
-                self.view.update(summarize_study(self.spec.kernel, study, M))
+                if getattr(self.view, "per_trial", True):  # a summary reads every trial
+                    self.view.update(summarize_study(self.spec.kernel, study, M))
         finally:
             for trial, config, _ in pending:
                 self.tell_skipped(study, trial, config)

@@ -26,6 +26,8 @@ def _speedup(s: MSummary) -> str:
 class LineView:
     """One line per finished batch size."""
 
+    per_trial = False  # no per-trial updates: the search computes no summary for them
+
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
 
