@@ -340,6 +340,7 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
     db = ws.backup.read_bytes()  # the copy: no open() of a file SQLite may hold
     middle = len(db) // 2
     ws.write("damaged.db", db[:middle] + random.Random(0).randbytes(200_000) + db[middle:])
+    ws.write("other.db", db)  # a second storage with studies: copy must not write into it
     other_layer = f"inputs/{EXPORT_NAME.replace('E=64,', 'E=128,')}"
     ws.write(other_layer, (ws.root / "export" / EXPORT_NAME).read_text())
 
@@ -525,6 +526,18 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
         Case("init --model: gpt-oss experts", ["init", "--gpu", "NVIDIA_H200", "--out",
                                                "inputs/gpt-oss.toml", "--model", gpt_oss],
              mentions=("gpt_oss", "biases")),
+        # decide and copy
+        Case("decide --stored: a study with no finished search here",
+             ["decide", "--study", "h200-deepseek-v3-tp8-fp8", "--stored"],
+             mentions=("no finished search",)),
+        Case("decide --stored with --against (it measures nothing)",
+             ["decide", "--study", small, "--stored", "--against", "inputs/bad-vllm.json"],
+             mentions=("--stored measures nothing",)),
+        Case("decide --device without --stored", ["decide", "--study", small, "--synthetic",
+                                                  "--device", "NVIDIA_H200"],
+             mentions=("--device goes with --stored",)),
+        Case("copy into a storage that already holds studies",
+             ["copy", "--to", "sqlite:///other.db"], mentions=("other.db", "already holds")),
     ]
 
 
