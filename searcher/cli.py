@@ -741,24 +741,17 @@ def _add_decide(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_decide(args: argparse.Namespace) -> int:
+    from searcher.record import DEVICE_INFO, FINAL, unmeasured_source
     from searcher.search import SearchOptions, redecide, redecide_stored
     from searcher.storage import iter_studies, open_storage
 
     spec, storage = _load(args)
     batch_sizes = args.batch_sizes or spec.batch_sizes
-    before = {}
     if args.stored:
         if args.against or args.replay or args.synthetic:
             raise ConfigError("--stored measures nothing: it takes no --against, --replay "
                               "or --synthetic")
         device = args.device or spec.gpu
-        after = {}
-        for M, study in iter_studies(open_storage(storage), "search", spec, device, batch_sizes):
-            if study is None:
-                after[M] = None
-                continue
-            before[M] = (study.user_attrs.get("final") or {}).get("winner")
-            after[M] = redecide_stored(spec.kernel, study, M)
     else:
         if args.device:
             raise ConfigError("--device goes with --stored; a measuring decide uses this "
@@ -766,12 +759,27 @@ def _run_decide(args: argparse.Namespace) -> int:
         from searcher.run import make_benchmarker
 
         bencher, device = make_benchmarker(spec, **_source_kwargs(args))
+    # What there is to decide, read without writing: a refused decide leaves the storage
+    # as it was (a missing storage file is an error naming it, not a new file).
+    finished = {M: study for M, study in iter_studies(
+        open_storage(storage, read_only=True), "search", spec, device, batch_sizes)
+        if study is not None and study.user_attrs.get(FINAL)}
+    if not finished:
+        raise ConfigError(f"{storage} holds no finished search of {spec.name} on {device} "
+                          "to decide (run it first)")
+    before = {M: study.user_attrs[FINAL].get("winner") for M, study in finished.items()}
+    sources = {src for study in finished.values() if (src := unmeasured_source(study.user_attrs))}
+    if args.stored:
+        after = {}
+        for M, study in iter_studies(open_storage(storage), "search", spec, device, finished):
+            after[M] = redecide_stored(spec.kernel, study, M)
+    else:
+        here = unmeasured_source({DEVICE_INFO: bencher.device_info()})
+        sources |= {here} if here else set()
         opts = SearchOptions(device=device, storage_url=storage,
                              against=_against_configs(spec, args.against))
-        for M, study in iter_studies(open_storage(storage), "search", spec, device, batch_sizes):
-            if study is not None:
-                before[M] = (study.user_attrs.get("final") or {}).get("winner")
-        after = redecide(spec, bencher, opts, batch_sizes)
+        after = redecide(spec, bencher, opts, list(finished))
+    source = ", ".join(sorted(sources)) or None
     rows = []
     for M in batch_sizes:
         s = after.get(M)
@@ -785,17 +793,18 @@ def _run_decide(args: argparse.Namespace) -> int:
         rows.append({"M": M, "decided": True, "before": old, "winner": s.winner,
                      "default": is_default, "winner_us": s.winner_us,
                      "default_us": s.default_us, "reason": reason})
-    if not any(r["decided"] for r in rows):
-        raise ConfigError(f"{storage} holds no finished search of {spec.name} on {device} "
-                          "to decide (run it first)")
+    how = "stored rounds" if args.stored else "measured"
     if args.json:
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
-                          "from": "stored rounds" if args.stored else "measured",
+                          "from": how, "source": source or "GPU",
                           "batch_sizes": [{**r, **{k: r[k].to_dict() for k in ("before", "winner")
                                                    if r.get(k) is not None}} for r in rows]},
                          indent=2))
         return 0
     out = _console()
+    if source:
+        out.print(f"not measured on a GPU: {source} times; a file of them needs "
+                  "`searcher export --allow-unmeasured`", style="yellow")
     missing = [str(r["M"]) for r in rows if not r["decided"]]
     if missing:
         out.print(f"no finished search stored (nothing to decide) at M={', '.join(missing)}")
@@ -807,9 +816,13 @@ def _run_decide(args: argparse.Namespace) -> int:
         change = "kept" if r["before"] == r["winner"] else f"was {was}"
         out.print(f"M={r['M']}: {now}, {change}: {r['reason']}")
     changed = sum(r["decided"] and r["before"] != r["winner"] for r in rows)
+    export = f"searcher export --study {spec.name} --storage {storage}"
+    if args.batch_sizes:
+        export += f" --batch-sizes {','.join(map(str, args.batch_sizes))}"
+    if source:
+        export += " --allow-unmeasured"
     out.print(f"{changed} of {sum(r['decided'] for r in rows)} batch sizes changed; "
-              f"`searcher export --study {spec.name} --storage {storage} --overwrite` "
-              "writes the file")
+              f"`{export} --out DIR` writes the file (add --overwrite to replace one there)")
     return 0
 
 

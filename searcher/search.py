@@ -66,6 +66,7 @@ from searcher.storage import (
     HEARTBEAT_INTERVAL_S,
     MAX_RETRY,
     claim,
+    load_existing_study,
     open_study,
     process_alive,
     study_name,
@@ -814,7 +815,8 @@ class _Searcher:
         if verdict is not None:
             decision = {"outcome": verdict.outcome.value, "candidate": candidate.to_dict(),
                         "ratio": verdict.ratio, "noise": verdict.noise,
-                        "rounds": verdict.rounds, "reason": verdict.reason(),
+                        "rounds": verdict.rounds,
+                        "reason": f"candidate {candidate.short()}: {verdict.reason()}",
                         "rule": asdict(rule)}
         study.set_user_attr(record.FINAL, {
             **_previous(study),
@@ -864,6 +866,11 @@ def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
     out: dict[int, MSummary | None] = {}
     try:
         for M in batch_sizes:
+            name = study_name(spec.kernel, opts.kind, spec.shape, opts.device, M)
+            stored = load_existing_study(searcher.storage, name)
+            if stored is None or not stored.user_attrs.get(record.FINAL):
+                out[M] = None  # nothing searched here: no study is made for it
+                continue
             study = searcher.study(M)
             if not study.user_attrs.get(record.FINAL):
                 out[M] = None
@@ -884,10 +891,13 @@ def redecide_stored(kernel: Any, study: optuna.Study, M: int,
     """Decide again from the finalists' rounds stored with ``study``, without measuring
     (``searcher decide --stored``, for a study whose GPU is not at hand).
 
-    The fastest non-default finalist by median is judged against vLLM's default under
-    ``rule`` (default: searcher's, with no further rounds to measure, so a pair the rule
-    leaves undecided counts as equal); the default is exported unless the candidate is
-    faster beyond the noise. The record keeps the previous winner as ``previous``.
+    The candidate is the one the finalists' run judged (its stored decision), or, for a
+    record without one, the fastest non-default finalist by median over the selection
+    rounds every finalist had, as the run picks it. It is judged against vLLM's default
+    under ``rule`` (default: searcher's, with no further rounds to measure, so a pair the
+    rule leaves undecided counts as equal); the default is exported unless the candidate
+    is faster beyond the noise. A record the current rule decided stays as it is. The
+    record keeps the previous winner as ``previous``.
     Returns None when the study holds no finalists' record or its default was not
     re-measured (nothing to judge against).
     """
@@ -900,14 +910,20 @@ def redecide_stored(kernel: Any, study: optuna.Study, M: int,
         return None
     rule = rule or dataclasses.replace(RULE, max_rounds=0)
     others = [e for e in entries if not e["default"]]
-    candidate = min(others, key=lambda e: e["median_us"]) if others else None
+    judged = (final.get("decision") or {}).get("candidate")
+    candidate = next((e for e in others if e["config"] == judged), None)
+    if candidate is None and others:
+        # As the finalists' run picks: the lowest median of the rounds every entry had.
+        common = min(len(e["times_us"]) for e in entries)
+        candidate = min(others, key=lambda e: statistics.median(e["times_us"][:common]))
     verdict = judge(candidate["times_us"], default["times_us"], rule) if candidate else None
     winner = candidate if verdict is not None and verdict.outcome is Outcome.FASTER else default
     decision = None
     if verdict is not None:
         decision = {"outcome": verdict.outcome.value, "candidate": candidate["config"],
                     "ratio": verdict.ratio, "noise": verdict.noise, "rounds": verdict.rounds,
-                    "reason": verdict.reason(), "rule": asdict(rule)}
+                    "reason": f"candidate {kernel.config_from_dict(candidate['config']).short()}: "
+                              f"{verdict.reason()}", "rule": asdict(rule)}
     study.set_user_attr(record.FINAL, {
         **final, **_previous(study),
         "winner": winner["config"], "winner_us": winner["median_us"],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -92,8 +93,41 @@ def test_cli_decide_and_export(searched, tmp_path, capsys):
     assert '"64": {\n        "BLOCK_SIZE_M": 32,\n        "BLOCK_SIZE_N": 64' in exported
 
 
-def test_cli_decide_on_a_storage_without_the_study(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    assert main(["decide", "--study", "h100-e64-n1408", "--storage", url, "--stored"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds no finished search of h100-e64-n1408" in err[0]
+def test_cli_decide_on_a_storage_without_the_study_writes_nothing(searched, tmp_path, capsys):
+    """Refused before anything is written: a storage without the study keeps its studies,
+    a missing storage file is not made."""
+    _, url, _ = searched
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(url))
+    for extra in (["--stored"], ["--synthetic"]):
+        assert main(["decide", "--study", "h200-e64-n1408", "--storage", url, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds no finished search of h200-e64-n1408" in err[0]
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(url)) == names
+    missing = tmp_path / "missing.db"
+    assert main(["decide", "--study", "h100-e64-n1408", "--storage", f"sqlite:///{missing}",
+                 "--synthetic"]) == 2
+    assert "no such file" in capsys.readouterr().err and not missing.exists()
+
+
+def test_cli_decide_says_synthetic(searched, capsys):
+    spec, url, _ = searched
+    assert main(["decide", "--study", spec.name, "--storage", url, "--synthetic"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "not measured on a GPU: synthetic times" in out
+    assert "--allow-unmeasured --out DIR" in out
+    assert main(["decide", "--study", spec.name, "--storage", url, "--stored", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "synthetic"
+
+
+def test_stored_decide_keeps_a_record_the_rule_decided(tmp_path, capsys):
+    """The committed H200 storage was decided on the GPU under the current rule: deciding
+    it again from its stored rounds judges the same candidates and changes nothing."""
+    import shutil
+
+    db = tmp_path / "h200.db"
+    shutil.copy(ROOT / "examples" / "h200-e64-n1408-extended" / "searcher.db", db)
+    assert main(["decide", "--study", "h200-e64-n1408-extended", "--storage",
+                 f"sqlite:///{db}", "--stored"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "0 of 18 batch sizes changed" in out
+    assert "M=1536: M128 N256 K64 G1 w8 s4, kept: candidate M128 N256 K64 G1 w8 s4: faster" in out
