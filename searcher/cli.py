@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import math
 import signal
@@ -353,7 +354,7 @@ def _stored_device(args: argparse.Namespace, spec) -> str:
 
 
 def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) -> None:
-    from searcher.record import DEVICE_INFO
+    from searcher.record import DEVICE_INFO, unmeasured_source
     from searcher.view import format_us
 
     if as_json:
@@ -372,37 +373,51 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "wall_s": s.wall_s, "time_s": s.time.to_dict(), "finalized": s.finalized,
                 "device_info": s.extra.get(DEVICE_INFO),
             })
+        sources = {unmeasured_source({DEVICE_INFO: r["device_info"]}) or "GPU" for r in rows
+                   if r["device_info"]}
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
+                          "source": ", ".join(sorted(sources)) or None,
                           "batch_sizes": rows, "total_time_s": _total_time(summaries).to_dict()},
                          indent=2))
         return
     from rich.table import Table
 
+    synthetic = any(s is not None and unmeasured_source({DEVICE_INFO: s.extra.get(DEVICE_INFO)})
+                    == "synthetic" for s in summaries)
+    # The synthetic benchmarker's costs are made up: only the loop's wall time is real.
+    time_columns = ("wall s",) if synthetic else TIME_COLUMNS
+
+    def time_cells(split) -> list[str]:
+        return [_seconds(split.wall_s)] if synthetic else _time_cells(split)
+
     table = Table(title=f"{spec.name} on {device} ({storage})")
     against = any(s is not None and s.against_us is not None for s in summaries)
     for col in ("M", "trials", "full", "pruned", "failed", "best us", "winner", "winner us",
-                "default us", *(("file us",) if against else ()), "speedup", *TIME_COLUMNS):
+                "default us", *(("file us",) if against else ()), "speedup", *time_columns):
         table.add_column(col, justify="left" if col == "winner" else "right")
     for s in summaries:
         if s is None:
             continue
+        winner = "-"
+        if s.winner:
+            is_default = s.winner == spec.kernel.default_config(spec.shape, s.M)
+            winner = s.winner.short() + (" (default)" if is_default else "")
         table.add_row(
             str(s.M), str(s.trials), str(s.complete), str(s.pruned), str(s.failed),
-            format_us(s.best_us), s.winner.short() if s.winner else "-", format_us(s.winner_us),
+            format_us(s.best_us), winner, format_us(s.winner_us),
             format_us(s.default_us), *((format_us(s.against_us),) if against else ()),
-            _speedup_text(s), *_time_cells(s.time),
+            _speedup_text(s), *time_cells(s.time),
         )
     total_split = _total_time(summaries)
     total = total_split.wall_s
-    table.add_row("total", *[""] * (len(table.columns) - 1 - len(TIME_COLUMNS)),
-                  *_time_cells(total_split), end_section=True)
+    table.add_row("total", *[""] * (len(table.columns) - 1 - len(time_columns)),
+                  *time_cells(total_split), end_section=True)
     console = _console()
     console.print(table)
     infos = {json.dumps(s.extra[DEVICE_INFO], sort_keys=True) for s in summaries
              if s is not None and s.extra.get(DEVICE_INFO)}
-    from searcher.record import unmeasured_source
-
     unmeasured = set()
+    gpu_measured = False
     for info in map(json.loads, sorted(infos)):
         source = unmeasured_source({DEVICE_INFO: info})
         if source is not None:  # no GPU measured these times: say what did
@@ -412,8 +427,14 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         console.print(f"measured on {info.get('name', '?')} (torch {info.get('torch_version', '?')}, "
                       f"triton {info.get('triton_version', '?')}, driver "
                       f"{info.get('driver_version', '?')}, backend {info.get('backend', '?')})")
-    held = ("the search loop's time, no GPU held" if unmeasured and len(unmeasured) == len(infos)
+        gpu_measured = True
+    held = ("the search loop's time, no GPU held" if unmeasured and not gpu_measured
             else "on a GPU, the GPU minutes the search held the device")
+    if any(s is not None and s.winner is not None for s in summaries):
+        console.print("best us: the search's fastest measurement (20 replays); winner us and "
+                      "default us: the finalists' side-by-side re-measurement (100 replays), "
+                      "which picks the winner (at large M a 20-replay time reads up to 5% "
+                      "lower: README, \"The phase bias\")")
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min ({held})")
     if "synthetic" in unmeasured:
         # The synthetic benchmarker's costs are made up; against real wall time they add to
@@ -594,6 +615,13 @@ def _run_compare(args: argparse.Namespace) -> int:
                                         "re-measurement)")
     from searcher.export import output_folder
 
+    from searcher.storage import iter_studies, open_storage
+
+    held = open_storage(storage, read_only=True)
+    if not any(study is not None for kind in ("search", "grid") for _, study in iter_studies(
+            held, kind, spec, device, args.batch_sizes or spec.batch_sizes)):
+        raise ConfigError(f"{storage} holds no search or grid of {spec.name} on {device} to "
+                          "compare (run it first, or pass --device)")
     out = output_folder(args.out or f"compare-{spec.name}")
     rows = compare(spec, storage, device, against=against, bencher=bencher, rounds=args.rounds,
                    batch_sizes=args.batch_sizes,
@@ -859,6 +887,10 @@ def _run_export(args: argparse.Namespace) -> int:
     if done.filled:
         print(f"batch sizes not tuned, written with vLLM's default config: "
               f"{', '.join(map(str, done.filled))}", file=sys.stderr)
+    if done.all_default:
+        print("every batch size of this file is vLLM's default config: vLLM runs the same "
+              "with it as without it (no config was shown faster than the default)",
+              file=sys.stderr)
     print(done.path)
     return 0
 
@@ -1112,6 +1144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   if args.command in ("run", "grid") else "")
         _console(stderr=True).print(f"searcher {args.command}: interrupted{resume}", style="yellow")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`searcher status | head`): no traceback, and no second
+        # error when Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     finally:
         restore()
 

@@ -42,7 +42,13 @@ def copy_storage(source_url: str, target_url: str) -> list[str]:
     from searcher.storage import open_storage
 
     source = open_storage(source_url, read_only=True)
-    target = open_storage(target_url)
+    if source_url == target_url:
+        raise StorageError(f"--to {target_url} is the storage copied from (--storage); "
+                           "copy into a new storage")
+    try:
+        target = open_storage(target_url)
+    except StorageError as exc:  # its message names the URL as --storage: this one is --to
+        raise StorageError(str(exc).replace(f"--storage {target_url}", f"--to {target_url}"))
     held = target.get_all_studies()
     if held:
         raise StorageError(f"--to {target_url}: already holds {len(held)} studies (e.g. "

@@ -496,7 +496,12 @@ def render_markdown(report: Report, command: str, plots: dict[str, str | None]) 
 
     lines += ["## Summary", ""]
     lines += [f"- {line}" for line in summary_lines(report)]
-    lines += ["", "## Where the time went", "", *time_table(report)]
+    if report.synthetic:  # its costs are made up: shares of real wall time would be noise
+        lines += ["", "## Where the time went", "",
+                  "Not shown: a synthetic landscape's measurement and compile costs are made "
+                  "up (`--synthetic`), so they say nothing about a GPU's time."]
+    else:
+        lines += ["", "## Where the time went", "", *time_table(report)]
     lines += ["", "## Plots", ""]
     if plots.get("speedup"):
         lines += [f"![speedup over vLLM's default against M]({plots['speedup']})", ""]

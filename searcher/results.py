@@ -29,6 +29,7 @@ class Exported:
     path: Path
     tuned: list[int]
     filled: list[int]
+    all_default: bool = False  # every entry is vLLM's default: the file changes nothing
 
 
 def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str = "search",
@@ -125,7 +126,7 @@ def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | 
                          for source, Ms in unmeasured.items())
         raise ExportError(
             f"study {spec.name} on {device}: the results are not GPU measurements ({what}); "
-            f"a vLLM file of them would claim times no GPU produced. Pass {ALLOW_UNMEASURED} "
+            f"a vLLM file of them would present configs that no GPU chose. Pass {ALLOW_UNMEASURED} "
             "to write it anyway")
     out_dir = output_folder(out_dir)
     path = out_dir / spec.kernel.file_name(spec.shape, device)
@@ -140,4 +141,6 @@ def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | 
         configs = {M: configs[M] for M in sorted(configs)}
     write_config_file(path, spec.kernel, triton_version, configs, overwrite=overwrite,
                       merge=merge)
-    return Exported(path, tuned, filled)
+    all_default = not kept and all(config == spec.kernel.default_config(spec.shape, M)
+                                   for M, config in configs.items())
+    return Exported(path, tuned, filled, all_default)

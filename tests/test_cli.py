@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import shutil
 from pathlib import Path
 
@@ -133,7 +134,9 @@ def test_messages_print_user_text_as_is_brackets_included(capsys, in_tmp):
     err = capsys.readouterr().err
     assert "h100[old].toml: no such study file" in err
     # A closing tag in a path once crashed the error printer itself.
-    assert main(["compare", "--study", "h100-e64-n1408", "--no-remeasure", "--out", "out[/x]"]) == 2
+    db = ROOT / "examples" / "h200-e64-n1408-throughput" / "searcher.db"
+    assert main(["compare", "--study", "h200-e64-n1408", "--storage", f"sqlite:///{db}",
+                 "--no-remeasure", "--out", "out[/x]"]) == 2
     assert "--out out[/x]: folder out[ does not exist" in capsys.readouterr().err
 
 
@@ -301,7 +304,8 @@ def test_status_says_where_the_time_went(capsys, in_tmp):
 
     assert main(["status", *args]) == 0
     out = capsys.readouterr().out
-    assert "compile s" in out and "host s" in out and "total" in out
+    # The split's columns are left out of a synthetic table (made-up costs); wall stays.
+    assert "compile s" not in out and "host s" not in out and "wall s" in out and "total" in out
     # Synthetic costs are made up: no shares of real wall time, and no GPU claimed.
     text = " ".join(out.split())
     assert "where the wall time went: not shown, the synthetic costs are made up" in text
@@ -327,3 +331,43 @@ def test_status_of_a_record_without_the_finalists_cost(capsys):
         t = row["time_s"]
         assert t["finalists_s"] is None and t["host_s"] is None and t["gpu_s"] is None
         assert t["measuring_s"] > 0 and t["compile_s"] > 0 and t["wall_s"] > t["measuring_s"]
+
+
+def test_status_marks_the_default_and_says_what_best_us_is(capsys):
+    db = ROOT / "examples" / "h200-e64-n1408-throughput" / "searcher.db"
+    assert main(["status", "--study", "h200-e64-n1408", "--storage", f"sqlite:///{db}",
+                 "--batch-sizes", "2,1024"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "M128 N128 K64 G1 w8 s3 (default)" in text  # M=1024 kept vLLM's default
+    assert "M16 N64 K128 G1 w4 s3 (default)" not in text  # M=2's winner is not the default
+    assert "best us: the search's fastest measurement (20 replays)" in text
+    assert "compile s" in text and "host s" in text  # GPU times: the whole split
+
+
+def test_a_closed_pipe_is_no_traceback(tmp_path):
+    import subprocess
+
+    proc = subprocess.run(f"{sys.executable} -m searcher list | head -1", shell=True,
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip() and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_compare_on_a_storage_without_the_study_writes_nothing(tmp_path, capsys):
+    db = ROOT / "examples" / "h200-e64-n1408-throughput" / "searcher.db"
+    out = tmp_path / "cmp"
+    assert main(["compare", "--study", "h100-e64-n1408", "--storage", f"sqlite:///{db}",
+                 "--no-remeasure", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no search or grid of h100-e64-n1408" in err[0]
+    assert not out.exists()
+
+
+def test_export_says_when_every_entry_is_the_default(tmp_path, capsys):
+    db = ROOT / "examples" / "h100-e64-n1408-extended" / "searcher.db"
+    assert main(["export", "--study", "h100-e64-n1408-extended", "--storage",
+                 f"sqlite:///{db}", "--out", str(tmp_path)]) == 0
+    assert "every batch size of this file is vLLM's default config" in capsys.readouterr().err
+    db = ROOT / "examples" / "h200-e64-n1408-extended" / "searcher.db"
+    assert main(["export", "--study", "h200-e64-n1408-extended", "--storage",
+                 f"sqlite:///{db}", "--out", str(tmp_path)]) == 0
+    assert "vLLM's default config: vLLM runs the same" not in capsys.readouterr().err

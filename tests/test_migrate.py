@@ -60,4 +60,13 @@ def test_copy_refuses_a_target_that_holds_studies(tmp_path, capsys):
     _old_storage(old)
     assert main(["copy", "--storage", old, "--to", old]) == 2
     err = capsys.readouterr().err
-    assert "already holds 2 studies" in err and len(err.strip().splitlines()) == 1
+    assert "is the storage copied from (--storage)" in err and len(err.strip().splitlines()) == 1
+    new = f"sqlite:///{tmp_path / 'new.db'}"
+    assert main(["copy", "--storage", old, "--to", new]) == 0
+    capsys.readouterr()
+    assert main(["copy", "--storage", old, "--to", new]) == 2
+    err = capsys.readouterr().err
+    assert f"--to {new}: already holds" in err and len(err.strip().splitlines()) == 1
+    nowhere = f"sqlite:///{tmp_path / 'nowhere' / 'c.db'}"
+    assert main(["copy", "--storage", old, "--to", nowhere]) == 2
+    assert f"--to {nowhere}: folder" in capsys.readouterr().err

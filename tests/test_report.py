@@ -389,3 +389,16 @@ def test_report_makes_its_out_folder(stored, capsys, tmp_path):
     assert main(["report", "--study", "h100-e64-n1408", "--storage", frozen,
                  "--out", str(out)]) == 0
     assert any(out.glob("*.md"))
+
+
+def test_a_synthetic_report_shows_no_time_split(stored, capsys):
+    """The synthetic benchmarker's costs are made up: the report does not split real wall
+    time by them (it once showed negative host overhead)."""
+    _, url, _, _, tmp = stored
+    out = tmp / "synthetic-report"
+    out.mkdir()
+    assert main(["report", "--study", "h100-e64-n1408", "--storage", url, "--batch-sizes",
+                 "64", "--out", str(out)]) == 0
+    text = Path(capsys.readouterr().out.strip()).read_text()
+    section = text.partition("## Where the time went")[2].partition("## Plots")[0]
+    assert "Not shown: a synthetic landscape's" in section and "| M |" not in section
