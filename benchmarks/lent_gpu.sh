@@ -10,8 +10,9 @@
 # The committed storages were timed in the replay order before commit 498c91a (each
 # fidelity timed other routings; README, "The phase bias"). Since then a GPU run refuses
 # to resume them, so the steps that resume one (h200-grid, h200-extended, h200-quant with
-# a carried storage, h200-quant-against, h200-decide) reproduce from commit 5c61b09
-# (`git checkout 5c61b09`), or start fresh storages with the current code.
+# a carried storage, h200-quant-against) reproduce from commit 5c61b09
+# (`git checkout 5c61b09`), or start fresh storages with the current code. h200-decide
+# runs as it is: `searcher decide` re-measures all it compares in the current order.
 set -uo pipefail
 step=$1
 out=$2

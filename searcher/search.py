@@ -275,6 +275,7 @@ class _Searcher:
         # while the GPU measures (issue #13: host work off the critical path).
         self._asker = ThreadPoolExecutor(1, thread_name_prefix="searcher-ask")
         self._ahead: Future | None = None
+        self.accept: tuple[str, ...] = ()  # identity keys a stored study may differ in
 
     # study of one M
     def study(self, M: int, n_existing: int = 0) -> optuna.Study:
@@ -293,7 +294,7 @@ class _Searcher:
         pruner = make_pruner(spec.pruner, **spec.pruner_options())
         return open_study(self.storage, self.opts.kind, spec.shape, self.opts.device, M,
                           spec.space, sampler, pruner, self.bencher.device_info(),
-                          self.opts.storage_url)
+                          self.opts.storage_url, accept=self.accept)
 
     def run(self, batch_sizes: Sequence[int], budget: int | None,
             deadline: float | None) -> list[MSummary]:
@@ -821,6 +822,7 @@ class _Searcher:
         study.set_user_attr(record.FINAL, {
             **_previous(study),
             "fidelity": self.opts.final_fidelity,
+            "timing": self.bencher.device_info().get(record.TIMING),
             "rounds": max(len(v) for v in times.values()),
             "trials": summarize_study(self.spec.kernel, study, M).trials,
             "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
@@ -863,6 +865,9 @@ def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
             (as ``run``).
     """
     searcher = _Searcher(spec, bencher, opts, NullView(), time.monotonic)
+    # The finalists, the default and the file are all re-measured here, in this run's
+    # replay order: a study searched in another one (before issue #13's) can be decided.
+    searcher.accept = (record.TIMING,)
     out: dict[int, MSummary | None] = {}
     try:
         for M in batch_sizes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
 from searcher import record
 from searcher.errors import StorageError
@@ -336,9 +336,12 @@ def open_study(
     pruner: optuna.pruners.BasePruner,
     device_info: Mapping[str, Any],
     storage_url: str = "",
+    accept: Collection[str] = (),
 ) -> optuna.Study:
     """Create or resume the study of one batch size of ``space``'s kernel, refusing one
     made differently, and record what measures it (``device_info``, the benchmarker's).
+    Identity keys in ``accept`` may differ and are left as stored (``searcher decide``
+    re-measures every config it compares, so another timing does not mix into it).
 
     A study stored before the backend and the Triton version were part of its identity is
     checked against the ones its stored ``device_info`` names (and then records them); a
@@ -382,6 +385,8 @@ def open_study(
         if have[key] == value:
             if key not in study.user_attrs:
                 study.set_user_attr(key, value)
+            continue
+        if key in accept:
             continue
         if key in (record.SPACE, record.SPACE_FINGERPRINT):
             stored = (f"space {have.get(record.SPACE)!r} (fingerprint "

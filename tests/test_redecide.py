@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import dataclasses
 from pathlib import Path
 
 import optuna
@@ -131,3 +132,37 @@ def test_stored_decide_keeps_a_record_the_rule_decided(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "0 of 18 batch sizes changed" in out
     assert "M=1536: M128 N256 K64 G1 w8 s4, kept: candidate M128 N256 K64 G1 w8 s4: faster" in out
+
+
+class _GpuLike(SyntheticBenchmarker):
+    """The synthetic landscape, reported as a GPU's measurements in a given replay order."""
+
+    def __init__(self, *args, timing, **kw):
+        super().__init__(*args, **kw)
+        self.timing = timing
+
+    def device_info(self):
+        return {**super().device_info(), "backend": "builtin", "triton_version": "3.6.0",
+                "torch_version": "2.11.0", "timing": self.timing}
+
+
+def test_decide_measures_a_study_searched_in_the_old_replay_order(tmp_path):
+    """A run refuses to resume a GPU study timed in the old replay order; decide, which
+    re-measures everything it compares, decides it and records the order it used."""
+    from searcher.errors import StorageError
+    from searcher.harness import TIMINGS
+
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = _GpuLike(FUSED_MOE, spec.shape, device=H100, seed=2, timing=TIMINGS["legacy"])
+    opts = SearchOptions(device=H100, storage_url=url, batch_sizes=[64], trials_per_m=6)
+    run_search(spec, old, opts)
+    new = _GpuLike(FUSED_MOE, spec.shape, device=H100, seed=3, timing=TIMINGS["cycle"])
+    with pytest.raises(StorageError, match="timing"):
+        run_search(spec, new, dataclasses.replace(opts, trials_per_m=8))
+    out = redecide(spec, new, SearchOptions(device=H100, storage_url=url), [64])
+    final = optuna.load_study(study_name=next(
+        s.study_name for s in optuna.get_all_study_summaries(url)
+        if s.study_name.endswith("M=64")), storage=url).user_attrs[record.FINAL]
+    assert out[64].finalized and final["timing"] == TIMINGS["cycle"]
+    assert "previous" in final
