@@ -81,20 +81,21 @@ class Verdict:
         """Neither faster nor slower with confidence."""
         return self.outcome in (Outcome.EQUAL, Outcome.UNDECIDED)
 
-    def reason(self) -> str:
-        """One line saying why, for the stored record and the report."""
+    def reason(self, other: str = "default") -> str:
+        """One line saying why, for the stored record and the report; ``other`` names
+        what the candidate was judged against (vLLM's default, or the file to beat)."""
         if self.ratio is None:
             return f"{self.outcome.value}: no paired rounds to compare"
-        facts = (f"median ratio default/candidate {self.ratio:.3f} over {self.rounds} paired "
+        facts = (f"median ratio {other}/candidate {self.ratio:.3f} over {self.rounds} paired "
                  f"rounds, {self.rounds_faster} of them faster; needs "
                  f"{f'at least {self.min_rounds} paired rounds, ' if self.rounds < self.min_rounds else ''}"
                  f"every round faster and a ratio above {1 + self.threshold:.3f} (noise "
                  f"{100 * (self.noise or 0.0):.1f}%)")
         if self.outcome is Outcome.FASTER:
-            return f"faster than the default beyond noise: {facts}"
+            return f"faster than the {other} beyond noise: {facts}"
         if self.outcome is Outcome.SLOWER:
-            return f"slower than the default beyond noise: {facts}"
-        return f"not faster than the default beyond noise: {facts}"
+            return f"slower than the {other} beyond noise: {facts}"
+        return f"not faster than the {other} beyond noise: {facts}"
 
 
 def _beats(ratios: Sequence[float], noise: float, rule: DecisionRule) -> tuple[bool, float]:

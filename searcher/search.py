@@ -798,6 +798,18 @@ class _Searcher:
         # noise (searcher/decide.py); undecided pairs get more rounds, up to the rule's cap.
         candidates = [c for c in entries if c != default]
         candidate = min(candidates, key=lambda c: medians[c]) if candidates else None
+        versus_file = None
+        if (candidate is not None and against is not None and candidate != against
+                and against in times and against != default):
+            # The file to beat is the incumbent: another config replaces it only when
+            # faster than it beyond the noise, by the same rule. Undecided, all three are
+            # measured again, so that every pair stays interleaved round by round.
+            versus_file = judge(times[candidate], times[against], rule)
+            while versus_file.outcome is Outcome.UNDECIDED:
+                measure_round([candidate, against] + ([default] if default in times else []))
+                versus_file = judge(times[candidate], times[against], rule)
+            if versus_file.outcome is not Outcome.FASTER:
+                candidate = against
         verdict = None
         if candidate is None:
             winner = default
@@ -822,7 +834,7 @@ class _Searcher:
         study.set_user_attr(record.FINAL, {
             **_previous(study),
             "fidelity": self.opts.final_fidelity,
-            "timing": self.bencher.device_info().get(record.TIMING),
+            "timing": _timing_of(self.bencher),
             "rounds": max(len(v) for v in times.values()),
             "trials": summarize_study(self.spec.kernel, study, M).trials,
             "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
@@ -834,9 +846,18 @@ class _Searcher:
             "against_us": medians[against] if against in medians and math.isfinite(medians[against])
             else None,
             "decision": decision,
+            "versus_file": None if versus_file is None else {
+                "outcome": versus_file.outcome.value, "ratio": versus_file.ratio,
+                "rounds": versus_file.rounds, "reason": versus_file.reason("file")},
             "cost_s": cost,
         })
         add_wall_time(study, self.clock() - started)
+
+
+def _timing_of(bencher: Any) -> str | None:
+    """The replay order ``bencher`` times in (None: it reports none, e.g. a test's fake)."""
+    info = getattr(bencher, "device_info", None)
+    return (info() or {}).get(record.TIMING) if callable(info) else None
 
 
 def _previous(study: optuna.Study) -> dict[str, Any]:
