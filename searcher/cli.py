@@ -382,8 +382,13 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         return
     from rich.table import Table
 
-    synthetic = any(s is not None and unmeasured_source({DEVICE_INFO: s.extra.get(DEVICE_INFO)})
-                    == "synthetic" for s in summaries)
+    # What measured the times: each distinct device_info once, and the source it names
+    # (None: a GPU).
+    infos = [json.loads(i) for i in sorted({json.dumps(s.extra[DEVICE_INFO], sort_keys=True)
+                                           for s in summaries
+                                           if s is not None and s.extra.get(DEVICE_INFO)})]
+    sources = [unmeasured_source({DEVICE_INFO: info}) for info in infos]
+    synthetic = "synthetic" in sources
     # The synthetic benchmarker's costs are made up: only the loop's wall time is real.
     time_columns = ("wall s",) if synthetic else TIME_COLUMNS
 
@@ -414,21 +419,14 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                   *time_cells(total_split), end_section=True)
     console = _console()
     console.print(table)
-    infos = {json.dumps(s.extra[DEVICE_INFO], sort_keys=True) for s in summaries
-             if s is not None and s.extra.get(DEVICE_INFO)}
-    unmeasured = set()
-    gpu_measured = False
-    for info in map(json.loads, sorted(infos)):
-        source = unmeasured_source({DEVICE_INFO: info})
+    for info, source in zip(infos, sources):
         if source is not None:  # no GPU measured these times: say what did
-            unmeasured.add(source)
             console.print(f"not measured on a GPU: {source} times for {info.get('name', '?')}")
             continue
         console.print(f"measured on {info.get('name', '?')} (torch {info.get('torch_version', '?')}, "
                       f"triton {info.get('triton_version', '?')}, driver "
                       f"{info.get('driver_version', '?')}, backend {info.get('backend', '?')})")
-        gpu_measured = True
-    held = ("the search loop's time, no GPU held" if unmeasured and not gpu_measured
+    held = ("the search loop's time, no GPU held" if sources and None not in sources
             else "on a GPU, the GPU minutes the search held the device")
     if any(s is not None and s.winner is not None for s in summaries):
         console.print("best us: the search's fastest measurement (20 replays); winner us and "
@@ -436,9 +434,7 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                       "which picks the winner (at large M a 20-replay time reads up to 5% "
                       "lower: README, \"The phase bias\")")
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min ({held})")
-    if "synthetic" in unmeasured:
-        # The synthetic benchmarker's costs are made up; against real wall time they add to
-        # nonsense shares.
+    if synthetic:
         console.print("where the wall time went: not shown, the synthetic costs are made up")
     else:
         console.print(_time_note(total_split))

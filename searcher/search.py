@@ -893,18 +893,15 @@ def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
     try:
         for M in batch_sizes:
             name = study_name(spec.kernel, opts.kind, spec.shape, opts.device, M)
-            stored = load_existing_study(searcher.storage, name)
-            if stored is None or not stored.user_attrs.get(record.FINAL):
+            found = load_existing_study(searcher.storage, name)
+            if found is None or not found.user_attrs.get(record.FINAL):
                 out[M] = None  # nothing searched here: no study is made for it
                 continue
-            study = searcher.study(M)
-            if not study.user_attrs.get(record.FINAL):
-                out[M] = None
-                continue
-            stored = next((e["config"] for e in study.user_attrs[record.FINAL]["entries"]
-                           if e.get("against")), None)
-            searcher.finalize(study, M, against=None if stored is None
-                              else spec.kernel.config_from_dict(stored))
+            study = searcher.study(M)  # the identity checks of a run, and its sampler
+            against = next((e["config"] for e in study.user_attrs[record.FINAL]["entries"]
+                            if e.get("against")), None)
+            searcher.finalize(study, M, against=None if against is None
+                              else spec.kernel.config_from_dict(against))
             out[M] = summarize_study(spec.kernel, study, M)
     finally:
         searcher.heartbeat.close()
