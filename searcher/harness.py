@@ -125,6 +125,10 @@ class GpuBenchmarker:
         self._pending: dict[tuple[int, Any], Future] = {}
         self._layers: dict[tuple[int, Any], LayerCall] = {}
         self._lock = threading.Lock()
+        # The search asks ahead on a thread of its own (searcher.search), whose precompile
+        # hint builds layers, i.e. allocates CUDA buffers: never while this thread captures
+        # a CUDA graph (an allocation from another thread invalidates the capture).
+        self._cuda = threading.RLock()
 
     def device_info(self) -> dict[str, Any]:
         info = self.device.to_dict()
@@ -149,7 +153,8 @@ class GpuBenchmarker:
             key = (M, config)
             if key in self._pending:
                 continue
-            layer = self._layer(M, config)
+            with self._cuda:
+                layer = self._layer(M, config)
             self._pending[key] = self._pool.submit(layer.compile)
 
     def _compile(self, M: int, config: Any, layer: LayerCall) -> float:
@@ -165,6 +170,10 @@ class GpuBenchmarker:
 
     # -- measuring --------------------------------------------------------------------
     def measure(self, M: int, config: Any, fidelity: Fidelity | str) -> Measurement:
+        with self._cuda:
+            return self._measure(M, config, fidelity)
+
+    def _measure(self, M: int, config: Any, fidelity: Fidelity | str) -> Measurement:
         if isinstance(fidelity, str):
             fidelity = FIDELITIES[fidelity]
         torch = self._torch

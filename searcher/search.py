@@ -364,7 +364,10 @@ class _Searcher:
                         break  # every valid config of the space is measured
                     continue
                 idle = 0
-                more = min(self.opts.ask_batch, left - len(batch)) if self.opts.ask_ahead else 0
+                more = 0
+                if self.opts.ask_ahead:  # without a trial budget, only the deadline bounds it
+                    more = (self.opts.ask_batch if budget is None
+                            else min(self.opts.ask_batch, left - len(batch)))
                 if more > 0:
                     ahead = self._asker.submit(self._ask_and_precompile, study, M, ctx, more)
                 self._ahead = ahead
@@ -379,7 +382,9 @@ class _Searcher:
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
         finally:
-            if ahead is not None:  # asked, never measured: back to the queue
+            # Asked, never measured: back to the queue. (An ask that failed closed its own
+            # trials, and its error was raised above or gives way to the one in flight.)
+            if ahead is not None and ahead.exception() is None:
                 for trial, config, _ in ahead.result():
                     self.tell_skipped(study, trial, config)
             add_wall_time(study, self.clock() - started)
@@ -571,7 +576,12 @@ class _Searcher:
         """The next batch, asked on the asker thread while the GPU measures this one, and
         handed to the compile threads."""
         batch = self.ask_batch(study, M, ctx, want)
-        self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
+        try:
+            self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
+        except BaseException:
+            for trial, config, _ in batch:  # asked, never to be measured: back to the queue
+                self.tell_skipped(study, trial, config)
+            raise
         return batch
 
     def _await_ahead(self) -> None:
@@ -797,31 +807,39 @@ class _Searcher:
         # The default competes too, and wins unless a config is faster than it beyond the
         # noise (searcher/decide.py); undecided pairs get more rounds, up to the rule's cap.
         candidates = [c for c in entries if c != default]
-        candidate = min(candidates, key=lambda c: medians[c]) if candidates else None
+        best = min(candidates, key=lambda c: medians[c]) if candidates else None
+        # Configs measured together in every further round, so that each pair the rule
+        # judges stays interleaved round by round (it pairs round i with round i).
+        pool = [c for c in (best, default) if c is not None and c in times]
+        order = [best] if best is not None else []  # the candidates, in the order tried
         versus_file = None
-        if (candidate is not None and against is not None and candidate != against
+        if (best is not None and against is not None and best != against
                 and against in times and against != default):
-            # The file to beat is the incumbent: another config replaces it only when
-            # faster than it beyond the noise, by the same rule. Undecided, all three are
-            # measured again, so that every pair stays interleaved round by round.
-            versus_file = judge(times[candidate], times[against], rule)
+            # The file to beat is the incumbent: the search's best replaces it only when
+            # faster than it beyond the noise, by the same rule. If the file's config then
+            # does not beat vLLM's default, the search's best still may.
+            pool.append(against)
+            versus_file = judge(times[best], times[against], rule)
             while versus_file.outcome is Outcome.UNDECIDED:
-                measure_round([candidate, against] + ([default] if default in times else []))
-                versus_file = judge(times[candidate], times[against], rule)
+                measure_round(pool)
+                versus_file = judge(times[best], times[against], rule)
             if versus_file.outcome is not Outcome.FASTER:
-                candidate = against
+                order = [against, best]
         verdict = None
-        if candidate is None:
-            winner = default
-        elif default not in times:  # the default failed as a trial: nothing to beat
-            winner = candidate
-        else:
-            verdict = judge(times[candidate], times[default], rule)
-            while verdict.outcome is Outcome.UNDECIDED:
-                measure_round([candidate, default])
+        candidate = order[0] if order else None
+        winner = default
+        if candidate is not None and default not in times:
+            winner = candidate  # the default failed as a trial: nothing to beat
+        elif candidate is not None:
+            for candidate in order:
                 verdict = judge(times[candidate], times[default], rule)
-            medians = {c: statistics.median(v) for c, v in times.items()}
-            winner = candidate if verdict.outcome is Outcome.FASTER else default
+                while verdict.outcome is Outcome.UNDECIDED:
+                    measure_round(pool)
+                    verdict = judge(times[candidate], times[default], rule)
+                if verdict.outcome is Outcome.FASTER:
+                    winner = candidate
+                    break
+        medians = {c: statistics.median(v) for c, v in times.items()}
         if not math.isfinite(medians[winner]):
             return
         decision = None
@@ -891,13 +909,17 @@ def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
     searcher.accept = (record.TIMING,)
     out: dict[int, MSummary | None] = {}
     try:
+        studies = {}
         for M in batch_sizes:
             name = study_name(spec.kernel, opts.kind, spec.shape, opts.device, M)
             found = load_existing_study(searcher.storage, name)
             if found is None or not found.user_attrs.get(record.FINAL):
                 out[M] = None  # nothing searched here: no study is made for it
                 continue
-            study = searcher.study(M)  # the identity checks of a run, and its sampler
+            # The identity checks of a run, for every batch size before any is measured:
+            # a study made differently refuses the whole decide, not its second half.
+            studies[M] = searcher.study(M)
+        for M, study in studies.items():
             against = next((e["config"] for e in study.user_attrs[record.FINAL]["entries"]
                             if e.get("against")), None)
             searcher.finalize(study, M, against=None if against is None
@@ -929,8 +951,8 @@ def redecide_stored(kernel: Any, study: optuna.Study, M: int,
         return None
     entries = final["entries"]
     default = next((e for e in entries if e["default"]), None)
-    if default is None:
-        return None
+    if default is None:  # the default failed as a trial: nothing to judge against
+        return summarize_study(kernel, study, M)
     rule = rule or dataclasses.replace(RULE, max_rounds=0)
     others = [e for e in entries if not e["default"]]
     judged = (final.get("decision") or {}).get("candidate")
@@ -947,6 +969,10 @@ def redecide_stored(kernel: Any, study: optuna.Study, M: int,
                     "ratio": verdict.ratio, "noise": verdict.noise, "rounds": verdict.rounds,
                     "reason": f"candidate {kernel.config_from_dict(candidate['config']).short()}: "
                               f"{verdict.reason()}", "rule": asdict(rule)}
+    old = final.get("decision") or {}
+    if (final["winner"] == winner["config"] and old.get("candidate") == (decision or {}).get(
+            "candidate") and old.get("outcome") == (decision or {}).get("outcome")):
+        return summarize_study(kernel, study, M)  # decided so already: the record stays
     study.set_user_attr(record.FINAL, {
         **final, **_previous(study),
         "winner": winner["config"], "winner_us": winner["median_us"],

@@ -131,7 +131,12 @@ def test_stored_decide_keeps_a_record_the_rule_decided(tmp_path, capsys):
                  f"sqlite:///{db}", "--stored"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "0 of 18 batch sizes changed" in out
-    assert "M=1536: M128 N256 K64 G1 w8 s4, kept: candidate M128 N256 K64 G1 w8 s4: faster" in out
+    assert "M=1536: M128 N256 K64 G1 w8 s4, kept: faster than the default beyond noise" in out
+    after = {s.study_name: s.user_attrs.get(record.FINAL)
+             for s in optuna.get_all_study_summaries(f"sqlite:///{db}")}
+    shipped = ROOT / "examples" / "h200-e64-n1408-extended" / "searcher.db"
+    assert after == {s.study_name: s.user_attrs.get(record.FINAL)
+                     for s in optuna.get_all_study_summaries(f"sqlite:///{shipped}")}
 
 
 class _GpuLike(SyntheticBenchmarker):
@@ -166,3 +171,15 @@ def test_decide_measures_a_study_searched_in_the_old_replay_order(tmp_path):
         if s.study_name.endswith("M=64")), storage=url).user_attrs[record.FINAL]
     assert out[64].finalized and final["timing"] == TIMINGS["cycle"]
     assert "previous" in final
+
+
+def test_stored_decide_twice_keeps_the_first_record(searched):
+    """Deciding a record again the same way writes nothing: its ``previous`` (the search's
+    own winner) survives a second ``decide --stored``."""
+    spec, _, study = searched
+    other, _ = _set_rounds(study, [90.0, 90.1], [100.0, 100.2])
+    redecide_stored(spec.kernel, study, 64)
+    first = study.user_attrs[record.FINAL]
+    redecide_stored(spec.kernel, study, 64)
+    assert study.user_attrs[record.FINAL] == first
+    assert first["previous"]["winner"] == other

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -635,26 +636,36 @@ def test_trials_asked_ahead_and_not_measured_are_closed(spec, tmp_path):
 
 class _FileTimed(SyntheticBenchmarker):
     """The noiseless synthetic landscape, except that the file's config takes ``factor``
-    times the time of ``like``."""
+    times the time of ``like`` (and vLLM's default ``default_factor`` times, if given)."""
 
-    def __init__(self, file: KernelConfig, like: KernelConfig, factor: float, **kw):
+    def __init__(self, file: KernelConfig, like: KernelConfig, factor: float,
+                 default_factor: float | None = None, **kw):
         super().__init__(FUSED_MOE, noise=0.0, **kw)
         self.file, self.like, self.factor = file, like, factor
+        self.default_factor = default_factor
 
     def measure(self, M, config, fidelity):
         m = super().measure(M, config, fidelity)
-        if config == self.file and m.ok:
-            us = self.true_time(M, self.like) * self.factor
+        factor = {self.file: self.factor}
+        if self.default_factor is not None:
+            factor[vllm_default_config(M, 64)] = self.default_factor
+        if config in factor and m.ok:
+            us = self.true_time(M, self.like) * factor[config]
             m = dataclasses.replace(m, median_us=us, mean_us=us)
         return m
 
 
-@pytest.mark.parametrize("factor, kept", [(1.003, True), (1.05, False)])
+@pytest.mark.parametrize("factor, default_factor, kept", [
+    (1.003, None, True),  # a tie with the search's best: the file stays
+    (1.05, None, False),  # the search's best is faster beyond noise: it replaces the file
+    (1.008, 1.015, False),  # a tie, but the file is not faster than the default: the best is
+])
 def test_the_file_to_beat_is_replaced_only_by_a_config_faster_beyond_noise(
-        spec, tmp_path, factor, kept):
+        spec, tmp_path, factor, default_factor, kept):
     """With --against, the file's config is the incumbent: the search's best replaces it
     only when faster than it beyond the decision rule's noise (a tie keeps the file, so
-    the export is never a coin flip away from the file vLLM ships)."""
+    the export is never a coin flip away from the file vLLM ships); a file that does not
+    beat vLLM's default beyond noise gives way to a best that does."""
     M = 256  # where the landscape's best of 8 trials is 19% faster than vLLM's default
     probe = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=1, noise=0.0)
     summaries, _, _ = _run(spec, tmp_path / "probe", bencher=probe, batch_sizes=[M],
@@ -662,11 +673,51 @@ def test_the_file_to_beat_is_replaced_only_by_a_config_faster_beyond_noise(
     best = summaries[0].winner
     assert best != vllm_default_config(M, 64)
     file = KernelConfig(64, 256, 64, 1, 8, 3)  # outside vllm-432: never a trial
-    bench = _FileTimed(file, best, factor, problem=spec.shape, device=H100, seed=1)
+    bench = _FileTimed(file, best, factor, default_factor, problem=spec.shape, device=H100,
+                       seed=1)
     summaries, _, url = _run(spec, tmp_path / "run", bencher=bench, batch_sizes=[M],
                              trials_per_m=8, against={M: file})
     final = _trials(url, spec, M)[0].user_attrs["final"]
     assert summaries[0].winner == (file if kept else best)
-    assert final["versus_file"]["outcome"] == ("equal" if kept else "faster")
+    assert final["versus_file"]["outcome"] == ("faster" if factor >= 1.05 else "equal")
+    for e in final["entries"]:  # stored medians are of the stored rounds
+        assert e["median_us"] == pytest.approx(statistics.median(e["times_us"]))
+    # Every judged pair was measured in the same rounds.
+    assert len({len(e["times_us"]) for e in final["entries"]
+                if e["default"] or e["against"] or e["config"] == best.to_dict()}) == 1
     assert "than the file" in final["versus_file"]["reason"]
     assert final["decision"]["outcome"] == "faster"  # either one beats vLLM's default
+
+
+def test_a_time_budget_alone_still_asks_ahead(spec, tmp_path):
+    """Without a trial budget (a time limit only), the next batch is asked on the asker
+    thread too."""
+    bench = _Timeline(FUSED_MOE, spec.shape, device=H100, seed=1)
+    untimed = dataclasses.replace(spec, trials_per_m=None)
+    ticks = iter(range(10_000))
+    run_search(untimed, bench, SearchOptions(device=H100, storage_url=f"sqlite:///{tmp_path / 't.db'}",
+                                             batch_sizes=[64], time_limit_s=40),
+               clock=lambda: float(next(ticks)))
+    threads = {e[2] for e in bench.events if e[0] == "precompile" and e[1]}
+    assert any(t.startswith("searcher-ask") for t in threads), threads
+
+
+def test_a_failed_precompile_on_the_asker_closes_its_trials(spec, tmp_path):
+    """A precompile hint that raises on the asker thread (a measuring process that cannot
+    start again) fails the run, but leaves no trial RUNNING and keeps the wall time."""
+    from searcher.errors import BenchmarkerError
+
+    class Failing(_Timeline):
+        def precompile(self, M, configs):
+            import threading
+
+            if threading.current_thread().name.startswith("searcher-ask"):
+                raise BenchmarkerError("the measuring process could not start")
+            super().precompile(M, configs)
+
+    bench = Failing(FUSED_MOE, spec.shape, device=H100, seed=1)
+    with pytest.raises(BenchmarkerError):
+        _run(spec, tmp_path, bencher=bench, batch_sizes=[64], trials_per_m=20)
+    study, trials = _trials(f"sqlite:///{tmp_path / 's.db'}", spec, 64)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert any(k.startswith("wall_s") for k in study.user_attrs)
