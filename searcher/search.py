@@ -852,7 +852,7 @@ class _Searcher:
         study.set_user_attr(record.FINAL, {
             **_previous(study),
             "fidelity": self.opts.final_fidelity,
-            "timing": _timing_of(self.bencher),
+            "timing": self.bencher.device_info().get(record.TIMING),
             "rounds": max(len(v) for v in times.values()),
             "trials": summarize_study(self.spec.kernel, study, M).trials,
             "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
@@ -870,12 +870,6 @@ class _Searcher:
             "cost_s": cost,
         })
         add_wall_time(study, self.clock() - started)
-
-
-def _timing_of(bencher: Any) -> str | None:
-    """The replay order ``bencher`` times in (None: it reports none, e.g. a test's fake)."""
-    info = getattr(bencher, "device_info", None)
-    return (info() or {}).get(record.TIMING) if callable(info) else None
 
 
 def _previous(study: optuna.Study) -> dict[str, Any]:

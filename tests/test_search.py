@@ -167,6 +167,9 @@ def _finalize_with(spec, tmp_path, true_ratio, noise, seed=0):
     calls = []
 
     class Two:
+        def device_info(self):
+            return {"name": H100, "backend": "synthetic"}
+
         def measure(self, M, config, fidelity):
             calls.append(config)
             true = 100.0 if config == default else 100.0 / true_ratio
