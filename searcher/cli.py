@@ -357,6 +357,12 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
     from searcher.record import DEVICE_INFO, unmeasured_source
     from searcher.view import format_us
 
+    # What measured the times: each distinct device_info once, and the source it names
+    # (None: a GPU).
+    infos = [json.loads(i) for i in sorted({json.dumps(s.extra[DEVICE_INFO], sort_keys=True)
+                                           for s in summaries
+                                           if s is not None and s.extra.get(DEVICE_INFO)})]
+    sources = [unmeasured_source({DEVICE_INFO: info}) for info in infos]
     if as_json:
         rows = []
         for s in summaries:
@@ -373,21 +379,13 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "wall_s": s.wall_s, "time_s": s.time.to_dict(), "finalized": s.finalized,
                 "device_info": s.extra.get(DEVICE_INFO),
             })
-        sources = {unmeasured_source({DEVICE_INFO: r["device_info"]}) or "GPU" for r in rows
-                   if r["device_info"]}
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
-                          "source": ", ".join(sorted(sources)) or None,
+                          "source": ", ".join(sorted({src or "GPU" for src in sources})) or None,
                           "batch_sizes": rows, "total_time_s": _total_time(summaries).to_dict()},
                          indent=2))
         return
     from rich.table import Table
 
-    # What measured the times: each distinct device_info once, and the source it names
-    # (None: a GPU).
-    infos = [json.loads(i) for i in sorted({json.dumps(s.extra[DEVICE_INFO], sort_keys=True)
-                                           for s in summaries
-                                           if s is not None and s.extra.get(DEVICE_INFO)})]
-    sources = [unmeasured_source({DEVICE_INFO: info}) for info in infos]
     synthetic = "synthetic" in sources
     # The synthetic benchmarker's costs are made up: only the loop's wall time is real.
     time_columns = ("wall s",) if synthetic else TIME_COLUMNS
