@@ -356,8 +356,7 @@ class _Searcher:
                 if ahead is not None:
                     batch, ahead = ahead.result(), None
                 else:
-                    batch = self.ask_batch(study, M, ctx, want)
-                    self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
+                    batch = self._ask_and_precompile(study, M, ctx, want)
                 if not batch:
                     idle += 1
                     if idle >= 3 and not self.enqueue_unmeasured(study, M, ctx):
@@ -573,8 +572,9 @@ class _Searcher:
     # asking
     def _ask_and_precompile(self, study: optuna.Study, M: int, ctx: dict[str, int],
                             want: int) -> list[tuple[Any, Config, str]]:
-        """The next batch, asked on the asker thread while the GPU measures this one, and
-        handed to the compile threads."""
+        """A batch, asked (on the asker thread while the GPU measures the one before, or
+        here for a batch size's first) and handed to the compile threads; a hint that
+        raises closes the batch's trials before the error goes on."""
         batch = self.ask_batch(study, M, ctx, want)
         try:
             self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
