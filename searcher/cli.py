@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from searcher.errors import ConfigError, SearcherError
+from searcher.measurement import FIDELITIES
 
 __all__ = ["main"]
 
@@ -426,11 +427,18 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                       f"{info.get('driver_version', '?')}, backend {info.get('backend', '?')})")
     held = ("the search loop's time, no GPU held" if sources and None not in sources
             else "on a GPU, the GPU minutes the search held the device")
-    if any(s is not None and s.winner is not None for s in summaries):
-        console.print("best us: the search's fastest measurement (20 replays); winner us and "
-                      "default us: the finalists' side-by-side re-measurement (100 replays), "
-                      "which picks the winner (at large M a 20-replay time reads up to 5% "
-                      "lower: README, \"The phase bias\")")
+    finals = {s.extra.get("final_fidelity") for s in summaries
+              if s is not None and s.winner is not None}
+    if finals:
+        replays = sorted(f"{FIDELITIES[f].replays} replays" if f in FIDELITIES else "?"
+                         for f in finals)
+        note = ("best us: the search's fastest measurement (20 replays); winner us and "
+                f"default us: the finalists' side-by-side re-measurement ({', '.join(replays)}), "
+                "which picks the winner")
+        if "long" in finals:  # records made before the finalists used the full fidelity
+            note += (" (at large M a 20-replay time reads up to 5% below a 100-replay one: "
+                     "README, \"The phase bias\")")
+        console.print(note)
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min ({held})")
     if synthetic:
         console.print("where the wall time went: not shown, the synthetic costs are made up")

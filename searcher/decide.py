@@ -15,11 +15,13 @@ rounds measured so far:
   every round was faster (all ``r_i > 1``) and the median ratio is above
   ``1 + max(min_effect, noise)``; **slower** is the same rule with the two swapped;
   otherwise the two are **equal** within noise;
-- while neither holds, the median ratio is above 1 and fewer than ``max_rounds`` rounds
-  were measured, the verdict is **undecided**: the finalists' run measures another round
-  of the two (it starts with ``selection_rounds`` of every finalist, and picks the
-  fastest by median). An undecided pair counts as equal where no more rounds can be
-  measured (a stored record).
+- while neither holds, every round so far was faster and fewer than ``max_rounds``
+  rounds were measured, the verdict is **undecided**: the finalists' run measures another
+  round of the two. Once a round was not faster, no further round can make the candidate
+  faster, so none is measured (the verdict is equal). The run starts with
+  ``selection_rounds`` rounds raced among the finalists (all in the first, the faster half
+  of the rest after each) and picks the fastest by median. An undecided pair counts as
+  equal where no more rounds can be measured (a stored record).
 
 Why this shape: on a noisy GPU the lowest median of two rounds exported configs that were
 truly slower than the default (issue #12); requiring every paired round to agree and a
@@ -46,7 +48,7 @@ __all__ = ["DecisionRule", "RULE", "Outcome", "Verdict", "judge"]
 class DecisionRule:
     """The numbers of the rule (see the module docstring)."""
 
-    selection_rounds: int = 3  # rounds of every finalist before the fastest is picked
+    selection_rounds: int = 3  # rounds raced among the finalists before the fastest is picked
     min_rounds: int = 5  # paired rounds before a faster (or slower) verdict
     max_rounds: int = 8  # no more rounds than this while undecided
     min_effect: float = 0.01  # a gain below 1% never replaces the default
@@ -136,8 +138,8 @@ def judge(candidate_us: Sequence[float], default_us: Sequence[float],
         outcome = Outcome.FASTER
     elif slower:
         outcome = Outcome.SLOWER
-    elif median > 1.0 and n < rule.max_rounds:
-        outcome = Outcome.UNDECIDED
+    elif faster_rounds == n and n < rule.max_rounds:
+        outcome = Outcome.UNDECIDED  # "faster" needs every round faster: still possible
     else:
         outcome = Outcome.EQUAL
     return Verdict(outcome, n, median, noise, threshold, faster_rounds, rule.min_rounds)

@@ -108,7 +108,7 @@ class SearchOptions:
     ask_ahead: bool = True
     #: How the finalists' run decides whether a config beats vLLM's default (its rounds).
     decision_rule: DecisionRule = RULE
-    final_fidelity: str = "long"
+    final_fidelity: str = "full"  # as the search's trials: one scale (README, "The phase bias")
     kind: str = "search"
     warm_start: bool = True  # enqueue vLLM's default and neighbours' winners first
     #: An existing tuned file to beat (e.g. the one vLLM ships for this shape and GPU): M ->
@@ -801,12 +801,20 @@ class _Searcher:
                 times[config].append(m.median_us if m.ok else math.inf)
 
         rule = self.opts.decision_rule
-        for _ in range(max(1, rule.selection_rounds)):
-            measure_round(entries)
+        # The selection is a race: every entry is measured in the first round; after each
+        # round the slower half of the candidates drops out, the default and the file stay
+        # (they are judged against in every later round). With 4 finalists: 5, 3, then 2
+        # measurements a round, instead of 5 in each (issue #13: finalists at a bounded cost).
+        racing = [c for c in entries if c != default and c != against]
+        for round_ in range(max(1, rule.selection_rounds)):
+            measure_round([c for c in entries if c in racing or c == default or c == against])
+            if round_ + 1 < rule.selection_rounds and len(racing) > 1:
+                racing.sort(key=lambda c: statistics.median(times[c]))
+                racing = racing[:(len(racing) + 1) // 2]
         medians = {c: statistics.median(v) for c, v in times.items()}
         # The default competes too, and wins unless a config is faster than it beyond the
         # noise (searcher/decide.py); undecided pairs get more rounds, up to the rule's cap.
-        candidates = [c for c in entries if c != default]
+        candidates = racing + [c for c in entries if c == against and c != default]
         best = min(candidates, key=lambda c: medians[c]) if candidates else None
         # Configs measured together in every further round, so that each pair the rule
         # judges stays interleaved round by round (it pairs round i with round i).

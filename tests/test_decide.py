@@ -25,10 +25,13 @@ def test_a_clear_loss() -> None:
     assert v.reason().startswith("slower than the default beyond noise")
 
 
-def test_one_round_slower_is_no_win() -> None:
-    # A large median gain, but one paired round was slower: undecided, never faster.
+def test_one_round_slower_is_no_win_and_ends_the_rounds() -> None:
+    # A large median gain, but one paired round was slower: never faster, so no further
+    # round is worth measuring: equal at once, also below min_rounds.
     v = judge([80.0, 80.0, 101.0], [100.0, 100.0, 100.0])
-    assert v.outcome is Outcome.UNDECIDED and v.rounds_faster == 2
+    assert v.outcome is Outcome.EQUAL and v.rounds_faster == 2
+    # Every round faster so far, still short of min_rounds: more rounds may decide it.
+    assert judge([80.0, 80.0, 99.0], [100.0, 100.0, 100.0]).outcome is Outcome.UNDECIDED
 
 
 def test_a_noisy_tie_is_equal_at_the_cap() -> None:
