@@ -204,9 +204,8 @@ def remeasure_times(bencher: Benchmarker, M: int, configs: dict[str, Config | No
         if config is not None:
             distinct.setdefault(config, []).append(label)
     times: dict[Config, list[float]] = {c: [] for c in distinct}
-    for _ in range(rounds):
-        for config in distinct:
-            m = bencher.measure(M, config, fidelity)
+    for _ in range(rounds):  # a round side by side: on a GPU their replays interleave
+        for config, m in zip(distinct, bencher.measure_round(M, list(distinct), fidelity)):
             times[config].append(m.median_us if m.ok else math.inf)
     return {label: times[config] for config, labels in distinct.items() for label in labels}
 

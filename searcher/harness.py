@@ -27,14 +27,15 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status, summarize_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import LayerCall, Workload
 
-__all__ = ["Benchmarker", "GpuBenchmarker", "classify_error", "replay_inputs", "ROUTING_CYCLE",
+__all__ = ["Benchmarker", "GpuBenchmarker", "classify_error", "replay_inputs", "round_order",
+           "ROUND_STRIDE", "ROUTING_CYCLE",
            "WARMUP_SETS", "INPUT_SETS", "TIMINGS"]
 
 #: Input sets one cycle of timed replays goes through: ``full`` times 1 cycle, ``long`` 5.
@@ -71,11 +72,39 @@ def replay_inputs(fidelity: Fidelity, order: str = "cycle") -> list[int]:
     raise ValueError(f"replay order {order!r}: must be one of {', '.join(TIMINGS)}")
 
 
+#: Steps between the input sets of neighbouring configs in one interleaved step
+#: (:func:`round_order`): with 2, no replay follows one of the same input set (which would
+#: find that routing's experts still in L2) for any number of configs, as in a plain
+#: measurement, where replay j follows replay j - 1.
+ROUND_STRIDE = 2
+
+
+def round_order(fidelity: Fidelity, configs: int,
+                order: str = "cycle") -> list[list[tuple[int, bool]]]:
+    """The replays of an interleaved round of ``configs`` configs: one list per step, of
+    (input set, timed) per config. Every config gets the warm-ups and the timed replays of
+    :func:`replay_inputs` (the same sets, so the same routings); config ``p``'s timed
+    sets are rotated by ``ROUND_STRIDE * p``. One config: exactly :func:`replay_inputs`."""
+    sets = replay_inputs(fidelity, order)
+    warm, timed = sets[:fidelity.warmup], sets[fidelity.warmup:]
+    steps: list[list[tuple[int, bool]]] = [[(s, False)] * configs for s in warm]
+    n = len(timed)
+    for i in range(n):
+        steps.append([(timed[(i + ROUND_STRIDE * p) % n], True) for p in range(configs)])
+    return steps
+
+
 class Benchmarker(Protocol):
     """What the search needs from whatever produces measurements (GPU, replay, synthetic)."""
 
     def measure(self, M: int, config: Any, fidelity: Fidelity) -> Measurement:
         """Time ``config`` at batch size ``M``; failures are returned, not raised."""
+
+    def measure_round(self, M: int, configs: Sequence[Any],
+                      fidelity: Fidelity) -> list[Measurement]:
+        """Time ``configs`` side by side, one measurement each, in their order (the
+        finalists' rounds); a GPU interleaves their replays, others may measure one by
+        one."""
 
     def precompile(self, M: int, configs: Iterable[Any]) -> None:
         """Hint: these configs will be measured soon (compile them ahead if useful)."""
@@ -170,55 +199,93 @@ class GpuBenchmarker:
 
     # -- measuring --------------------------------------------------------------------
     def measure(self, M: int, config: Any, fidelity: Fidelity | str) -> Measurement:
-        with self._cuda:
-            return self._measure(M, config, fidelity)
+        return self.measure_round(M, [config], fidelity)[0]
 
-    def _measure(self, M: int, config: Any, fidelity: Fidelity | str) -> Measurement:
+    def measure_round(self, M: int, configs: Sequence[Any],
+                      fidelity: Fidelity | str) -> list[Measurement]:
+        """Measure ``configs`` together, their replays interleaved (see :func:`round_order`):
+        each config's graph is captured first, then replay i of every config runs before
+        replay i + 1 of any, so a change of the GPU's clocks during the round reaches every
+        config alike and cancels in their ratios. One config: the plain measurement."""
+        with self._cuda:
+            return self._measure_round(M, list(configs), fidelity)
+
+    def _prepare(self, M: int, config: Any, fidelity: Fidelity) -> tuple[Any, float]:
+        """Build, compile, run once eagerly and capture ``config``'s graph; returns the graph
+        and the seconds spent waiting for the compile."""
+        torch = self._torch
+        layer = self._layer(M, config)
+        compile_s = self._compile(M, config, layer)
+        layer()  # the eager call: loads the kernels, surfaces resource errors
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(fidelity.calls_per_graph):
+                layer()
+        torch.cuda.synchronize()
+        return graph, compile_s
+
+    def _measure_round(self, M: int, configs: list[Any],
+                       fidelity: Fidelity | str) -> list[Measurement]:
         if isinstance(fidelity, str):
             fidelity = FIDELITIES[fidelity]
         torch = self._torch
-        start = time.perf_counter()
         device = self.device_info()
-        layer = None
-        graph = None
+        results: list[Measurement | None] = [None] * len(configs)
+        graphs: dict[int, Any] = {}
+        compile_s: dict[int, float] = {}
+        prepare_s: dict[int, float] = {}
         try:
-            layer = self._layer(M, config)
-            compile_s = self._compile(M, config, layer)
-            layer()  # the eager call: loads the kernels, surfaces resource errors
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                for _ in range(fidelity.calls_per_graph):
-                    layer()
-            torch.cuda.synchronize()
-            begin = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            per_call: list[float] = []
-            gpu_ms = 0.0
-            for i, inputs in enumerate(replay_inputs(fidelity, self.order)):
-                self.workload.refresh(M, inputs)
-                torch.cuda.synchronize()
-                begin.record()
-                graph.replay()
-                end.record()
-                end.synchronize()
-                elapsed_ms = begin.elapsed_time(end)
-                gpu_ms += elapsed_ms
-                if i >= fidelity.warmup:
-                    per_call.append(elapsed_ms * 1000.0 / fidelity.calls_per_graph)
-        except Exception as exc:  # a failed config is data, not a crash
-            status, reason = classify_error(exc)
-            return Measurement.failed(status, reason, fidelity.name,
-                                      cost_s=time.perf_counter() - start, device=device)
+            for j, config in enumerate(configs):
+                start = time.perf_counter()
+                try:
+                    graphs[j], compile_s[j] = self._prepare(M, config, fidelity)
+                except Exception as exc:  # a failed config is data, not a crash
+                    status, reason = classify_error(exc)
+                    results[j] = Measurement.failed(status, reason, fidelity.name,
+                                                    cost_s=time.perf_counter() - start,
+                                                    device=device)
+                    self._forget(M, config)
+                prepare_s[j] = time.perf_counter() - start
+            live = sorted(graphs)
+            per_call: dict[int, list[float]] = {j: [] for j in live}
+            gpu_ms = dict.fromkeys(live, 0.0)
+            start = time.perf_counter()
+            try:
+                begin = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                for step in round_order(fidelity, len(live), self.order):
+                    for j, (inputs, timed) in zip(live, step):
+                        self.workload.refresh(M, inputs)
+                        torch.cuda.synchronize()
+                        begin.record()
+                        graphs[j].replay()
+                        end.record()
+                        end.synchronize()
+                        elapsed_ms = begin.elapsed_time(end)
+                        gpu_ms[j] += elapsed_ms
+                        if timed:
+                            per_call[j].append(elapsed_ms * 1000.0 / fidelity.calls_per_graph)
+            except Exception as exc:  # the context may be gone: no config of the round counts
+                status, reason = classify_error(exc)
+                share = (time.perf_counter() - start) / max(1, len(live))
+                for j in live:
+                    results[j] = Measurement.failed(status, reason, fidelity.name,
+                                                    cost_s=prepare_s[j] + share, device=device)
+                return [r for r in results if r is not None]
+            share = (time.perf_counter() - start) / max(1, len(live))
+            for j in live:
+                median, mean, spread = summarize_samples(per_call[j])
+                results[j] = Measurement(
+                    status=Status.OK, fidelity=fidelity.name, median_us=median, mean_us=mean,
+                    spread_us=spread, samples=len(per_call[j]), device=device,
+                    cost_s=prepare_s[j] + share, compile_s=compile_s[j],
+                    gpu_s=gpu_ms[j] / 1000.0)
         finally:
-            del graph
-            self._forget(M, config)
-        median, mean, spread = summarize_samples(per_call)
-        return Measurement(
-            status=Status.OK, fidelity=fidelity.name, median_us=median, mean_us=mean,
-            spread_us=spread, samples=len(per_call), device=device,
-            cost_s=time.perf_counter() - start, compile_s=compile_s, gpu_s=gpu_ms / 1000.0,
-        )
+            graphs.clear()
+            for config in configs:
+                self._forget(M, config)
+        return [r for r in results if r is not None]
 
     def _forget(self, M: int, config: Any) -> None:
         with self._lock:

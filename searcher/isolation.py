@@ -30,7 +30,7 @@ import time
 import traceback
 import weakref
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from searcher.errors import BenchmarkerError, SearcherError
 from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
@@ -121,6 +121,8 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
             try:
                 if op == "measure":
                     reply: tuple[str, Any] = ("ok", bencher.measure(*args))
+                elif op == "measure_round":
+                    reply = ("ok", bencher.measure_round(*args))
                 elif op == "precompile":
                     bencher.precompile(*args)
                     reply = ("ok", None)
@@ -300,6 +302,46 @@ class IsolatedBenchmarker:
     def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
         with self._lock:
             return self._measure(M, config, fidelity)
+
+    def measure_round(self, M: int, configs: Sequence[Config],
+                      fidelity: Fidelity | str) -> list[Measurement]:
+        """Measure ``configs`` side by side in the child (one request, the child's own
+        interleaving). A round that ends the child, hangs past the trial timeout per
+        config, or makes the child raise is measured again config by config, so that a
+        failure lands on the config that caused it."""
+        configs = list(configs)
+        with self._lock:
+            if len(configs) > 1:
+                measured = self._measure_round(M, configs, fidelity)
+                if measured is not None:
+                    return measured
+            return [self._measure(M, config, fidelity) for config in configs]
+
+    def _measure_round(self, M: int, configs: list[Config],
+                       fidelity: Fidelity | str) -> list[Measurement] | None:
+        fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
+        child = self._child
+        if child is not None and child.measured >= self.recycle_after:
+            self._stop_child()
+        child = self._ensure_child()
+        timeout = None if self.timeout_s is None else self.timeout_s * len(configs)
+        outcome, value = child.call(("measure_round", M, configs, fid), timeout)
+        if outcome == "reply" and value[0] == "ok":
+            child.measured += len(configs)
+            measured: list[Measurement] = value[1]
+            if any(m.status is Status.RUNTIME_ERROR for m in measured):
+                self._stop_child()  # its CUDA context may be unusable now
+            return measured
+        what = ("raised " + value[1][1].splitlines()[-1] if outcome == "reply"
+                else describe_exit(value) if outcome == "died"
+                else f"gave no answer within {timeout:g} s and was killed")
+        _log.warning("the measuring process %s during a round of %d configs at M=%d; they "
+                     "are measured one by one", what, len(configs), M)
+        if outcome == "reply":
+            self._stop_child()
+        else:
+            self._drop_child()
+        return None
 
     def _device_info(self) -> dict[str, Any]:
         if self._info is None:

@@ -24,7 +24,7 @@ import csv
 import math
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from searcher.errors import SearcherError
 from searcher.kernels import DEFAULT_KERNEL, get_kernel
@@ -222,6 +222,11 @@ class ReplayBenchmarker:
 
     def batch_sizes(self) -> list[int]:
         return sorted({M for M, _ in self.records})
+
+    def measure_round(self, M: int, configs: Sequence[Config],
+                      fidelity: Fidelity | str) -> list[Measurement]:
+        """One measurement per config, one after the other (nothing to interleave here)."""
+        return [self.measure(M, config, fidelity) for config in configs]
 
     def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
         fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity

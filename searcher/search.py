@@ -794,9 +794,11 @@ class _Searcher:
         cost = 0.0
 
         def measure_round(configs: Sequence[Config]) -> None:
+            # One round, side by side: on a GPU their replays interleave, so that a change
+            # of clocks reaches each alike (the rule pairs round i of two configs).
             nonlocal cost
-            for config in configs:
-                m = self.bencher.measure(M, config, self.opts.final_fidelity)
+            for config, m in zip(configs, self.bencher.measure_round(
+                    M, configs, self.opts.final_fidelity)):
                 cost += m.cost_s
                 times[config].append(m.median_us if m.ok else math.inf)
 

@@ -26,7 +26,7 @@ import os
 import random
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from searcher.device import KNOWN_GPUS, GpuFacts
 from searcher.kernels import get_kernel
@@ -88,6 +88,11 @@ class SyntheticBenchmarker:
     def true_time(self, M: int, config: Config) -> float:
         """The noiseless time (us) of ``config`` at batch size M."""
         return self.landscape.true_time(M, config)
+
+    def measure_round(self, M: int, configs: Sequence[Config],
+                      fidelity: Fidelity | str) -> list[Measurement]:
+        """One measurement per config, one after the other (nothing to interleave here)."""
+        return [self.measure(M, config, fidelity) for config in configs]
 
     def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
         fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity

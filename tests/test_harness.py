@@ -167,3 +167,45 @@ def test_synthetic_studies_have_no_timing_and_resume_as_before(tmp_path) -> None
     info = {"name": "H100", "backend": "synthetic", "triton_version": "synthetic"}
     assert _open(storage, info).user_attrs["timing"] is None
     assert _open(storage, info).user_attrs["timing"] is None
+
+
+def test_a_round_interleaves_replays_and_times_each_config_on_the_same_routings(bencher_of) -> None:
+    from searcher.harness import ROUND_STRIDE, round_order
+
+    bencher, workload = bencher_of()
+    single, _, _ = _timed(bencher, workload, "full")
+    workload.refreshed.clear()
+    measured = bencher.measure_round(2, ["a", "b", "c"], "full")
+    assert [m.median_us for m in measured] == [single.median_us] * 3
+    assert all(m.ok and m.samples == 20 for m in measured)
+    fid = FIDELITIES["full"]
+    warm, timed = workload.refreshed[:3 * fid.warmup], workload.refreshed[3 * fid.warmup:]
+    assert set(warm) <= set(range(ROUTING_CYCLE, INPUT_SETS))
+    # Replay i of every config before replay i + 1 of any; each config one whole cycle.
+    per_config = [timed[p::3] for p in range(3)]
+    assert all(Counter(sets) == Counter(range(ROUTING_CYCLE)) for sets in per_config)
+    assert per_config[1][0] == ROUND_STRIDE and per_config[2][0] == 2 * ROUND_STRIDE
+    # No timed replay follows one of the same input set (its experts would still be in L2).
+    for configs in range(1, 7):
+        for name in ("full", "long"):
+            replays = [r for step in round_order(FIDELITIES[name], configs) for r in step]
+            assert all(b[0] != a[0] for a, b in zip(replays, replays[1:]) if b[1]), (configs, name)
+    # One config: exactly a plain measurement's order.
+    assert [s for step in round_order(fid, 1) for s, _ in step] == replay_inputs(fid)
+
+
+def test_a_config_that_fails_to_capture_fails_alone_in_its_round(bencher_of) -> None:
+    bencher, workload = bencher_of()
+
+    class Broken:
+        def compile(self) -> None:
+            raise RuntimeError("out of resource: shared memory, Required: 300000")
+
+        def __call__(self) -> None:
+            pass
+
+    good = workload.layer
+    workload.layer = lambda M, config: Broken() if config == "bad" else good(M, config)
+    measured = bencher.measure_round(2, ["a", "bad", "c"], "full")
+    assert [m.ok for m in measured] == [True, False, True]
+    assert measured[1].status.value == "out_of_resources"

@@ -83,6 +83,20 @@ def test_a_segfaulting_config_is_a_runtime_error_and_the_next_runs_in_a_fresh_ch
     assert bencher.started == 2
 
 
+def test_a_round_is_one_request_and_one_that_kills_the_child_is_measured_one_by_one(
+        isolated, caplog):
+    bencher = isolated()
+    measured = bencher.measure_round(16, [GOOD, OTHER, DEFAULT_16], "full")
+    assert [m.median_us for m in measured] == pytest.approx(
+        [_true_us(16, c) for c in (GOOD, OTHER, DEFAULT_16)])
+    assert bencher.started == 1
+    crashing = isolated(crash_on=[DEFAULT_16.short()])
+    measured = crashing.measure_round(16, [GOOD, DEFAULT_16, OTHER], "full")
+    assert [m.ok for m in measured] == [True, False, True]
+    assert "SIGSEGV" in measured[1].reason and DEFAULT_16.short() in measured[1].reason
+    assert "during a round of 3 configs at M=16; they are measured one by one" in caplog.text
+
+
 def test_a_hanging_config_times_out_and_the_next_runs_in_a_fresh_child(isolated):
     bencher = isolated(hang_on=[DEFAULT_16.short()], timeout_s=1.5)
     assert bencher.measure(16, GOOD, "short").ok
@@ -310,6 +324,9 @@ class _Faulty:
             raise RuntimeError("no compiler")
         if self.how == "precompile-hangs":
             time.sleep(3600)
+
+    def measure_round(self, M, configs, fidelity):
+        return [self.measure(M, c, fidelity) for c in configs]
 
     def measure(self, M, config, fidelity):
         if self.how == "runtime":

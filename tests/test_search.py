@@ -193,8 +193,11 @@ def _finalize_with(spec, tmp_path, true_ratio, noise, seed=0):
         def measure(self, M, config, fidelity):
             calls.append(config)
             true = 100.0 if config == default else 100.0 / true_ratio
-            return Measurement(status=Status.OK, fidelity="long",
+            return Measurement(status=Status.OK, fidelity="full",
                                median_us=true * (1 + rng.gauss(0, noise)), cost_s=0.1)
+
+        def measure_round(self, M, configs, fidelity):
+            return [self.measure(M, c, fidelity) for c in configs]
 
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(
@@ -498,6 +501,9 @@ class _MeasuredWith:
 
     def measure(self, M, config, fidelity):
         return self.inner.measure(M, config, fidelity)
+
+    def measure_round(self, M, configs, fidelity):
+        return self.inner.measure_round(M, configs, fidelity)
 
 
 @pytest.mark.parametrize(("key", "value"), [("triton_version", "3.7.0"), ("backend", "vllm")])
