@@ -136,6 +136,27 @@ h200-quant-against)  # issue #10, second run: each quantized study resumed from 
     done
     tar czf "$out/compare.tgz" -C /tmp cmp-h200-deepseek-v3-tp8-fp8 cmp-h200-mixtral-8x7b-tp2-fp8
     ;;
+h200-quant-fresh)  # issue #10, third run: one quantized study ($3) from a fresh storage on
+    # the GPU in CUDA_VISIBLE_DEVICES, with the file vLLM 0.33.0 ships (.vllm-configs/) as
+    # the incumbent; resumes .gpu-state/STUDY.db when carried (gunzipped from an earlier
+    # OUT). COMPARE=1: then its winners, vLLM's default and that file side by side.
+    study=$3
+    nvidia-smi -L > "$out/gpus-$study.txt"
+    rm -f "/tmp/$study.db"
+    [ -f ".gpu-state/$study.db" ] && cp ".gpu-state/$study.db" "/tmp/$study.db"
+    shipped=".vllm-configs/$(shipped_name "$study")"
+    timeout -s INT "$((limit + 90))" python3 -m searcher run --study "$study" \
+        --storage "sqlite:////tmp/$study.db" --time-limit "$limit" --no-live \
+        --against "$shipped" >> "$out/$study-run.log" 2>&1
+    if [ -n "${COMPARE:-}" ]; then
+        mkdir -p "/tmp/cmp-$study"
+        timeout -s INT "${COMPARE_LIMIT:-150}" python3 -m searcher compare --study "$study" \
+            --storage "sqlite:////tmp/$study.db" --rounds "${ROUNDS:-5}" \
+            --out "/tmp/cmp-$study" --against "$shipped" > "$out/$study-compare.log" 2>&1
+        tar czf "$out/compare-$study.tgz" -C /tmp "cmp-$study"
+    fi
+    pack "/tmp/$study.db" "$study"
+    ;;
 h200-decide)  # issue #12: the committed H200 file re-decided under the decision rule
     # (searcher decide re-measures each batch size's finalists and vLLM's default), then
     # the re-decided winners, vLLM's default and the 432 grid's best side by side.
