@@ -55,7 +55,10 @@ def one_run(spec, noise: float, seed: int, batch_sizes, budget: int, workdir: Pa
         entries = [(FUSED_MOE.config_from_dict(e["config"]), e["times_us"], e["default"])
                    for e in final["entries"]]
         default = next(c for c, _, d in entries if d)
-        old = min(entries, key=lambda e: statistics.median(e[1][:OLD_ROUNDS]))[0]
+        # The finalists' selection is a race (searcher/search.py): the slower half of round
+        # 1 is not measured again, so the old rule picks among the entries of round 2.
+        old = min((e for e in entries if len(e[1]) >= OLD_ROUNDS),
+                  key=lambda e: statistics.median(e[1][:OLD_ROUNDS]))[0]
         new = FUSED_MOE.config_from_dict(final["winner"])
         true = lambda c: bencher.true_time(M, c)  # noqa: E731
         out.append((M, true(default) / true(old), true(default) / true(new), old != default,
