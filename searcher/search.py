@@ -35,6 +35,7 @@ drops that trial's measurement with one line on stderr and goes on (:class:`_Tak
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 import statistics
@@ -367,16 +368,18 @@ class _Searcher:
                 if self.opts.ask_ahead:  # without a trial budget, only the deadline bounds it
                     more = (self.opts.ask_batch if budget is None
                             else min(self.opts.ask_batch, left - len(batch)))
+                ask_ahead = None
                 if more > 0:
-                    ahead = self._asker.submit(self._ask_and_precompile, study, M, ctx, more)
-                self._ahead = ahead
+                    ask_ahead = functools.partial(self._asker.submit, self._ask_and_precompile,
+                                                  study, M, ctx, more)
                 try:
-                    for status in self.measure_batch(study, M, batch, budget, deadline):
+                    for status in self.measure_batch(study, M, batch, budget, deadline,
+                                                     ask_ahead):
                         measured_here += 1
                         unmeasurable = (unmeasurable + 1 if status is TrialStatus.UNMEASURABLE
                                         else 0)
                 finally:
-                    self._ahead = None
+                    ahead, self._ahead = self._ahead, None
                 summary = summarize_study(self.spec.kernel, study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
@@ -405,10 +408,18 @@ class _Searcher:
         return summary
 
     def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, Config, str]],
-                      budget: int | None, deadline: float | None) -> list[TrialStatus]:
+                      budget: int | None, deadline: float | None,
+                      ask_ahead: Callable[[], Future] | None = None) -> list[TrialStatus]:
         """Measure a batch of asked trials in order and return their statuses; trials past
         the budget (other workers took it) or the deadline, and the rest after Ctrl-C, go
-        back to the queue."""
+        back to the queue.
+
+        ``ask_ahead`` starts asking the next batch on the asker thread; it is called once,
+        when the first trial has passed its check and is about to be measured. Started
+        before that mark and check, the asker's storage transactions (each holds SQLite's
+        write lock from its start: ``BEGIN IMMEDIATE``) made them wait for the lock
+        (0.5 s in 120 trials of a synthetic run, issue #13); the asks still overlap the
+        first measurement, and a batch whose trials all step back asks nothing ahead."""
         pending = list(batch)
         statuses = []
         try:
@@ -430,6 +441,8 @@ class _Searcher:
                         if budget is not None and held >= budget:
                             break  # other workers hold the rest of the budget
                         measuring = True
+                        if ask_ahead is not None:
+                            self._ahead, ask_ahead = ask_ahead(), None
                         status = self.evaluate(study, trial, M, config, source)
                 except _TakenOver as taken:
                     pending.pop(0)

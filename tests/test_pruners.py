@@ -161,6 +161,34 @@ def test_ignores_infinite_values() -> None:
     assert not judged(study, 1e9)
 
 
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_best_is_the_smallest_finite_complete_value_on_each_storage(tmp_path, storage) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}" if storage == "sqlite" else None
+    pruner = BestRatioPruner()
+    study = optuna.create_study(storage=url, direction="minimize", pruner=pruner)
+    assert pruner.best_value(study) is None
+    for values in ([math.inf], [math.inf, 300.0], [math.inf, 300.0, 200.0, 250.0]):
+        for value in values[len(study.trials):]:
+            study.tell(study.ask(), value)
+        finite = [v for v in values if math.isfinite(v)]
+        assert pruner.best_value(study) == (min(finite) if finite else None)
+    study.tell(study.ask(), -math.inf)  # not a time: the smallest finite value stays
+    assert pruner.best_value(study) == 200.0
+
+
+def test_a_decision_reads_the_best_trial_not_every_trial() -> None:
+    # Reading every trial costs an RDB storage a re-read of each unfinished one (issue #13).
+    study = study_with(BestRatioPruner(), [130.0, 100.0])
+
+    def every_trial(*args, **kwargs):
+        raise AssertionError("the pruner read every trial")
+
+    study.get_trials = every_trial
+    study._get_trials = every_trial
+    assert judged(study, 111.0)
+    assert not judged(study, 109.0)
+
+
 def test_only_complete_trials_set_the_best() -> None:
     study = study_with(BestRatioPruner(), [100.0])
     # A pruned trial that reported 10 and a failed one do not lower the best.

@@ -754,3 +754,42 @@ def test_a_failed_precompile_on_the_asker_closes_its_trials(spec, tmp_path):
     study, trials = _trials(f"sqlite:///{tmp_path / 's.db'}", spec, 64)
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     assert any(k.startswith("wall_s") for k in study.user_attrs)
+
+
+def test_the_next_batch_is_asked_once_the_first_trial_is_checked(spec, tmp_path, monkeypatch):
+    """Issue #13: the asker starts when a batch's first trial is marked, checked and about
+    to be measured, so its storage transactions do not make that mark and check wait for
+    SQLite's write lock; it still runs beside the batch's measurements."""
+    import threading
+
+    from searcher.search import _Searcher
+
+    events = []
+    measure_batch, ask_batch = _Searcher.measure_batch, _Searcher.ask_batch
+    held_by_others = _Searcher._held_by_others
+
+    def on_main() -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def recording_measure_batch(self, *args, **kw):
+        events.append("batch")
+        return measure_batch(self, *args, **kw)
+
+    def recording_held_by_others(study, trial, config):
+        events.append("check")
+        return held_by_others(study, trial, config)
+
+    def recording_ask_batch(self, *args, **kw):
+        events.append("ask" if on_main() else "ask ahead")
+        return ask_batch(self, *args, **kw)
+
+    monkeypatch.setattr(_Searcher, "measure_batch", recording_measure_batch)
+    monkeypatch.setattr(_Searcher, "_held_by_others", staticmethod(recording_held_by_others))
+    monkeypatch.setattr(_Searcher, "ask_batch", recording_ask_batch)
+    bench = _Timeline(FUSED_MOE, spec.shape, device=H100, seed=1)
+    _run(spec, tmp_path, bencher=bench, batch_sizes=[64], trials_per_m=18)
+    aheads = [i for i, e in enumerate(events) if e == "ask ahead"]
+    assert len(aheads) >= 2
+    for i in aheads:
+        batch = max(j for j in range(i) if events[j] == "batch")
+        assert "check" in events[batch:i], events
