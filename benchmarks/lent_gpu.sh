@@ -4,7 +4,8 @@
 # searcher importable (python3 -m searcher), as:
 #   bash benchmarks/lent_gpu.sh STEP OUT_DIR
 # Each step works on a copy of the committed storage in /tmp and leaves, in OUT_DIR, its
-# log and the storage gzipped (the device tool brings back files of at most 16 MiB).
+# log and the storage gzipped (the device tool brings back at most 8 files of at most
+# 16 MiB each: a step that leaves more loses some; tar them).
 # A step goes on when a command fails (its log says why), so that what was measured
 # still comes back.
 # The committed storages were timed in the replay order before commit 498c91a (each
