@@ -432,12 +432,11 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
     if finals:
         replays = sorted(f"{FIDELITIES[f].replays} replays" if f in FIDELITIES else "?"
                          for f in finals)
-        note = ("best us: the search's fastest measurement (20 replays); winner us and "
-                f"default us: the finalists' side-by-side re-measurement ({', '.join(replays)}), "
-                "which picks the winner")
-        if "long" in finals:  # records made before the finalists used the full fidelity
-            note += (" (at large M a 20-replay time reads up to 5% below a 100-replay one: "
-                     "README, \"The phase bias\")")
+        note = ("best us: the search's fastest measurement (20 replays, configs one after "
+                "another); winner us and default us: the finalists' side-by-side "
+                f"re-measurement ({', '.join(replays)}), which picks the "
+                "winner. At large M best us can read several % below: README, \"The phase "
+                "bias\"")
         console.print(note)
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min ({held})")
     if synthetic:
@@ -786,9 +785,14 @@ def _run_decide(args: argparse.Namespace) -> int:
         if args.device:
             raise ConfigError("--device goes with --stored; a measuring decide uses this "
                               "machine's GPU")
+        from searcher.errors import NoGPUError
         from searcher.run import make_benchmarker
 
-        bencher, device = make_benchmarker(spec, **_source_kwargs(args))
+        try:
+            bencher, device = make_benchmarker(spec, **_source_kwargs(args))
+        except NoGPUError as exc:  # the CPU route decide has of its own
+            raise NoGPUError(f"{exc}; or judge the rounds already stored, measuring "
+                             "nothing, with --stored") from exc
     # What there is to decide, read without writing: a refused decide leaves the storage
     # as it was (a missing storage file is an error naming it, not a new file).
     finished = {M: study for M, study in iter_studies(
@@ -847,8 +851,9 @@ def _run_decide(args: argparse.Namespace) -> int:
         out.print(f"M={r['M']}: {now}, {change}: {r['reason']}")
     changed = sum(r["decided"] and r["before"] != r["winner"] for r in rows)
     export = f"searcher export --study {spec.name} --storage {storage}"
-    if args.batch_sizes:
-        export += f" --batch-sizes {','.join(map(str, args.batch_sizes))}"
+    decided = [r["M"] for r in rows if r["decided"]]
+    if args.batch_sizes or missing:  # export refuses batch sizes with nothing stored
+        export += f" --batch-sizes {','.join(map(str, decided))}"
     if source:
         export += " --allow-unmeasured"
     out.print(f"{changed} of {sum(r['decided'] for r in rows)} batch sizes changed; "

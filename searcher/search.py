@@ -820,16 +820,29 @@ class _Searcher:
         # round the slower half of the candidates drops out, the default and the file stay
         # (they are judged against in every later round). With 4 finalists: 5, 3, then 2
         # measurements a round, instead of 5 in each (issue #13: finalists at a bounded cost).
+        # A config with a round not faster than the default's can no longer beat it (the
+        # rule needs every round faster), nor be exported: it leaves the race too, and the
+        # race ends when none is left that could.
         racing = [c for c in entries if c != default and c != against]
+        file_to_beat = [c for c in entries if c == against and c != default]
+
+        def could_win(c: Config) -> bool:
+            return default not in times or all(
+                t < d for t, d in zip(times[c], times[default]))
+
         for round_ in range(max(1, rule.selection_rounds)):
             measure_round([c for c in entries if c in racing or c == default or c == against])
+            racing = [c for c in racing if could_win(c)]
             if round_ + 1 < rule.selection_rounds and len(racing) > 1:
                 racing.sort(key=lambda c: statistics.median(times[c]))
                 racing = racing[:(len(racing) + 1) // 2]
+            if not racing and not any(could_win(c) for c in file_to_beat):
+                break
         medians = {c: statistics.median(v) for c, v in times.items()}
         # The default competes too, and wins unless a config is faster than it beyond the
         # noise (searcher/decide.py); undecided pairs get more rounds, up to the rule's cap.
-        candidates = racing + [c for c in entries if c == against and c != default]
+        # Where none could still win, the fastest is judged all the same, for the record.
+        candidates = (racing + file_to_beat) or [c for c in entries if c != default]
         best = min(candidates, key=lambda c: medians[c]) if candidates else None
         # Configs measured together in every further round, so that each pair the rule
         # judges stays interleaved round by round (it pairs round i with round i).
