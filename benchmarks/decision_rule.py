@@ -56,9 +56,12 @@ def one_run(spec, noise: float, seed: int, batch_sizes, budget: int, workdir: Pa
                    for e in final["entries"]]
         default = next(c for c, _, d in entries if d)
         # The finalists' selection is a race (searcher/search.py): the slower half of round
-        # 1 is not measured again, so the old rule picks among the entries of round 2.
-        old = min((e for e in entries if len(e[1]) >= OLD_ROUNDS),
-                  key=lambda e: statistics.median(e[1][:OLD_ROUNDS]))[0]
+        # 1, and any finalist slower than the default in a round, is not measured again,
+        # and a race none can win ends after round 1. So the old rule picks among the
+        # entries of round 2 where there is one, else among round 1's.
+        rounds = min(OLD_ROUNDS, max(len(e[1]) for e in entries))
+        old = min((e for e in entries if len(e[1]) >= rounds),
+                  key=lambda e: statistics.median(e[1][:rounds]))[0]
         new = FUSED_MOE.config_from_dict(final["winner"])
         true = lambda c: bencher.true_time(M, c)  # noqa: E731
         out.append((M, true(default) / true(old), true(default) / true(new), old != default,
