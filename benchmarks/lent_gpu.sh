@@ -11,9 +11,12 @@
 # The committed storages were timed in the replay order before commit 498c91a (each
 # fidelity timed other routings; README, "The phase bias"). Since then a GPU run refuses
 # to resume them, so the steps that resume one (h200-grid, h200-extended, h200-quant with
-# a carried storage, h200-quant-against) reproduce from commit 5c61b09
-# (`git checkout 5c61b09`), or start fresh storages with the current code. h200-decide
-# runs as it is: `searcher decide` re-measures all it compares in the current order.
+# a carried storage) reproduce from commit 5c61b09 (`git checkout 5c61b09`), or start
+# fresh storages with the current code. h200-decide runs as it is: `searcher decide`
+# re-measures all it compares in the current order. Issue #10's second run
+# (h200-quant-against, which resumed the committed quantized storages) is in commit
+# 1d2d450; h200-quant-fresh does the same for one study, from a fresh or carried storage,
+# and made the quantized storages committed now.
 set -uo pipefail
 step=$1
 out=$2
@@ -107,34 +110,6 @@ h200-quant-compare)  # issue #10: each study's winner, vLLM's default and vLLM 0
         i=$((i + 1))
     done
     wait
-    tar czf "$out/compare.tgz" -C /tmp cmp-h200-deepseek-v3-tp8-fp8 cmp-h200-mixtral-8x7b-tp2-fp8
-    ;;
-h200-quant-against)  # issue #10, second run: each quantized study resumed from its committed
-    # storage (examples/STUDY/searcher.db) to the study's trials_per_m, with the file vLLM
-    # 0.33.0 ships (carried in .vllm-configs/) as a finalist under issue #12's decision
-    # rule, then its winner, vLLM's default and that file side by side; one GPU each.
-    nvidia-smi -L | tee "$out/gpus.txt"
-    i=0
-    for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
-        (
-            cp "examples/$study/searcher.db" "/tmp/$study.db"
-            [ -f ".gpu-state/$study.db" ] && cp ".gpu-state/$study.db" "/tmp/$study.db"
-            shipped=".vllm-configs/$(shipped_name "$study")"
-            export CUDA_VISIBLE_DEVICES=$i
-            # SIGINT stops a run cleanly (what it measured is stored) if the finalists overrun.
-            timeout -s INT "$((limit + 90))" python3 -m searcher run --study "$study" \
-                --storage "sqlite:////tmp/$study.db" --time-limit "$limit" --no-live --against "$shipped" > "$out/$study-run.log" 2>&1
-            mkdir -p "/tmp/cmp-$study"
-            timeout -s INT "${COMPARE_LIMIT:-150}" python3 -m searcher compare --study "$study" \
-                --storage "sqlite:////tmp/$study.db" --rounds "${ROUNDS:-5}" --out "/tmp/cmp-$study" --against "$shipped" \
-                > "$out/$study-compare.log" 2>&1
-        ) &
-        i=$((i + 1))
-    done
-    wait
-    for study in h200-deepseek-v3-tp8-fp8 h200-mixtral-8x7b-tp2-fp8; do
-        pack "/tmp/$study.db" "$study"
-    done
     tar czf "$out/compare.tgz" -C /tmp cmp-h200-deepseek-v3-tp8-fp8 cmp-h200-mixtral-8x7b-tp2-fp8
     ;;
 h200-quant-fresh)  # issue #10, third run: one quantized study ($3) from a fresh storage on

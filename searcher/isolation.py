@@ -320,10 +320,7 @@ class IsolatedBenchmarker:
     def _measure_round(self, M: int, configs: list[Config],
                        fidelity: Fidelity | str) -> list[Measurement] | None:
         fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
-        child = self._child
-        if child is not None and child.measured >= self.recycle_after:
-            self._stop_child()
-        child = self._ensure_child()
+        child = self._measuring_child()
         timeout = None if self.timeout_s is None else self.timeout_s * len(configs)
         outcome, value = child.call(("measure_round", M, configs, fid), timeout)
         if outcome == "reply" and value[0] == "ok":
@@ -368,12 +365,16 @@ class IsolatedBenchmarker:
                      "one starts for the next measurement", what, len(configs), M)
         self._drop_child()
 
-    def _measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
-        fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
+    def _measuring_child(self) -> _Child:
+        """The child to send a measurement to: a fresh one after ``recycle_after``."""
         child = self._child
         if child is not None and child.measured >= self.recycle_after:
             self._stop_child()  # recycle: a fresh process, fresh caches
-        child = self._ensure_child()
+        return self._ensure_child()
+
+    def _measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
+        fid = FIDELITIES[fidelity] if isinstance(fidelity, str) else fidelity
+        child = self._measuring_child()
         start = time.perf_counter()
         outcome, value = child.call(("measure", M, config, fid), self.timeout_s)
         if outcome == "reply":
