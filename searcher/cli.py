@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from searcher.errors import ConfigError, SearcherError
+from searcher.errors import ConfigError, NoGPUError, SearcherError
 from searcher.measurement import FIDELITIES
 
 __all__ = ["main"]
@@ -785,7 +785,6 @@ def _run_decide(args: argparse.Namespace) -> int:
         if args.device:
             raise ConfigError("--device goes with --stored; a measuring decide uses this "
                               "machine's GPU")
-        from searcher.errors import NoGPUError
         from searcher.run import make_benchmarker
 
         try:
