@@ -15,9 +15,10 @@ rounds measured so far:
   every round was faster (all ``r_i > 1``) and the median ratio is above
   ``1 + max(min_effect, noise)``; **slower** is the same rule with the two swapped;
   otherwise the two are **equal** within noise;
-- while neither holds, every round so far was faster and fewer than ``max_rounds``
-  rounds were measured, the verdict is **undecided**: the finalists' run measures another
-  round of the two. Once a round was not faster, no further round can make the candidate
+- while neither holds, every round so far was faster, fewer than ``max_rounds``
+  rounds were measured and the median could still clear ``1 + min_effect`` by then (were
+  every further round infinitely faster), the verdict is **undecided**: the finalists'
+  run measures another round of the two. Once a round was not faster, no further round can make the candidate
   faster, so none is measured (the verdict is equal). The run starts with
   ``selection_rounds`` rounds raced among the finalists (all in the first, the faster half
   of the rest after each) and picks the fastest by median. An undecided pair counts as
@@ -105,6 +106,16 @@ def _beats(ratios: Sequence[float], noise: float, rule: DecisionRule) -> tuple[b
     return all(r > 1.0 for r in ratios) and statistics.median(ratios) > 1.0 + threshold, threshold
 
 
+def _reachable(ratios: Sequence[float], rule: DecisionRule) -> bool:
+    """Whether rounds up to ``rule.max_rounds`` could still make the median ratio clear
+    ``1 + min_effect`` (the least margin the rule asks), were every further round
+    infinitely faster. A candidate always a little faster (say 0.5%) stops here instead
+    of running to the cap (issue #13: finalists at a bounded cost); its verdict is equal,
+    as it would be at the cap."""
+    best_case = list(ratios) + [math.inf] * (rule.max_rounds - len(ratios))
+    return statistics.median(best_case) > 1.0 + rule.min_effect
+
+
 def judge(candidate_us: Sequence[float], default_us: Sequence[float],
           rule: DecisionRule = RULE) -> Verdict:
     """Judge a candidate against the default from their paired rounds (us; ``inf`` where a
@@ -138,7 +149,7 @@ def judge(candidate_us: Sequence[float], default_us: Sequence[float],
         outcome = Outcome.FASTER
     elif slower:
         outcome = Outcome.SLOWER
-    elif faster_rounds == n and n < rule.max_rounds:
+    elif faster_rounds == n and n < rule.max_rounds and _reachable(ratios, rule):
         outcome = Outcome.UNDECIDED  # "faster" needs every round faster: still possible
     else:
         outcome = Outcome.EQUAL

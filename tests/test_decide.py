@@ -60,6 +60,19 @@ def test_a_gain_below_the_minimum_effect_is_equal() -> None:
     assert judge([99.5] * 8, [100.0] * 8).outcome is Outcome.EQUAL
 
 
+def test_no_more_rounds_once_the_least_margin_is_out_of_reach() -> None:
+    """Issue #13: a candidate every round 0.5% faster stops at 5 rounds, not the cap of 8:
+    even were the 3 rounds left infinitely faster, the median of 8 (the mean of the 4th
+    and 5th ratio) would stay at 1.005, below 1 + min_effect. At 4 rounds it could still
+    get there."""
+    assert judge([99.5] * 4, [100.0] * 4).outcome is Outcome.UNDECIDED
+    v = judge([99.5] * 5, [100.0] * 5)
+    assert v.outcome is Outcome.EQUAL and v.rounds == 5
+    # Every round faster, noisy, and a median that could still clear the margin: go on.
+    cand = [100 / r for r in (1.02, 1.08, 1.03, 1.09, 1.02)]
+    assert judge(cand, [100.0] * 5).outcome is Outcome.UNDECIDED
+
+
 def test_failures_and_unpaired_rounds() -> None:
     assert judge([math.inf, 80.0], [100.0, 100.0]).outcome is Outcome.SLOWER
     assert judge([80.0, 80.0], [math.inf, 100.0]).outcome is Outcome.FASTER
