@@ -28,6 +28,11 @@ Decisions:
       PRUNED trials (a duplicate of the best config would count as a bad observation of
       it, and count towards its start-up trials), so storing them PRUNED alone would change
       what TPE proposes, in new studies and in old ones resumed.
+    * Asking beside the tells (:func:`as_of`): the search asks the next batch on a thread
+      while the main thread tells the study this batch's results. Inside ``as_of``, the
+      asking thread's sampler sees the study as of one read (trials told since still
+      running), so what it proposes does not depend on how the two threads interleave and
+      seeded runs repeat.
     * Seeds: workers sharing a study should pass *different* seeds to the stochastic
       samplers (equal seeds make them propose the same random start-up configs) but the
       *same* seed to ``grid`` (Optuna shuffles the grid with it, and equal shuffles are what
@@ -36,7 +41,9 @@ Decisions:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from searcher.errors import SpecError, did_you_mean
 
@@ -213,13 +220,32 @@ def make_sampler(
     return SAMPLERS[name](seed, space, constraints_func, n_startup_trials)
 
 
+_seen = threading.local()  # the trials as_of gave this thread, by trial id
+
+
+@contextmanager
+def as_of(trials: Sequence[FrozenTrial]) -> Iterator[None]:
+    """Within this block, samplers wrapped by :func:`measured_only` see, on this thread,
+    each of ``trials`` as it is in that list (a trial told since then still shows as
+    running); trials created since are seen as stored.
+
+    ``trials``: a study's trials read at one point (``study.get_trials(deepcopy=False)``);
+    the search reads them where it starts asking ahead (searcher.search)."""
+    _seen.trials = {t._trial_id: t for t in trials}
+    try:
+        yield
+    finally:
+        _seen.trials = None
+
+
 def measured_only(sampler: BaseSampler) -> BaseSampler:
     """``sampler``, seeing unmeasured bookkeeping trials as FAIL (see the module doc).
 
     The trials whose :data:`searcher.record.STATUS` is in
     :data:`searcher.record.BOOKKEEPING_STATUSES` (duplicate, not run) are stored PRUNED;
     every sampler call gets a view of the study in which they are FAIL with no value, so
-    TPE, GP and CMA-ES ignore them and the grid counts them as visited, as before.
+    TPE, GP and CMA-ES ignore them and the grid counts them as visited, as before. Inside
+    :func:`as_of`, that view shows the trials as they were read.
     """
     from optuna.samplers import BaseSampler
     from optuna.trial import FrozenTrial, TrialState
@@ -251,8 +277,11 @@ def measured_only(sampler: BaseSampler) -> BaseSampler:
                         use_cache: bool = False) -> list[FrozenTrial]:
             import copy
 
-            trials = [as_stored_before(t) for t in
-                      self._study_seen._get_trials(deepcopy=False, use_cache=use_cache)]
+            trials = self._study_seen._get_trials(deepcopy=False, use_cache=use_cache)
+            seen = getattr(_seen, "trials", None)
+            if seen is not None:  # as_of: each trial as it was read
+                trials = [seen.get(t._trial_id, t) for t in trials]
+            trials = [as_stored_before(t) for t in trials]
             if states is not None:
                 trials = [t for t in trials if t.state in states]
             return copy.deepcopy(trials) if deepcopy else trials

@@ -34,8 +34,9 @@ drops that trial's measurement with one line on stderr and goes on (:class:`_Tak
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
-import functools
 import math
 import random
 import statistics
@@ -107,6 +108,9 @@ class SearchOptions:
     ask_batch: int = 6  # trials asked at once so their compiles overlap measurement
     # Ask (and compile) the next batch on a thread while this one is measured.
     ask_ahead: bool = True
+    #: Measurements queued behind the one in progress, so that the GPU starts the next
+    #: while the host stores the last (0: one at a time, the host's work between them).
+    measure_ahead: int = 1
     #: How the finalists' run decides whether a config beats vLLM's default (its rounds).
     decision_rule: DecisionRule = RULE
     final_fidelity: str = "full"  # as the search's trials: one scale (README, "The phase bias")
@@ -256,6 +260,19 @@ def _say_taken_over(number: int, M: int, what: str) -> None:
           f"heartbeat went stale); {what}", file=sys.stderr, flush=True)
 
 
+@dataclass
+class _InFlight:
+    """A trial's measurement handed to the measuring thread."""
+
+    trial: Any
+    M: int
+    config: Config
+    source: str
+    fidelity: str  # "short" or "full"
+    future: Future
+    cost_s: float = 0.0  # seconds charged by its measurements told so far
+
+
 # -- the run ----------------------------------------------------------------------------
 class _Searcher:
     def __init__(self, spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
@@ -276,7 +293,11 @@ class _Searcher:
         # while the GPU measures (issue #13: host work off the critical path).
         self._asker = ThreadPoolExecutor(1, thread_name_prefix="searcher-ask")
         self._ahead: Future | None = None
+        # Measurements run on this thread, in the order they are queued, while this one
+        # stores results and checks the next trial (measure_batch).
+        self._gpu = ThreadPoolExecutor(1, thread_name_prefix="searcher-measure")
         self.accept: tuple[str, ...] = ()  # identity keys a stored study may differ in
+        self._next_m: int | None = None  # the batch size run() goes on to after this one
 
     # study of one M
     def study(self, M: int, n_existing: int = 0) -> optuna.Study:
@@ -310,6 +331,7 @@ class _Searcher:
         self.view.start(batch_sizes, budget)
         try:
             for i, M in enumerate(order):
+                self._next_m = order[i + 1] if i + 1 < len(order) else None
                 m_deadline = None
                 if deadline is not None:
                     left = deadline - self.clock()
@@ -319,12 +341,14 @@ class _Searcher:
             # of a time limit (the first one also pays the first compiles and the inputs)
             # gets what finished ones did not use; with several workers, this also takes
             # over a batch size left to a worker that died since.
+            self._next_m = None
             for M in order:
                 if not summaries[M].finalized and (deadline is None or self.clock() < deadline):
                     summaries[M] = self.run_m(M, budget, deadline)
         finally:
             self.view.close()
             self.heartbeat.close()
+            self._gpu.shutdown(wait=True, cancel_futures=True)
             self._asker.shutdown(wait=True)
         return [summaries[M] for M in batch_sizes if M in summaries]
 
@@ -368,10 +392,7 @@ class _Searcher:
                 if self.opts.ask_ahead:  # without a trial budget, only the deadline bounds it
                     more = (self.opts.ask_batch if budget is None
                             else min(self.opts.ask_batch, left - len(batch)))
-                ask_ahead = None
-                if more > 0:
-                    ask_ahead = functools.partial(self._asker.submit, self._ask_and_precompile,
-                                                  study, M, ctx, more)
+                ask_ahead = self._asking_ahead(study, M, ctx, more) if more > 0 else None
                 try:
                     for status in self.measure_batch(study, M, batch, budget, deadline,
                                                      ask_ahead):
@@ -395,6 +416,7 @@ class _Searcher:
                 budget is None or summary.trials >= budget or self._out_of_configs(study, M, ctx)):
             # Workers finishing the last trials at once must not both re-measure.
             if claim(self.storage, self.spec.kernel, f"{study.study_name}:final@{summary.trials}"):
+                self._precompile_next(study, M)
                 self.finalize(study, M)
                 measured_here += 1
             summary = summarize_study(self.spec.kernel, study, M)
@@ -407,57 +429,162 @@ class _Searcher:
         self.view.finish_m(summary)
         return summary
 
+    def _asking_ahead(self, study: optuna.Study, M: int, ctx: dict[str, int],
+                      want: int) -> Callable[[], Future]:
+        """What starts asking ``want`` trials on the asker thread. The sampler sees the
+        study as read when it starts, whatever this thread tells while it asks
+        (:func:`searcher.samplers.as_of`): seeded runs repeat."""
+        def start() -> Future:
+            seen = study.get_trials(deepcopy=False)
+            return self._asker.submit(self._ask_and_precompile, study, M, ctx, want, seen)
+
+        return start
+
+    def _precompile_next(self, study: optuna.Study, M: int) -> None:
+        """Hint the next batch size's likely first configs to the compile threads, so that
+        they compile while this one's finalists are measured: vLLM's default there and
+        this batch size's best configs (the neighbour winner its warm start enqueues is
+        one of them). Without it each batch size's first trial waited for its compile
+        (issue #13: about 1 s a batch size on the H200)."""
+        from optuna.trial import TrialState
+
+        nxt = self._next_m
+        if nxt is None or nxt == M:
+            return
+        ctx = self.spec.kernel.context(self.spec.shape, nxt, self.spec.gpu_facts)
+        best = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                       if status_of(t) is TrialStatus.OK), key=lambda t: t.value)
+        configs = [self.spec.kernel.default_config(self.spec.shape, nxt)]
+        configs += [config_of(self.spec.kernel, t) for t in best[:max(1, self.spec.finalists)]]
+        self.bencher.precompile(nxt, [c for c in dict.fromkeys(configs)
+                                      if self.spec.space.is_valid(c, ctx)])
+
     def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, Config, str]],
                       budget: int | None, deadline: float | None,
                       ask_ahead: Callable[[], Future] | None = None) -> list[TrialStatus]:
-        """Measure a batch of asked trials in order and return their statuses; trials past
-        the budget (other workers took it) or the deadline, and the rest after Ctrl-C, go
-        back to the queue.
+        """Measure a batch of asked trials and return their statuses in the order they were
+        told; trials past the budget (other workers took it) or the deadline, and the rest
+        after Ctrl-C, go back to the queue.
+
+        Measurements run on the measuring thread, up to ``opts.measure_ahead`` of them
+        queued behind the one in progress: the GPU measures the next trial's short
+        fidelity while this thread stores the last result, asks the pruner and checks the
+        next trial (issue #13: host work off the critical path). The order of the storage
+        updates and of the measurements is fixed by this code, not by timing, so seeded
+        runs repeat; a trial's full fidelity runs after the next trial's short one.
 
         ``ask_ahead`` starts asking the next batch on the asker thread; it is called once,
-        when the first trial has passed its check and is about to be measured. Started
-        before that mark and check, the asker's storage transactions (each holds SQLite's
-        write lock from its start: ``BEGIN IMMEDIATE``) made them wait for the lock
-        (0.5 s in 120 trials of a synthetic run, issue #13); the asks still overlap the
-        first measurement, and a batch whose trials all step back asks nothing ahead."""
+        when the trials first measured have passed their check. Started before that mark
+        and check, the asker's storage transactions (each holds SQLite's write lock from
+        its start: ``BEGIN IMMEDIATE``) made them wait for the lock (0.5 s in 120 trials
+        of a synthetic run, issue #13); the asks still overlap the first measurement, and
+        a batch whose trials all step back asks nothing ahead."""
         pending = list(batch)
-        statuses = []
+        inflight: collections.deque[_InFlight] = collections.deque()
+        statuses: list[TrialStatus] = []
+        starting = True  # more trials of this batch may start
         try:
-            while pending:
-                trial, config, source = pending[0]
-                if stop_requested():
-                    raise Stopped
-                if deadline is not None and self.clock() >= deadline:
+            while True:
+                while starting and pending and len(inflight) <= self.opts.measure_ahead:
+                    starting = self._start(study, M, pending, inflight, budget, deadline)
+                if ask_ahead is not None:  # once the first trials are checked
+                    if inflight:  # (a batch whose trials all stepped back asks nothing)
+                        self._ahead = ask_ahead()
+                    ask_ahead = None
+                if not inflight:
                     break
-                measuring = False
-                try:
-                    with _unless_taken_over(study, trial):
-                        trial.set_user_attr(record.MEASURING, True)
-                        held, twin = self._held_by_others(study, trial, config)
-                        if twin is not None:  # another worker took the same config just now
-                            self.tell_duplicate(study, trial, twin)
-                            pending.pop(0)
-                            continue
-                        if budget is not None and held >= budget:
-                            break  # other workers hold the rest of the budget
-                        measuring = True
-                        if ask_ahead is not None:
-                            self._ahead, ask_ahead = ask_ahead(), None
-                        status = self.evaluate(study, trial, M, config, source)
-                except _TakenOver as taken:
-                    pending.pop(0)
-                    self.heartbeat.remove(trial._trial_id)
-                    _say_taken_over(taken.number, M, "its measurement is dropped" if measuring
-                                    else "it was not measured here")
+                job = inflight.popleft()
+                status = self._on_measured(study, job, inflight)
+                if status is None:
                     continue
-                pending.pop(0)
                 statuses.append(status)
                 if getattr(self.view, "per_trial", True):  # a summary reads every trial
                     self.view.update(summarize_study(self.spec.kernel, study, M))
+            if stop_requested():
+                raise Stopped
         finally:
+            for job in inflight:  # stopped at once, or an error: not measured here
+                job.future.cancel()
+                if job.trial not in (t for t, _, _ in pending):
+                    pending.append((job.trial, job.config, job.source))
             for trial, config, _ in pending:
                 self.tell_skipped(study, trial, config)
         return statuses
+
+    def _start(self, study: optuna.Study, M: int, pending: list[tuple[Any, Config, str]],
+               inflight: collections.deque, budget: int | None,
+               deadline: float | None) -> bool:
+        """Mark and check the first pending trial and queue its short measurement; returns
+        False when no more trials of this batch may start (a stop was asked, the deadline
+        passed, or other workers hold the rest of the budget)."""
+        trial, config, source = pending[0]
+        if stop_requested() or (deadline is not None and self.clock() >= deadline):
+            return False
+        try:
+            with _unless_taken_over(study, trial):
+                trial.set_user_attr(record.MEASURING, True)
+                held, twin = self._held_by_others(study, trial, config)
+                if twin is not None:  # another worker took the same config just now
+                    self.tell_duplicate(study, trial, twin)
+                    pending.pop(0)
+                    return True
+                if budget is not None and held >= budget:
+                    return False  # other workers hold the rest of the budget
+        except _TakenOver as taken:
+            pending.pop(0)
+            self.heartbeat.remove(trial._trial_id)
+            _say_taken_over(taken.number, M, "it was not measured here")
+            return True
+        pending.pop(0)
+        inflight.append(_InFlight(trial, M, config, source, "short",
+                                  self._gpu.submit(self.bencher.measure, M, config, "short")))
+        return True
+
+    def _on_measured(self, study: optuna.Study, job: _InFlight,
+                     inflight: collections.deque) -> TrialStatus | None:
+        """Store a finished measurement of ``job`` and tell the study, or queue the trial's
+        full fidelity (returns None then)."""
+        m = job.future.result()
+        job.cost_s += m.cost_s
+        try:
+            with _unless_taken_over(study, job.trial):
+                status = self._tell_measured(study, job, m)
+        except _TakenOver as taken:
+            self.heartbeat.remove(job.trial._trial_id)
+            _say_taken_over(taken.number, job.M, "its measurement is dropped")
+            return None
+        if status is None:
+            job.fidelity = "full"
+            job.future = self._gpu.submit(self.bencher.measure, job.M, job.config, "full")
+            inflight.append(job)
+        else:
+            self.heartbeat.remove(job.trial._trial_id)
+        return status
+
+    def _tell_measured(self, study: optuna.Study, job: _InFlight,
+                       m: Measurement) -> TrialStatus | None:
+        """Store a measurement on its trial: failed, pruned or complete (the trial is told;
+        returns its status), or None for a short measurement that goes on to full."""
+        from optuna.trial import TrialState
+
+        trial = job.trial
+        trial.set_user_attr(record.SHORT if job.fidelity == "short" else record.FULL, m.brief())
+        if not m.ok:
+            return self._tell_failed(study, trial, m, job.cost_s)
+        if job.fidelity == "short":
+            trial.report(m.median_us, step=0)
+            if not trial.should_prune():
+                return None
+            trial.set_user_attr(record.STATUS, TrialStatus.PRUNED.value)
+            trial.set_user_attr(record.COST_S, job.cost_s)
+            trial.set_constraint("valid", 0.0)
+            study.tell(trial, state=TrialState.PRUNED)
+            return TrialStatus.PRUNED
+        trial.set_user_attr(record.STATUS, TrialStatus.OK.value)
+        trial.set_user_attr(record.COST_S, job.cost_s)
+        trial.set_constraint("valid", 0.0)
+        study.tell(trial, m.median_us)
+        return TrialStatus.OK
 
     @staticmethod
     def _held_by_others(study: optuna.Study, trial: Any,
@@ -570,12 +697,14 @@ class _Searcher:
             self._valid[M] = [(c, list(space.to_params(c).values())) for c in space.enumerate(ctx)]
         return self._valid[M]
 
-    def measured_configs(self, study: optuna.Study) -> dict[Config, Any]:
-        """Configs already tried: measured, or found unmeasurable by the benchmarker."""
+    def measured_configs(self, study: optuna.Study,
+                         trials: Sequence[Any] | None = None) -> dict[Config, Any]:
+        """Configs already tried: measured, or found unmeasurable by the benchmarker (of
+        ``trials``, the study's as read earlier, or else as stored now)."""
         from optuna.trial import TrialState
 
         out = {}
-        for t in study.get_trials(deepcopy=False):
+        for t in study.get_trials(deepcopy=False) if trials is None else trials:
             status = status_of(t)
             if status in COUNTED_STATUSES or status is TrialStatus.UNMEASURABLE or (
                     status is None and t.state == TrialState.RUNNING and record.PID in t.user_attrs):
@@ -584,11 +713,17 @@ class _Searcher:
 
     # asking
     def _ask_and_precompile(self, study: optuna.Study, M: int, ctx: dict[str, int],
-                            want: int) -> list[tuple[Any, Config, str]]:
+                            want: int, seen: Sequence[Any] | None = None
+                            ) -> list[tuple[Any, Config, str]]:
         """A batch, asked (on the asker thread while the GPU measures the one before, or
         here for a batch size's first) and handed to the compile threads; a hint that
-        raises closes the batch's trials before the error goes on."""
-        batch = self.ask_batch(study, M, ctx, want)
+        raises closes the batch's trials before the error goes on. ``seen``: the study's
+        trials as read where the ask was started; the sampler and the duplicate check see
+        those (:func:`searcher.samplers.as_of`), not the trials told since."""
+        from searcher.samplers import as_of
+
+        with as_of(seen) if seen is not None else contextlib.nullcontext():
+            batch = self.ask_batch(study, M, ctx, want, seen)
         try:
             self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
         except BaseException:
@@ -597,19 +732,12 @@ class _Searcher:
             raise
         return batch
 
-    def _await_ahead(self) -> None:
-        """Wait until the next batch is asked before telling the study anything: the
-        sampler then proposes it from the same trials in every run (seeded runs repeat),
-        while its asks still overlap the first measurement of this batch."""
-        ahead = self._ahead
-        if ahead is not None:
-            ahead.exception()  # waits; an error surfaces from result() in run_m
-
-    def ask_batch(self, study: optuna.Study, M: int, ctx: dict[str, int],
-                  want: int) -> list[tuple[Any, Config, str]]:
+    def ask_batch(self, study: optuna.Study, M: int, ctx: dict[str, int], want: int,
+                  seen: Sequence[Any] | None = None) -> list[tuple[Any, Config, str]]:
         """Ask until ``want`` trials have something to measure (or too many asks were
-        idle); invalid and duplicate configs are told at once without measuring."""
-        measured = self.measured_configs(study)
+        idle); invalid and duplicate configs are told at once without measuring. ``seen``:
+        the trials to take as measured (see :meth:`_ask_and_precompile`)."""
+        measured = self.measured_configs(study, seen)
         # Near the end of a small space, or with other workers on it, few configs are
         # left: ask for no more than that.
         want = min(want, len(self.valid_codes(M, ctx)) - len(measured))
@@ -721,39 +849,6 @@ class _Searcher:
             study.enqueue_trial(params, user_attrs={record.SOURCE: trial.user_attrs.get(record.SOURCE, "sampler")})
 
     # measuring
-    def evaluate(self, study: optuna.Study, trial: Any, M: int, config: Config,
-                 source: str) -> TrialStatus:
-        """Measure one trial's config and tell the study; returns the trial's status."""
-        from optuna.trial import TrialState
-
-        cost = 0.0
-        try:
-            short = self.bencher.measure(M, config, "short")
-            self._await_ahead()
-            cost += short.cost_s
-            trial.set_user_attr(record.SHORT, short.brief())
-            if not short.ok:
-                return self._tell_failed(study, trial, short, cost)
-            trial.report(short.median_us, step=0)
-            if trial.should_prune():
-                trial.set_user_attr(record.STATUS, TrialStatus.PRUNED.value)
-                trial.set_user_attr(record.COST_S, cost)
-                trial.set_constraint("valid", 0.0)
-                study.tell(trial, state=TrialState.PRUNED)
-                return TrialStatus.PRUNED
-            full = self.bencher.measure(M, config, "full")
-            cost += full.cost_s
-            trial.set_user_attr(record.FULL, full.brief())
-            if not full.ok:
-                return self._tell_failed(study, trial, full, cost)
-            trial.set_user_attr(record.STATUS, TrialStatus.OK.value)
-            trial.set_user_attr(record.COST_S, cost)
-            trial.set_constraint("valid", 0.0)
-            study.tell(trial, full.median_us)
-            return TrialStatus.OK
-        finally:
-            self.heartbeat.remove(trial._trial_id)
-
     @staticmethod
     def _tell_failed(study: optuna.Study, trial: Any, m: Measurement,
                      cost: float) -> TrialStatus:

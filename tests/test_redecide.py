@@ -75,7 +75,12 @@ def test_measuring_decide_remeasures_the_same_finalists(searched):
     assert out[1] is None  # nothing searched there
     after = optuna.load_study(study_name=study.study_name, storage=url).user_attrs[record.FINAL]
     assert [e["config"] for e in after["entries"]] == [e["config"] for e in before["entries"]]
-    assert min(len(e["times_us"]) for e in after["entries"]) >= 3
+    # Every entry measured anew (the race may drop a finalist after its first round);
+    # vLLM's default in every round.
+    assert all(e["times_us"] for e in after["entries"])
+    assert [e["times_us"] for e in after["entries"]] != [e["times_us"] for e in before["entries"]]
+    default = next(e for e in after["entries"] if e["default"])
+    assert len(default["times_us"]) == after["rounds"]
     assert after["previous"]["winner"] == before["winner"]
     assert after["trials"] == before["trials"]  # still the finished search's record
     assert out[64].finalized

@@ -663,6 +663,56 @@ def test_the_next_batch_is_asked_and_compiled_while_this_one_is_measured(spec, t
     assert not set(bench.events[hints[1]][1]) & first_batch  # no config asked twice
 
 
+class _Fidelities(SyntheticBenchmarker):
+    """Records each measurement's (config, fidelity, thread) in the order measured."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.measured = []
+        self.hints = []
+
+    def precompile(self, M, configs):
+        self.hints.append((M, tuple(configs)))
+
+    def measure(self, M, config, fidelity):
+        import threading
+
+        self.measured.append((config, str(fidelity), threading.current_thread().name))
+        return super().measure(M, config, fidelity)
+
+
+@pytest.mark.parametrize("ahead", [0, 1])
+def test_the_next_short_measurement_is_queued_while_the_host_stores_the_last(
+        spec, tmp_path, ahead):
+    """Issue #13: with one measurement queued ahead (the default), the next trial's short
+    measurement runs on the measuring thread before the last trial's full one, i.e. while
+    the main thread stores the short result and asks the pruner; with none queued, each
+    full measurement follows its own short one, as before."""
+    bench = _Fidelities(FUSED_MOE, spec.shape, device=H100, seed=1)
+    _run(spec, tmp_path, bencher=bench, batch_sizes=[64], trials_per_m=12,
+         measure_ahead=ahead)
+    # The trials' measurements on the measuring thread, then the finalists' rounds here.
+    n = next(i for i, m in enumerate(bench.measured) if m[2] == "MainThread")
+    search = bench.measured[:n]
+    assert n >= 12 and all(m[2] == "searcher-measure_0" for m in search)
+    assert all(m[2] == "MainThread" for m in bench.measured[n:])
+    full_after_its_short = [search[i - 1][:2] == (c, "short")
+                            for i, (c, f, _) in enumerate(search) if f == "full"]
+    assert full_after_its_short and all(full_after_its_short) == (ahead == 0)
+
+
+def test_the_next_batch_sizes_first_configs_compile_during_the_finalists(spec, tmp_path):
+    """Issue #13: before M's finalists are measured, vLLM's default of the next batch size
+    and M's best configs are hinted for it, so its first trials do not wait for compiles."""
+    bench = _Fidelities(FUSED_MOE, spec.shape, device=H100, seed=1)
+    _run(spec, tmp_path, bencher=bench, batch_sizes=[64, 128], trials_per_m=8)
+    ahead = [configs for M, configs in bench.hints if M == 128]
+    assert ahead and vllm_default_config(128, 64) in ahead[0]
+    study, trials = _trials(f"sqlite:///{tmp_path / 's.db'}", spec, 64)
+    best = min((t for t in trials if t.user_attrs.get("status") == "ok"), key=lambda t: t.value)
+    assert spec.kernel.config_from_dict(best.user_attrs["config"]) in ahead[0]
+
+
 def test_asking_ahead_keeps_seeded_runs_repeatable(spec, tmp_path):
     """The sampler proposes the next batch from the same trials in every run: two runs
     with the same seed store the same trials; without asking ahead, also a valid run."""
