@@ -14,20 +14,25 @@ in a temporary directory, and prints, per repeat and as the median over repeats:
 - ``asker wait s``: the main thread's wait for the batch asked ahead on the asker thread.
   With free measurements asking is slower than measuring, so this wait is an artefact of
   the synthetic run (on a GPU the asks overlap the measurements);
-- ``excl. wait``: host ms/trial less that wait: the main thread's own host time;
+- ``excl. wait``: host ms/trial less that wait: the main thread's own host time (with
+  ``--sleep`` and measurements queued ahead, the main thread also waits for the asker
+  while a measurement runs, so this column means nothing there: read host ms/trial);
 - ``main CPU``: the main thread's CPU ms per trial;
 - ``main SQL``: SQL statements the main thread sent per trial (the same in every run of
   one code: the number to compare when the times are noisy).
 
 ``--sleep F`` really sleeps F times each measurement's charged cost (a short measurement
 0.06 s, a full one 0.25 s, a config's first compile 1 s), so that the asks and storage
-writes can overlap measurements as on a GPU.
+writes can overlap measurements as on a GPU. ``--measure-ahead 0`` measures one at a time
+(the main thread's storage work between measurements, as before the measuring thread);
+the default 1 queues the next measurement behind the one in progress, as ``run`` does.
 
 The times depend on the machine and its load: compare runs of one machine only, with
 several repeats.
 
     python benchmarks/host_overhead.py --repeat 5
-    python benchmarks/host_overhead.py --repeat 3 --sleep 0.2
+    python benchmarks/host_overhead.py --repeat 3 --sleep 0.5 --measure-ahead 0
+    python benchmarks/host_overhead.py --repeat 3 --sleep 0.5
 """
 
 from __future__ import annotations
@@ -87,7 +92,10 @@ class _TimedFuture:
 def _timed_executor(waited: list[float]) -> type:
     class TimedExecutor(ThreadPoolExecutor):
         def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-            return _TimedFuture(super().submit(fn, *args, **kwargs), waited)
+            future = super().submit(fn, *args, **kwargs)
+            if not self._thread_name_prefix.startswith("searcher-ask"):
+                return future  # the measuring thread's: its waits are the measurements
+            return _TimedFuture(future, waited)
 
     return TimedExecutor
 
@@ -105,7 +113,8 @@ def _count_main_statements(counted: list[int]) -> Callable[[], None]:
     return lambda: event.remove(Engine, "before_cursor_execute", count)
 
 
-def one_run(study: str, batch_sizes: list[int], sleep: float) -> dict[str, float]:
+def one_run(study: str, batch_sizes: list[int], sleep: float,
+            measure_ahead: int = 1) -> dict[str, float]:
     """One search into a new SQLite file; its numbers (see the module doc)."""
     spec = load_spec(find_spec(study))
     waited, statements = [0.0], [0]
@@ -117,7 +126,8 @@ def one_run(study: str, batch_sizes: list[int], sleep: float) -> dict[str, float
         bencher.device_info()  # starts the measuring process: not the loop's time
         with tempfile.TemporaryDirectory(prefix="searcher-host-") as tmp:
             opts = search.SearchOptions(device=device, storage_url=f"sqlite:///{tmp}/h.db",
-                                        batch_sizes=batch_sizes)
+                                        batch_sizes=batch_sizes,
+                                        measure_ahead=measure_ahead)
             stop_counting = _count_main_statements(statements)
             started, cpu = time.perf_counter(), time.thread_time()
             try:
@@ -147,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sleep", type=float, default=0.0,
                         help="sleep this times each measurement's charged cost (default 0)")
+    parser.add_argument("--measure-ahead", type=int, default=1,
+                        help="measurements queued behind the one in progress (default 1; "
+                             "0: one at a time, as before issue #13's measuring thread)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     batch_sizes = [int(m) for m in args.batch_sizes.split(",")]
@@ -159,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     show("run", None)
     rows = []
     for i in range(args.repeat):
-        rows.append(one_run(args.study, batch_sizes, args.sleep))
+        rows.append(one_run(args.study, batch_sizes, args.sleep, args.measure_ahead))
         show(str(i + 1), rows[-1])
     show("median", {k: statistics.median(r[k] for r in rows) for k in rows[0]})
     return 0

@@ -116,6 +116,7 @@ h200-quant-fresh)  # issue #10, third run: one quantized study ($3) from a fresh
     # the GPU in CUDA_VISIBLE_DEVICES, with the file vLLM 0.33.0 ships (.vllm-configs/) as
     # the incumbent; resumes .gpu-state/STUDY.db when carried (gunzipped from an earlier
     # OUT). COMPARE=1: then its winners, vLLM's default and that file side by side.
+    # TRIALS=N: N trials per batch size instead of the study's (a resumed study goes on).
     study=$3
     nvidia-smi -L > "$out/gpus-$study.txt"
     rm -f "/tmp/$study.db"
@@ -123,7 +124,7 @@ h200-quant-fresh)  # issue #10, third run: one quantized study ($3) from a fresh
     shipped=".vllm-configs/$(shipped_name "$study")"
     timeout -s INT "$((limit + 90))" python3 -m searcher run --study "$study" \
         --storage "sqlite:////tmp/$study.db" --time-limit "$limit" --no-live \
-        --against "$shipped" >> "$out/$study-run.log" 2>&1
+        --against "$shipped" ${TRIALS:+--trials-per-m "$TRIALS"} >> "$out/$study-run.log" 2>&1
     if [ -n "${COMPARE:-}" ]; then
         mkdir -p "/tmp/cmp-$study"
         timeout -s INT "${COMPARE_LIMIT:-150}" python3 -m searcher compare --study "$study" \
