@@ -42,6 +42,7 @@ __all__ = [
     "IsolatedBenchmarker",
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_RECYCLE_AFTER",
+    "DEFAULT_RECYCLE_RSS_GIB",
     "DEFAULT_START_TIMEOUT_S",
     "describe_exit",
 ]
@@ -49,7 +50,9 @@ __all__ = [
 #: Seconds a measurement (its compile included) may take before its child is killed.
 DEFAULT_TIMEOUT_S = 300.0
 #: Measurements one child makes before it is replaced by a fresh one.
-DEFAULT_RECYCLE_AFTER = 1000
+DEFAULT_RECYCLE_AFTER = 20_000
+#: Resident memory (GiB) past which the child is replaced before its next measurement.
+DEFAULT_RECYCLE_RSS_GIB = 16.0
 #: Seconds a child may take to start and build its benchmarker (imports, CUDA init).
 DEFAULT_START_TIMEOUT_S = 300.0
 #: Seconds a child asked to stop may take before it is killed.
@@ -165,6 +168,19 @@ def _stop_children() -> None:
         child.stop(grace_s=2.0)
 
 
+def resident_gib(pid: int) -> float:
+    """A process's resident memory in GiB, from ``/proc/PID/status`` (Linux); 0.0 where
+    it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
 class _Child:
     """One running child process and the parent's end of its pipe."""
 
@@ -245,11 +261,16 @@ class IsolatedBenchmarker:
     misaligned address) are sticky: every later launch in that context would fail. A new
     child is started at the next call.
 
-    The child is also replaced, cleanly, after ``recycle_after`` measurements: a
-    long-lived process keeps every kernel it compiled (Triton's in-process kernel cache
-    holds each compiled config's binaries and launchers; a benchmarker keeps its own
-    bookkeeping), so over thousands of configs its memory grows without bound. A fresh
-    process starts from nothing; the on-disk compile cache makes its start cheap.
+    The child is also replaced, cleanly, once its resident memory passes
+    ``recycle_rss_gib`` (read from ``/proc`` where there is one) or after
+    ``recycle_after`` measurements: a long-lived process keeps every kernel it compiled
+    (Triton's in-process kernel cache holds each compiled config's binaries and launchers;
+    a benchmarker keeps its own bookkeeping), so over thousands of configs its memory
+    grows without bound. A fresh process starts from nothing, but its start costs
+    seconds (about 7 s on the H200: CUDA, imports, the kernels loaded again from the
+    on-disk cache), which a replacement after every 1,000 measurements charged to the
+    18-batch-size H200 study at M=1024 (issue #13); memory is what the replacement is for,
+    so memory decides it.
 
     Args:
         factory: a picklable callable of no arguments that builds the real benchmarker,
@@ -258,6 +279,8 @@ class IsolatedBenchmarker:
         timeout_s: seconds one measurement (its compile included) or precompile request
             may take; None waits as long as the child lives.
         recycle_after: measurements one child makes before it is replaced.
+        recycle_rss_gib: the child's resident memory (GiB) past which it is replaced
+            before the next measurement (None: the count alone).
         start_timeout_s: seconds a child may take to build its benchmarker.
 
     Raises:
@@ -269,6 +292,7 @@ class IsolatedBenchmarker:
         factory: Callable[[], Any],
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         recycle_after: int = DEFAULT_RECYCLE_AFTER,
+        recycle_rss_gib: float | None = DEFAULT_RECYCLE_RSS_GIB,
         start_timeout_s: float | None = DEFAULT_START_TIMEOUT_S,
     ) -> None:
         for name, value in (("timeout_s", timeout_s), ("start_timeout_s", start_timeout_s)):
@@ -279,6 +303,7 @@ class IsolatedBenchmarker:
         self.factory = factory
         self.timeout_s = timeout_s
         self.recycle_after = recycle_after
+        self.recycle_rss_gib = recycle_rss_gib
         self.start_timeout_s = start_timeout_s
         self.started = 0  # children started so far
         self._child: _Child | None = None
@@ -366,9 +391,12 @@ class IsolatedBenchmarker:
         self._drop_child()
 
     def _measuring_child(self) -> _Child:
-        """The child to send a measurement to: a fresh one after ``recycle_after``."""
+        """The child to send a measurement to: a fresh one past ``recycle_after``
+        measurements or ``recycle_rss_gib`` of memory."""
         child = self._child
-        if child is not None and child.measured >= self.recycle_after:
+        if child is not None and (child.measured >= self.recycle_after or (
+                self.recycle_rss_gib is not None
+                and resident_gib(child.pid) > self.recycle_rss_gib)):
             self._stop_child()  # recycle: a fresh process, fresh caches
         return self._ensure_child()
 

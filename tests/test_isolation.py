@@ -130,6 +130,28 @@ def test_the_child_is_recycled_after_n_measurements_and_results_stay_right(isola
         assert _gone(old), "a recycled child still runs"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
+def test_the_child_is_recycled_once_its_memory_passes_the_limit(isolated):
+    """Memory, not a count, replaces the child by default (issue #13: a replacement after
+    1,000 measurements cost the H200 study 7 s at M=1024); a child over the limit is
+    replaced before its next measurement, one under it kept."""
+    from searcher.isolation import resident_gib
+
+    assert resident_gib(os.getpid()) > 0.01  # this Python process
+    low = isolated(recycle_rss_gib=1e-6)  # any process is over it
+    pids = []
+    for config in (GOOD, OTHER, GOOD):
+        assert low.measure(64, config, "short").ok
+        pids.append(low.pid)
+    assert len(set(pids)) == 3
+    high = isolated()  # the defaults: 16 GiB, 20,000 measurements
+    kept = []
+    for config in (GOOD, OTHER, GOOD):
+        assert high.measure(64, config, "short").ok
+        kept.append(high.pid)
+    assert len(set(kept)) == 1
+
+
 def test_device_info_is_fetched_once_and_cached(isolated):
     bencher = isolated(crash_on=[GOOD.short()])
     assert bencher.pid is None
