@@ -456,8 +456,16 @@ class _Searcher:
                        if status_of(t) is TrialStatus.OK), key=lambda t: t.value)
         configs = [self.spec.kernel.default_config(self.spec.shape, nxt)]
         configs += [config_of(self.spec.kernel, t) for t in best[:max(1, self.spec.finalists)]]
-        self.bencher.precompile(nxt, [c for c in dict.fromkeys(configs)
-                                      if self.spec.space.is_valid(c, ctx)])
+        self._precompile(nxt, [c for c in dict.fromkeys(configs)
+                               if self.spec.space.is_valid(c, ctx)])
+
+    def _precompile(self, M: int, configs: list[Config]) -> None:
+        """Hand a compile hint to the benchmarker through the measuring thread's queue, so
+        that it reaches the measuring process after at most the measurements queued now.
+        Sent from the asker thread directly, it waited for the process's lock, which the
+        measuring thread takes again at once for each queued measurement: on the H200 the
+        hints came late and compile waits doubled (issue #13)."""
+        self._gpu.submit(self.bencher.precompile, M, configs).result()
 
     def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, Config, str]],
                       budget: int | None, deadline: float | None,
@@ -725,7 +733,7 @@ class _Searcher:
         with as_of(seen) if seen is not None else contextlib.nullcontext():
             batch = self.ask_batch(study, M, ctx, want, seen)
         try:
-            self.bencher.precompile(M, [cfg for _, cfg, _ in batch])
+            self._precompile(M, [cfg for _, cfg, _ in batch])
         except BaseException:
             for trial, config, _ in batch:  # asked, never to be measured: back to the queue
                 self.tell_skipped(study, trial, config)

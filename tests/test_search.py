@@ -659,7 +659,8 @@ def test_the_next_batch_is_asked_and_compiled_while_this_one_is_measured(spec, t
     measured_first = [i for i, e in enumerate(bench.events)
                       if e[0] == "measure" and e[1] in first_batch]
     assert hints[1] < max(measured_first), "the second batch waited for the first"
-    assert bench.events[hints[1]][2].startswith("searcher-ask")
+    # Asked on the asker thread, the hint goes through the measuring thread's queue.
+    assert bench.events[hints[1]][2] == "searcher-measure_0"
     assert not set(bench.events[hints[1]][1]) & first_batch  # no config asked twice
 
 
@@ -793,29 +794,39 @@ def test_the_file_to_beat_is_replaced_only_by_a_config_faster_beyond_noise(
     assert final["decision"]["outcome"] == "faster"  # either one beats vLLM's default
 
 
-def test_a_time_budget_alone_still_asks_ahead(spec, tmp_path):
+def test_a_time_budget_alone_still_asks_ahead(spec, tmp_path, monkeypatch):
     """Without a trial budget (a time limit only), the next batch is asked on the asker
     thread too."""
+    import threading
+
+    from searcher.search import _Searcher
+
+    threads = set()
+    ask_batch = _Searcher.ask_batch
+
+    def recording_ask_batch(self, *args, **kw):
+        threads.add(threading.current_thread().name)
+        return ask_batch(self, *args, **kw)
+
+    monkeypatch.setattr(_Searcher, "ask_batch", recording_ask_batch)
     bench = _Timeline(FUSED_MOE, spec.shape, device=H100, seed=1)
     untimed = dataclasses.replace(spec, trials_per_m=None)
     ticks = iter(range(10_000))
     run_search(untimed, bench, SearchOptions(device=H100, storage_url=f"sqlite:///{tmp_path / 't.db'}",
                                              batch_sizes=[64], time_limit_s=40),
                clock=lambda: float(next(ticks)))
-    threads = {e[2] for e in bench.events if e[0] == "precompile" and e[1]}
     assert any(t.startswith("searcher-ask") for t in threads), threads
 
 
 def test_a_failed_precompile_on_the_asker_closes_its_trials(spec, tmp_path):
-    """A precompile hint that raises on the asker thread (a measuring process that cannot
-    start again) fails the run, but leaves no trial RUNNING and keeps the wall time."""
+    """A precompile hint of a batch asked ahead that raises (a measuring process that
+    cannot start again) fails the run, but leaves no trial RUNNING and keeps the wall
+    time."""
     from searcher.errors import BenchmarkerError
 
     class Failing(_Timeline):
         def precompile(self, M, configs):
-            import threading
-
-            if threading.current_thread().name.startswith("searcher-ask"):
+            if any(e[0] == "precompile" for e in self.events):  # after the first batch's
                 raise BenchmarkerError("the measuring process could not start")
             super().precompile(M, configs)
 
