@@ -127,7 +127,11 @@ def _wrap(name: str) -> None:
 
 
 # Every public storage method (Optuna's BaseStorage and BaseHeartbeat interfaces, and
-# RDBStorage's own), not the schema-upgrade helpers.
+# RDBStorage's own), not the schema-upgrade helpers; and ``_get_trials``, which Optuna's
+# _CachedStorage calls on its backend to read a study's trials (unwrapped, a read in an
+# outage ended the run: tests/test_faults.py, once the search checked trials while the
+# GPU measured).
+_wrap("_get_trials")
 for _name in sorted(dir(RDBStorage)):
     if not _name.startswith("_") and callable(getattr(RDBStorage, _name)) \
             and _name not in ("upgrade", "get_current_version", "get_head_version",
