@@ -108,6 +108,10 @@ class SearchOptions:
     ask_batch: int = 6  # trials asked at once so their compiles overlap measurement
     # Ask (and compile) the next batch on a thread while this one is measured.
     ask_ahead: bool = True
+    #: Batches asked ahead of the one measured. With the host's gaps gone, a batch of 6
+    #: measures in about 0.6 s at small M on the H200, less than asking the next batch
+    #: and compiling its configs take; with 2 the compiles have a batch more of time.
+    ask_depth: int = 2
     #: Measurements queued behind the one in progress, so that the GPU starts the next
     #: while the host stores the last (0: one at a time, the host's work between them).
     measure_ahead: int = 1
@@ -292,7 +296,7 @@ class _Searcher:
         # Sampler asks, their storage writes and the next compiles run on this thread
         # while the GPU measures (issue #13: host work off the critical path).
         self._asker = ThreadPoolExecutor(1, thread_name_prefix="searcher-ask")
-        self._ahead: Future | None = None
+        self._ahead: list[tuple[Future, int]] | None = None  # asks measure_batch started
         # Measurements run on this thread, in the order they are queued, while this one
         # stores results and checks the next trial (measure_batch).
         self._gpu = ThreadPoolExecutor(1, thread_name_prefix="searcher-measure")
@@ -363,7 +367,8 @@ class _Searcher:
         summary = summarize_study(self.spec.kernel, study, M)
         self.view.update(summary)
         idle = unmeasurable = measured_here = 0
-        ahead: Future | None = None  # the next batch, asked while this one is measured
+        # The next batches, asked while this one is measured, with the sizes asked.
+        aheads: collections.deque[tuple[Future, int]] = collections.deque()
         try:
             while deadline is None or self.clock() < deadline:
                 if stop_requested():
@@ -378,8 +383,8 @@ class _Searcher:
                     if left <= 0:
                         break
                     want = min(want, left)
-                if ahead is not None:
-                    batch, ahead = ahead.result(), None
+                if aheads:
+                    batch = aheads.popleft()[0].result()
                 else:
                     batch = self._ask_and_precompile(study, M, ctx, want)
                 if not batch:
@@ -388,11 +393,18 @@ class _Searcher:
                         break  # every valid config of the space is measured
                     continue
                 idle = 0
-                more = 0
+                sizes: list[int] = []
                 if self.opts.ask_ahead:  # without a trial budget, only the deadline bounds it
-                    more = (self.opts.ask_batch if budget is None
-                            else min(self.opts.ask_batch, left - len(batch)))
-                ask_ahead = self._asking_ahead(study, M, ctx, more) if more > 0 else None
+                    planned = len(batch) + sum(n for _, n in aheads)
+                    for _ in range(max(1, self.opts.ask_depth) - len(aheads)):
+                        more = (self.opts.ask_batch if budget is None
+                                else min(self.opts.ask_batch, left - planned))
+                        if more <= 0:
+                            break
+                        sizes.append(more)
+                        planned += more
+                ask_ahead = (self._asking_ahead(study, M, ctx, sizes, [f for f, _ in aheads])
+                             if sizes else None)
                 try:
                     for status in self.measure_batch(study, M, batch, budget, deadline,
                                                      ask_ahead):
@@ -400,16 +412,18 @@ class _Searcher:
                         unmeasurable = (unmeasurable + 1 if status is TrialStatus.UNMEASURABLE
                                         else 0)
                 finally:
-                    ahead, self._ahead = self._ahead, None
+                    aheads.extend(self._ahead or ())
+                    self._ahead = None
                 summary = summarize_study(self.spec.kernel, study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
         finally:
             # Asked, never measured: back to the queue. (An ask that failed closed its own
             # trials, and its error was raised above or gives way to the one in flight.)
-            if ahead is not None and ahead.exception() is None:
-                for trial, config, _ in ahead.result():
-                    self.tell_skipped(study, trial, config)
+            for ahead, _ in aheads:
+                if ahead.exception() is None:
+                    for trial, config, _ in ahead.result():
+                        self.tell_skipped(study, trial, config)
             add_wall_time(study, self.clock() - started)
         summary = summarize_study(self.spec.kernel, study, M)
         if summary.complete and not summary.finalized and summary.running == 0 and (
@@ -430,13 +444,23 @@ class _Searcher:
         return summary
 
     def _asking_ahead(self, study: optuna.Study, M: int, ctx: dict[str, int],
-                      want: int) -> Callable[[], Future]:
-        """What starts asking ``want`` trials on the asker thread. The sampler sees the
-        study as read when it starts, whatever this thread tells while it asks
-        (:func:`searcher.samplers.as_of`): seeded runs repeat."""
-        def start() -> Future:
+                      sizes: list[int], before: list[Future]
+                      ) -> Callable[[], list[tuple[Future, int]]]:
+        """What starts asking batches of ``sizes`` trials on the asker thread, one after
+        another, after the asks in ``before``. The sampler sees the study as read when they
+        start, whatever this thread tells while it asks (:func:`searcher.samplers.as_of`),
+        and no batch repeats a config of an earlier one still to be measured: seeded runs
+        repeat."""
+        def start() -> list[tuple[Future, int]]:
             seen = study.get_trials(deepcopy=False)
-            return self._asker.submit(self._ask_and_precompile, study, M, ctx, want, seen)
+            started: list[tuple[Future, int]] = []
+            earlier = list(before)
+            for want in sizes:
+                future = self._asker.submit(self._ask_and_precompile, study, M, ctx, want,
+                                            seen, tuple(earlier))
+                started.append((future, want))
+                earlier.append(future)
+            return started
 
         return start
 
@@ -469,7 +493,8 @@ class _Searcher:
 
     def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, Config, str]],
                       budget: int | None, deadline: float | None,
-                      ask_ahead: Callable[[], Future] | None = None) -> list[TrialStatus]:
+                      ask_ahead: Callable[[], list[tuple[Future, int]]] | None = None
+                      ) -> list[TrialStatus]:
         """Measure a batch of asked trials and return their statuses in the order they were
         told; trials past the budget (other workers took it) or the deadline, and the rest
         after Ctrl-C, go back to the queue.
@@ -481,7 +506,7 @@ class _Searcher:
         updates and of the measurements is fixed by this code, not by timing, so seeded
         runs repeat; a trial's full fidelity runs after the next trial's short one.
 
-        ``ask_ahead`` starts asking the next batch on the asker thread; it is called once,
+        ``ask_ahead`` starts asking the next batches on the asker thread; it is called once,
         when the trials first measured have passed their check. Started before that mark
         and check, the asker's storage transactions (each holds SQLite's write lock from
         its start: ``BEGIN IMMEDIATE``) made them wait for the lock (0.5 s in 120 trials
@@ -721,17 +746,23 @@ class _Searcher:
 
     # asking
     def _ask_and_precompile(self, study: optuna.Study, M: int, ctx: dict[str, int],
-                            want: int, seen: Sequence[Any] | None = None
-                            ) -> list[tuple[Any, Config, str]]:
+                            want: int, seen: Sequence[Any] | None = None,
+                            earlier: Sequence[Future] = ()) -> list[tuple[Any, Config, str]]:
         """A batch, asked (on the asker thread while the GPU measures the one before, or
         here for a batch size's first) and handed to the compile threads; a hint that
         raises closes the batch's trials before the error goes on. ``seen``: the study's
         trials as read where the ask was started; the sampler and the duplicate check see
-        those (:func:`searcher.samplers.as_of`), not the trials told since."""
+        those (:func:`searcher.samplers.as_of`), not the trials told since. ``earlier``:
+        asks of batches not measured yet (done on this thread before this one), whose
+        configs this batch leaves out."""
         from searcher.samplers import as_of
 
+        taken: set[Config] = set()
+        for future in earlier:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                taken.update(cfg for _, cfg, _ in future.result())
         with as_of(seen) if seen is not None else contextlib.nullcontext():
-            batch = self.ask_batch(study, M, ctx, want, seen)
+            batch = self.ask_batch(study, M, ctx, want, seen, taken)
         try:
             self._precompile(M, [cfg for _, cfg, _ in batch])
         except BaseException:
@@ -741,16 +772,19 @@ class _Searcher:
         return batch
 
     def ask_batch(self, study: optuna.Study, M: int, ctx: dict[str, int], want: int,
-                  seen: Sequence[Any] | None = None) -> list[tuple[Any, Config, str]]:
+                  seen: Sequence[Any] | None = None,
+                  taken: set[Config] | None = None) -> list[tuple[Any, Config, str]]:
         """Ask until ``want`` trials have something to measure (or too many asks were
         idle); invalid and duplicate configs are told at once without measuring. ``seen``:
-        the trials to take as measured (see :meth:`_ask_and_precompile`)."""
+        the trials to take as measured; ``taken``: configs of batches asked and not yet
+        measured (see :meth:`_ask_and_precompile`)."""
         measured = self.measured_configs(study, seen)
+        taken = {c for c in taken or () if c not in measured}
         # Near the end of a small space, or with other workers on it, few configs are
         # left: ask for no more than that.
-        want = min(want, len(self.valid_codes(M, ctx)) - len(measured))
+        want = min(want, len(self.valid_codes(M, ctx)) - len(measured) - len(taken))
         batch: list[tuple[Any, Config, str]] = []
-        in_batch: set[Config] = set()
+        in_batch: set[Config] = set(taken)  # a duplicate of those is one of this batch
         try:
             self._ask_into(study, M, ctx, want, measured, batch, in_batch)
         except BaseException:

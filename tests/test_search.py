@@ -714,6 +714,30 @@ def test_the_next_batch_sizes_first_configs_compile_during_the_finalists(spec, t
     assert spec.kernel.config_from_dict(best.user_attrs["config"]) in ahead[0]
 
 
+def test_two_batches_are_asked_ahead_and_none_repeats_a_config(spec, tmp_path, monkeypatch):
+    """Issue #13: with ask_depth 2 (the default) a batch is asked behind another batch
+    asked ahead, so its compiles get a batch more of time; no batch repeats a config of
+    another; with ask_depth 1, never more than the next batch is asked."""
+    from searcher.search import _Searcher
+
+    ask = _Searcher._ask_and_precompile
+    behind = []
+
+    def recording(self, study, M, ctx, want, seen=None, earlier=()):
+        behind.append(len(earlier))
+        return ask(self, study, M, ctx, want, seen, earlier)
+
+    monkeypatch.setattr(_Searcher, "_ask_and_precompile", recording)
+    for depth in (2, 1):
+        behind.clear()
+        bench = _Timeline(FUSED_MOE, spec.shape, device=H100, seed=1)
+        _run(spec, tmp_path / str(depth), bencher=bench, batch_sizes=[64], trials_per_m=24,
+             ask_depth=depth)
+        assert max(behind) == depth - 1, behind
+        hinted = [c for e in bench.events if e[0] == "precompile" for c in e[1]]
+        assert len(hinted) == len(set(hinted))
+
+
 def test_asking_ahead_keeps_seeded_runs_repeatable(spec, tmp_path):
     """The sampler proposes the next batch from the same trials in every run: two runs
     with the same seed store the same trials; without asking ahead, also a valid run."""
