@@ -1,5 +1,6 @@
-"""The search loop's host overhead per trial, on a CPU (issue #13: host work off the
-critical path).
+"""The search loop's host overhead per trial, measured on a CPU.
+
+Issue #13: host work off the critical path.
 
 Runs the synthetic search of ``searcher run --study h200-e64-n1408 --synthetic
 --batch-sizes 64,1024,4096`` (the spec's seed, 40 trials per batch size, measurements in
@@ -17,7 +18,8 @@ in a temporary directory, and prints, per repeat and as the median over repeats:
 - ``excl. wait``: host ms/trial less that wait: the main thread's own host time (with
   ``--sleep`` and measurements queued ahead, the main thread also waits for the asker
   while a measurement runs, so this column means nothing there: read host ms/trial);
-- ``main CPU``: the main thread's CPU ms per trial;
+- ``main CPU``: the main thread's CPU ms per trial (with ``--sleep`` most of it overlaps
+  measurements, so it can exceed host ms/trial);
 - ``main SQL``: SQL statements the main thread sent per trial (the same in every run of
   one code: the number to compare when the times are noisy).
 
