@@ -91,6 +91,14 @@ def test_run_status_export_round_trip_and_refusals(capsys, in_tmp):
     assert main(["status", *args, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert [r["trials"] for r in status["batch_sizes"]] == [6, 6]
+    # Another study, or another device, than the storage holds: one line, exit 2.
+    assert main(["status", "--study", "h200-e64-n1408"]) == 2
+    captured = capsys.readouterr()
+    assert not captured.out
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("searcher status: sqlite:///searcher.db holds no study of h200-e64-n1408")
+    assert main(["status", *args, "--device", "NVIDIA_H200"]) == 2
+    assert "it has some for: NVIDIA_H100_80GB_HBM3; pass --device" in capsys.readouterr().err
 
     # Synthetic results are no vLLM file unless asked for by name.
     assert main(["export", *args, "--out", str(in_tmp)]) == 2
