@@ -701,10 +701,8 @@ def _run_status(args: argparse.Namespace) -> int:
         others = stored_devices(open_storage(storage, read_only=True), spec.kernel, "search",
                                 spec.shape)
         hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
-        _console(stderr=True).print(
-            f"searcher status: {storage} holds no study of {spec.name} on {device}{hint}",
-            soft_wrap=True)
-        return 2  # nothing to show: an empty table would read as a run with no results
+        # Nothing to show: an empty table (and exit 0) would read as a run without results.
+        raise ConfigError(f"{storage} holds no study of {spec.name} on {device}{hint}")
     if args.markdown:
         print(_markdown(spec, device, summaries))
         return 0
