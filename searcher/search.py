@@ -18,7 +18,10 @@ optuna-dashboard shows as a red failure), but samplers see them as FAIL, as befo
 (:func:`searcher.samplers.measured_only`).
 
 Several trials are asked at once so their configs compile on CPU threads while the GPU
-measures the one before (TPE's constant liar keeps the batch diverse).
+measures the one before (TPE's constant liar keeps the batch diverse); the next two
+batches are asked on a thread of their own from one read of the study. Measurements run
+on a measuring thread, one queued behind the one in progress, so the GPU measures the
+next trial while the main thread stores the last result (issue #13).
 
 When M's budget is spent, its best ``finalists`` configs and vLLM's default config are
 re-measured interleaved at the long fidelity; the fastest of them is M's winner only if
