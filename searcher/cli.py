@@ -364,6 +364,16 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                                            for s in summaries
                                            if s is not None and s.extra.get(DEVICE_INFO)})]
     sources = [unmeasured_source({DEVICE_INFO: info}) for info in infos]
+    synthetic = "synthetic" in sources
+
+    def time_json(split) -> dict:
+        # The synthetic benchmarker's costs are made up: only the loop's wall time is real
+        # (the table leaves the other columns out; here they are null).
+        d = split.to_dict()
+        if not synthetic:
+            return d
+        return {k: (v if k == "wall_s" else None) for k, v in d.items()}
+
     if as_json:
         rows = []
         for s in summaries:
@@ -377,17 +387,16 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "default_us": s.default_us, "against_us": s.against_us,
                 "speedup": s.speedup, "noise": s.noise,
                 "within_noise": s.within_noise, "decision": s.decision, "cost_s": s.cost_s,
-                "wall_s": s.wall_s, "time_s": s.time.to_dict(), "finalized": s.finalized,
+                "wall_s": s.wall_s, "time_s": time_json(s.time), "finalized": s.finalized,
                 "device_info": s.extra.get(DEVICE_INFO),
             })
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
                           "source": ", ".join(sorted({src or "GPU" for src in sources})) or None,
-                          "batch_sizes": rows, "total_time_s": _total_time(summaries).to_dict()},
+                          "batch_sizes": rows, "total_time_s": time_json(_total_time(summaries))},
                          indent=2))
         return
     from rich.table import Table
 
-    synthetic = "synthetic" in sources
     # The synthetic benchmarker's costs are made up: only the loop's wall time is real.
     time_columns = ("wall s",) if synthetic else TIME_COLUMNS
 
