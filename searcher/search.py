@@ -470,19 +470,14 @@ class _Searcher:
     def _precompile_next(self, study: optuna.Study, M: int) -> None:
         """Hint the next batch size's likely first configs to the compile threads, so that
         they compile while this one's finalists are measured: vLLM's default there and
-        this batch size's best configs (the neighbour winner its warm start enqueues is
-        one of them). Without it each batch size's first trial waited for its compile
+        this batch size's finalists (the neighbour winner its warm start enqueues is one
+        of them). Without it each batch size's first trial waited for its compile
         (issue #13: about 1 s a batch size on the H200)."""
-        from optuna.trial import TrialState
-
         nxt = self._next_m
         if nxt is None or nxt == M:
             return
         ctx = self.spec.kernel.context(self.spec.shape, nxt, self.spec.gpu_facts)
-        best = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                       if status_of(t) is TrialStatus.OK), key=lambda t: t.value)
-        configs = [self.spec.kernel.default_config(self.spec.shape, nxt)]
-        configs += [config_of(self.spec.kernel, t) for t in best[:max(1, self.spec.finalists)]]
+        configs = [self.spec.kernel.default_config(self.spec.shape, nxt), *self.finalists(study)]
         self._precompile(nxt, [c for c in dict.fromkeys(configs)
                                if self.spec.space.is_valid(c, ctx)])
 
@@ -541,8 +536,7 @@ class _Searcher:
         finally:
             for job in inflight:  # stopped at once, or an error: not measured here
                 job.future.cancel()
-                if job.trial not in (t for t, _, _ in pending):
-                    pending.append((job.trial, job.config, job.source))
+                pending.append((job.trial, job.config, job.source))
             for trial, config, _ in pending:
                 self.tell_skipped(study, trial, config)
         return statuses
@@ -912,25 +906,32 @@ class _Searcher:
         return status
 
     # finalists
-    def finalize(self, study: optuna.Study, M: int, against: Config | None = None) -> None:
-        """Re-measure the best configs and the default, interleaved, at a longer fidelity,
-        and store the real winner (not a lucky sample). ``against``: a config to beat
-        besides ``opts.against``'s (``searcher decide`` passes the stored one)."""
+    def finalists(self, study: optuna.Study) -> list[Config]:
+        """The study's fastest distinct configs, fastest first, at most ``spec.finalists``
+        (at least 1) of them: those the finalists' run re-measures."""
         from optuna.trial import TrialState
 
-        started = self.clock()
         complete = sorted(
             (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
              if status_of(t) is TrialStatus.OK),
             key=lambda t: t.value,
         )
-        finalists: list[Config] = []
+        out: list[Config] = []
         for t in complete:
             config = config_of(self.spec.kernel, t)
-            if config not in finalists:
-                finalists.append(config)
-            if len(finalists) == max(1, self.spec.finalists):
+            if config not in out:
+                out.append(config)
+            if len(out) == max(1, self.spec.finalists):
                 break
+        return out
+
+    def finalize(self, study: optuna.Study, M: int, against: Config | None = None) -> None:
+        """Re-measure the best configs and the default, interleaved, at a longer fidelity,
+        and store the real winner (not a lucky sample). ``against``: a config to beat
+        besides ``opts.against``'s (``searcher decide`` passes the stored one)."""
+
+        started = self.clock()
+        finalists = self.finalists(study)
         default = self.spec.kernel.default_config(self.spec.shape, M)
         # A default that crashed or hung as a trial is not re-measured (with process
         # isolation, a hang would cost a full timeout per round).
