@@ -76,6 +76,9 @@ class RetryingRDBStorage(RDBStorage):
     retry_s: float = RETRY_S
 
     _local = threading.local()  # calls in progress on this thread (inner ones don't retry)
+    #: Taken around each call's attempt where the threads of one process share a SQLite
+    #: file (set by :func:`searcher.storage.open_storage`); None: no lock.
+    serial: Any = None  # a threading.RLock
     _down_since: float | None = None
     _gave_up = False
 
@@ -88,23 +91,28 @@ class RetryingRDBStorage(RDBStorage):
             wait = _FIRST_WAIT_S
             while True:
                 try:
-                    result = call()
+                    if self.serial is None:
+                        result = call()
+                    else:
+                        with self.serial:
+                            result = call()
                 except Exception as exc:
                     if not _lost_connection(exc):
                         raise
                     now = time.monotonic()
-                    if self._down_since is None:
-                        self._down_since = now
+                    down = self._down_since  # (another thread may reset it meanwhile)
+                    if down is None:
+                        down = self._down_since = now
                         print(f"searcher: storage {self.label} is not answering "
                               f"({_first_line(exc)}); retrying for up to {self.retry_s:g} s "
                               "(SEARCHER_STORAGE_RETRY_S)", file=sys.stderr, flush=True)
-                    if self._gave_up or now - self._down_since >= self.retry_s:
+                    if self._gave_up or now - down >= self.retry_s:
                         self._gave_up = True
                         raise StorageUnavailable(
                             f"storage {self.label} has not answered for {self.retry_s:g} s "
                             f"({_first_line(exc)}); what was measured is stored: once it "
                             "answers, rerun the same command to resume") from None
-                    time.sleep(min(wait, max(0.05, self._down_since + self.retry_s - now)))
+                    time.sleep(min(wait, max(0.05, down + self.retry_s - now)))
                     wait = min(wait * 2, _MAX_WAIT_S)
                     continue
                 if self._down_since is not None and not self._gave_up:
@@ -127,11 +135,15 @@ def _wrap(name: str) -> None:
 
 
 # Every public storage method (Optuna's BaseStorage and BaseHeartbeat interfaces, and
-# RDBStorage's own), not the schema-upgrade helpers; and ``_get_trials``, which Optuna's
-# _CachedStorage calls on its backend to read a study's trials (unwrapped, a read in an
-# outage ended the run: tests/test_faults.py, once the search checked trials while the
-# GPU measured).
-_wrap("_get_trials")
+# RDBStorage's own), not the schema-upgrade helpers; and the private ones Optuna's
+# _CachedStorage calls on its backend (Optuna 5.0). Unwrapped, ``_get_trials`` (reading a
+# study's trials) in an outage ended the run (tests/test_faults.py, once the search
+# checked trials while the GPU measured); and ``_set_trial_param`` opened its transaction
+# without the ``serial`` lock, then waited for that lock in a nested public call while
+# another thread held it and waited for SQLite's lock: a deadlock.
+for _name in ("_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
+              "_get_stale_trial_ids"):
+    _wrap(_name)
 for _name in sorted(dir(RDBStorage)):
     if not _name.startswith("_") and callable(getattr(RDBStorage, _name)) \
             and _name not in ("upgrade", "get_current_version", "get_head_version",

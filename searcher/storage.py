@@ -17,6 +17,7 @@ folder), four slashes for an absolute one (``sqlite:////data/s.db``,
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
@@ -277,6 +278,12 @@ def _fast_sqlite(storage: Any) -> None:
     (Optuna popping a queued trial: "is it still WAITING? then RUNNING") is not atomic:
     two workers popped the same trial in a test. ``BEGIN IMMEDIATE`` makes every
     transaction hold the write lock from its start, so such checks hold across processes.
+
+    The threads of one run (the main one, the asker, the heartbeat) take turns through a
+    lock of this process instead (:attr:`~searcher.outage.RetryingRDBStorage.serial`).
+    Waiting for each other's SQLite lock, they slept in SQLite's busy handler (1 to
+    100 ms a time) after the lock was free: on the H200 that left the GPU idle 1.7 s in
+    the three-batch-size run (issue #13, ``benchmarks/idle_profile.py``).
     """
     from sqlalchemy import event
 
@@ -302,6 +309,7 @@ def _fast_sqlite(storage: Any) -> None:
 
     event.listen(storage.engine, "connect", on_connect)
     event.listen(storage.engine, "begin", on_begin)
+    storage.serial = threading.RLock()
     storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
 
 

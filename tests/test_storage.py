@@ -185,3 +185,47 @@ def test_two_claimants_writing_before_either_reads_never_both_hold(tmp_path: Pat
     monkeypatch.setattr(storage, "create_new_trial", create_then_let_b_claim)
     a_holds = storage_module.claim(storage, FUSED_MOE, "a:final@80")
     assert [a_holds, results[1]].count(True) <= 1
+
+
+def test_threads_sharing_a_sqlite_storage_take_turns_without_deadlock(tmp_path: Path) -> None:
+    """Issue #13: the threads of one run (the main one telling, the asker suggesting,
+    the heartbeat) take turns through one lock per storage. Optuna's cached storage calls
+    private backend methods (``_set_trial_param``) that open a transaction and then make
+    public calls: while only the public ones took the lock, a suggest and a tell on two
+    threads deadlocked (each held what the other waited for)."""
+    import threading
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert storage.serial is not None
+    study = optuna.create_study(storage=storage, study_name="turns")
+    errors: list[BaseException] = []
+
+    def asker() -> None:
+        try:
+            for i in range(60):
+                trial = study.ask()
+                trial.suggest_int("x", 0, 100)
+                trial.suggest_float("y", 0.0, 1.0)
+                study.tell(trial, float(i))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def teller(trial: optuna.trial.Trial) -> None:
+        try:
+            for i in range(200):
+                trial.set_user_attr(f"k{i % 7}", i)
+                storage.record_heartbeat(trial._trial_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    held = study.ask()
+    threads = [threading.Thread(target=asker, daemon=True),
+               threading.Thread(target=teller, args=(held,), daemon=True)]
+    for t in threads:
+        t.start()
+    # About 2 s on a CPU; a deadlock lasts until SQLite's 60 s lock timeout, then retries.
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "the threads deadlocked"
+    assert not errors, errors
+    assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 60
