@@ -303,6 +303,9 @@ class _Searcher:
         # Measurements run on this thread, in the order they are queued, while this one
         # stores results and checks the next trial (measure_batch).
         self._gpu = ThreadPoolExecutor(1, thread_name_prefix="searcher-measure")
+        # The last trials of a batch, still measuring when measure_batch returned: the next
+        # batch's call goes on with them (the GPU does not wait at the batch boundary).
+        self._carried: collections.deque[_InFlight] = collections.deque()
         self.accept: tuple[str, ...] = ()  # identity keys a stored study may differ in
         self._next_m: int | None = None  # the batch size run() goes on to after this one
 
@@ -410,7 +413,7 @@ class _Searcher:
                              if sizes else None)
                 try:
                     for status in self.measure_batch(study, M, batch, budget, deadline,
-                                                     ask_ahead):
+                                                     ask_ahead, carry=True):
                         measured_here += 1
                         unmeasurable = (unmeasurable + 1 if status is TrialStatus.UNMEASURABLE
                                         else 0)
@@ -420,7 +423,14 @@ class _Searcher:
                 summary = summarize_study(self.spec.kernel, study, M)
                 if unmeasurable >= MAX_UNMEASURABLE:
                     break  # e.g. a replayed dataset without this batch size
+            # The last batch's trials still measuring.
+            measured_here += len(self.measure_batch(study, M, [], budget, deadline))
         finally:
+            # Stopped or an error: the trials still measuring go back to the queue.
+            carried, self._carried = self._carried, collections.deque()
+            for job in carried:
+                job.future.cancel()
+                self.tell_skipped(study, job.trial, job.config)
             # Asked, never measured: back to the queue. (An ask that failed closed its own
             # trials, and its error was raised above or gives way to the one in flight.)
             for ahead, _ in aheads:
@@ -491,11 +501,17 @@ class _Searcher:
 
     def measure_batch(self, study: optuna.Study, M: int, batch: list[tuple[Any, Config, str]],
                       budget: int | None, deadline: float | None,
-                      ask_ahead: Callable[[], list[tuple[Future, int]]] | None = None
-                      ) -> list[TrialStatus]:
+                      ask_ahead: Callable[[], list[tuple[Future, int]]] | None = None,
+                      carry: bool = False) -> list[TrialStatus]:
         """Measure a batch of asked trials and return their statuses in the order they were
         told; trials past the budget (other workers took it) or the deadline, and the rest
         after Ctrl-C, go back to the queue.
+
+        With ``carry``, the call returns once the batch's last trial has started: the
+        trials still measuring are carried over to the next call, which tells them as its
+        own trials start. Drained at each batch boundary, the GPU waited for the last
+        tell, a summary, the next batch's asks to start and its first check (issue #13).
+        A call without ``carry`` (an empty batch ends a batch size) measures them all.
 
         Measurements run on the measuring thread, up to ``opts.measure_ahead`` of them
         queued behind the one in progress: the GPU measures the next trial's short
@@ -511,19 +527,27 @@ class _Searcher:
         of a synthetic run, issue #13); the asks still overlap the first measurement, and
         a batch whose trials all step back asks nothing ahead."""
         pending = list(batch)
-        inflight: collections.deque[_InFlight] = collections.deque()
+        inflight, self._carried = self._carried, collections.deque()
         statuses: list[TrialStatus] = []
         starting = True  # more trials of this batch may start
+        started = False  # a trial of this batch has started
         try:
             while True:
                 while starting and pending and len(inflight) <= self.opts.measure_ahead:
+                    before = len(inflight)
                     starting = self._start(study, M, pending, inflight, budget, deadline)
-                if ask_ahead is not None:  # once the first trials are checked
-                    if inflight:  # (a batch whose trials all stepped back asks nothing)
+                    started = started or len(inflight) > before
+                # Once the first trial is checked (a batch whose trials all stepped back
+                # asks nothing).
+                if ask_ahead is not None and (started or not starting or not pending):
+                    if started:
                         self._ahead = ask_ahead()
                     ask_ahead = None
                 if not inflight:
                     break
+                if carry and starting and not pending and not stop_requested():
+                    self._carried, inflight = inflight, collections.deque()
+                    return statuses
                 job = inflight.popleft()
                 status = self._on_measured(study, job, inflight)
                 if status is None:

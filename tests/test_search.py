@@ -899,3 +899,30 @@ def test_the_next_batch_is_asked_once_the_first_trial_is_checked(spec, tmp_path,
     for i in aheads:
         batch = max(j for j in range(i) if events[j] == "batch")
         assert "check" in events[batch:i], events
+
+
+def test_a_batch_starts_while_the_last_ones_trials_are_still_measuring(spec, tmp_path,
+                                                                      monkeypatch):
+    """Issue #13: a batch's last trials are not waited for at the batch boundary; the next
+    batch's call goes on telling them as its own trials start, so the GPU has work queued
+    while the host sums up the batch and hands out the next one. The batch size's last
+    call measures them all: no trial is left running."""
+    from searcher.search import _Searcher
+
+    carried = []
+    measure_batch = _Searcher.measure_batch
+
+    def recording(self, study, M, batch, *args, **kw):
+        carried.append((len(batch), len(self._carried)))
+        return measure_batch(self, study, M, batch, *args, **kw)
+
+    monkeypatch.setattr(_Searcher, "measure_batch", recording)
+    _, _, url = _run(spec, tmp_path, batch_sizes=[64], trials_per_m=24)
+    later = [n for size, n in carried[1:]]
+    assert len(later) >= 4 and all(n > 0 for n in later), carried
+    assert carried[-1][0] == 0  # the drain
+    _, trials = _trials(url, spec, 64)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    from searcher.record import COUNTED_STATUSES, status_of
+
+    assert sum(1 for t in trials if status_of(t) in COUNTED_STATUSES) == 24
