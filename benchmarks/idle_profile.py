@@ -12,7 +12,12 @@ the asker thread is. It prints:
 - the idle samples by the main thread's searcher frames (the innermost ``searcher/``
   function and the chain of searcher functions above it) and by its innermost frame of
   any module (e.g. SQLite's ``execute``, a future's ``wait``);
-- the same for the asker thread, where the main thread waits for it.
+- the same for the asker thread, where the main thread waits for it;
+- the CPU seconds each of the run's threads used (main, asker, measuring, heartbeat):
+  a main thread whose CPU time is near the wall time is the bottleneck itself.
+
+``--switch-interval`` sets Python's thread switch interval, to see what the asker
+thread's hold of the GIL costs the main thread.
 
 "Busy" counts the parent's side of a call: a short gap between two measurements is
 the pipe, the child's unpickling and the measuring thread picking up the next job.
@@ -101,10 +106,23 @@ def _where(frame: Any, depth: int = 4) -> tuple[str, str]:
     return " < ".join(chain) or "(outside searcher)", leaf
 
 
+def _cpu_s(thread: threading.Thread) -> float | None:
+    """CPU seconds ``thread`` has used so far (Linux), None where unknown."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
 def _sampler(busy: _Busy, every_s: float, stop: threading.Event,
-             counts: dict[str, collections.Counter]) -> None:
+             counts: dict[str, collections.Counter], cpu: dict[str, float]) -> None:
     main = threading.main_thread().ident
     while not stop.wait(every_s):
+        for thread in threading.enumerate():  # CPU time of the run's threads, as last seen
+            if thread.name.startswith("searcher-") or thread is threading.main_thread():
+                used = _cpu_s(thread)
+                if used is not None:
+                    cpu[thread.name] = used
         if busy.active:
             continue
         frames = sys._current_frames()
@@ -129,8 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --synthetic: sleep this times each charged cost (default 0.35)")
     ap.add_argument("--every-ms", type=float, default=2.0, help="sampling period (default 2)")
     ap.add_argument("--top", type=int, default=15, help="rows per table (default 15)")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="set Python's thread switch interval (seconds; default: as is, "
+                         "0.005 unless changed)")
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
 
     spec = load_spec(find_spec(args.study))
     if args.synthetic:
@@ -140,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     busy = _Busy()
     _wrap(bencher, busy)
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    cpu: dict[str, float] = {}
+    main_cpu = _cpu_s(threading.main_thread()) or 0.0
     stop = threading.Event()
-    sampler = threading.Thread(target=_sampler, args=(busy, args.every_ms / 1000, stop, counts),
+    sampler = threading.Thread(target=_sampler,
+                               args=(busy, args.every_ms / 1000, stop, counts, cpu),
                                daemon=True)
     opts = search.SearchOptions(device=device, storage_url=args.storage,
                                 batch_sizes=[int(m) for m in args.batch_sizes.split(",")])
@@ -160,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     samples = max(1, counts["total"]["idle"])
     print(f"wall {wall:.2f} s, a benchmarker call in progress {busy.busy_s:.2f} s, "
           f"idle {idle:.2f} s ({100 * idle / wall:.0f}%); {samples} idle samples, "
-          f"each about {1000 * idle / samples:.1f} ms")
+          f"each about {1000 * idle / samples:.1f} ms; switch interval "
+          f"{1000 * sys.getswitchinterval():g} ms")
+    if "MainThread" in cpu:
+        cpu["MainThread"] -= main_cpu
+    print("CPU seconds by thread (as last sampled): "
+          + ", ".join(f"{name} {used:.2f}" for name, used in sorted(cpu.items())))
     for title, key in (("main thread while idle (searcher frames, innermost first)", "main"),
                        ("main thread while idle (innermost frame)", "main_leaf"),
                        ("asker thread while idle (searcher frames | innermost frame)", "asker")):

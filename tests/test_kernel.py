@@ -181,3 +181,33 @@ def test_expert_parallel_skips_other_ranks_experts():
     inputs.logits[:, :2] = -1e4  # experts 0 and 1 (this rank's) never picked
     out = fused_moe(inputs, KernelConfig(16, 32, 64, 1, 4, 2))
     assert torch.count_nonzero(out) == 0
+
+
+@pytest.mark.parametrize("dtype,block_shape,M", [("fp16", None, 33), ("fp16", None, 1),
+                                                  ("fp8_w8a8", (128, 128), 5)])
+def test_compile_config_compiles_every_launch_of_the_layer(monkeypatch, dtype, block_shape, M):
+    """Issue #13: a config's compile ahead covers every kernel the layer launches (routing,
+    alignment or the tiny-batch path, both GEMMs, SiLU-and-mul, fp8 quantization, the
+    top-k sum) with the arguments the launch gets, since Triton compiles again where an
+    integer argument's specialization changes; before, the helpers compiled inside the
+    first measurement."""
+    from searcher.kernels.fused_moe import layer
+
+    calls: list[tuple] = []
+
+    def recording(kernel, grid, *args, warmup=False, **meta):
+        plain = tuple(a if isinstance(a, (int, float, bool)) else
+                      (tuple(a.shape), a.dtype, a.stride()) for a in args)
+        calls.append((kernel, grid, plain, tuple(sorted(meta.items())), warmup))
+
+    monkeypatch.setattr(layer, "_launch", recording)
+    shape = Shape(E=64, N=256, hidden=512, top_k=6, dtype=dtype, block_shape=block_shape)
+    inputs = make_inputs(shape, M, device="cpu", generator=torch.Generator().manual_seed(0))
+    config = KernelConfig(16, 64, 128, 1, 4, 3)
+    ws = MoEWorkspace(inputs, config.BLOCK_SIZE_M)
+    fused_moe(inputs, config, ws)
+    launched, calls[:] = list(calls), []
+    layer.compile_config(inputs, config, ws)
+    assert len(launched) >= 6 and not any(c[-1] for c in launched)
+    assert all(c[-1] for c in calls)
+    assert [c[:-1] for c in calls] == [c[:-1] for c in launched]

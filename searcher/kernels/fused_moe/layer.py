@@ -7,6 +7,7 @@ call is a fixed sequence of launches (a memset and eight Triton kernels).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -242,7 +243,18 @@ def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(1, n))
 
 
-def _route(inputs: MoEInputs, logits: torch.Tensor, ws: MoEWorkspace, renormalize: bool) -> None:
+def _launch(kernel: Any, grid: tuple[int, ...], *args: Any, warmup: bool = False,
+            **meta: Any) -> Any:
+    """Launch ``kernel``, or with ``warmup`` only compile it for these arguments (Triton
+    specializes integer arguments, e.g. on divisibility by 16, so each batch size and
+    BLOCK_SIZE_M may need its own compile of a helper kernel)."""
+    if warmup:
+        return kernel.warmup(*args, grid=grid, **meta)
+    return kernel[grid](*args, **meta)
+
+
+def _route(inputs: MoEInputs, logits: torch.Tensor, ws: MoEWorkspace, renormalize: bool,
+           warmup: bool = False) -> None:
     shape, M = inputs.shape, inputs.M
     # Routing and alignment run over all ranks' experts (E * ep), as vLLM's do under
     # expert parallelism; blocks of other ranks' experts then get expert id -1.
@@ -250,28 +262,25 @@ def _route(inputs: MoEInputs, logits: torch.Tensor, ws: MoEWorkspace, renormaliz
     block_e = _pow2(routed)
     block_t = max(1, min(16, 4096 // block_e))
     count = not ws.naive
-    if count:
+    if count and not warmup:
         ws.counts.zero_()
-    _topk_softmax_kernel[(triton.cdiv(M, block_t),)](
-        logits, ws.topk_weights, ws.topk_ids, ws.counts, M, routed, logits.stride(0),
-        TOP_K=shape.top_k, TOP_K_P2=_pow2(shape.top_k), BLOCK_E=block_e, BLOCK_T=block_t,
-        RENORMALIZE=renormalize, COUNT=count,
-    )
+    _launch(_topk_softmax_kernel, (triton.cdiv(M, block_t),),
+            logits, ws.topk_weights, ws.topk_ids, ws.counts, M, routed, logits.stride(0),
+            TOP_K=shape.top_k, TOP_K_P2=_pow2(shape.top_k), BLOCK_E=block_e, BLOCK_T=block_t,
+            RENORMALIZE=renormalize, COUNT=count, warmup=warmup)
     if ws.naive:
-        _naive_assign_kernel[(triton.cdiv(ws.numel, 1024),)](
-            ws.topk_ids, ws.expert_ids, ws.num_post_padded, ws.numel, ws.block_m, BLOCK=1024,
-        )
+        _launch(_naive_assign_kernel, (triton.cdiv(ws.numel, 1024),),
+                ws.topk_ids, ws.expert_ids, ws.num_post_padded, ws.numel, ws.block_m,
+                BLOCK=1024, warmup=warmup)
+    else:
+        _launch(_align_offsets_kernel, (1,),
+                ws.counts, ws.cursor, ws.sorted_ids, ws.expert_ids, ws.num_post_padded,
+                routed, ws.numel, ws.max_ids, ws.max_blocks, ws.block_m,
+                BLOCK_E=block_e, BLOCK=1024, BLOCK_B=max(16, 8192 // block_e), warmup=warmup)
+        _launch(_align_scatter_kernel, (triton.cdiv(ws.numel, 256),),
+                ws.topk_ids, ws.cursor, ws.sorted_ids, ws.numel, BLOCK=256, warmup=warmup)
+    if not warmup:
         _drop_remote_experts(shape, ws)
-        return
-    _align_offsets_kernel[(1,)](
-        ws.counts, ws.cursor, ws.sorted_ids, ws.expert_ids, ws.num_post_padded,
-        routed, ws.numel, ws.max_ids, ws.max_blocks, ws.block_m,
-        BLOCK_E=block_e, BLOCK=1024, BLOCK_B=max(16, 8192 // block_e),
-    )
-    _align_scatter_kernel[(triton.cdiv(ws.numel, 256),)](
-        ws.topk_ids, ws.cursor, ws.sorted_ids, ws.numel, BLOCK=256,
-    )
-    _drop_remote_experts(shape, ws)
 
 
 def _drop_remote_experts(shape: Shape, ws: MoEWorkspace) -> None:
@@ -281,7 +290,8 @@ def _drop_remote_experts(shape: Shape, ws: MoEWorkspace) -> None:
         ws.expert_ids.masked_fill_(ws.expert_ids >= shape.E, -1)
 
 
-def _quantize(shape: Shape, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> None:
+def _quantize(shape: Shape, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor,
+              warmup: bool = False) -> None:
     """Quantize activations [rows, K] to fp8 into ``q``, as the problem's scheme does."""
     rows, K = x.shape
     if shape.scheme == "block":
@@ -295,10 +305,9 @@ def _quantize(shape: Shape, x: torch.Tensor, q: torch.Tensor, scale: torch.Tenso
         mode, grid = ACT_PER_TENSOR, (rows, triton.cdiv(K, group))
     stride_sm = scale.stride(0) if scale.dim() == 2 else 0
     stride_sk = scale.stride(1) if scale.dim() == 2 else 0
-    _quantize_fp8_kernel[grid](
-        x, q, scale, K, x.stride(0), q.stride(0), stride_sm, stride_sk,
-        MODE=mode, GROUP=group, FP8_MAX=FP8_MAX,
-    )
+    _launch(_quantize_fp8_kernel, grid,
+            x, q, scale, K, x.stride(0), q.stride(0), stride_sm, stride_sk,
+            MODE=mode, GROUP=group, FP8_MAX=FP8_MAX, warmup=warmup)
 
 
 def _gemm(
@@ -340,9 +349,7 @@ def _gemm(
         BLOCK_SIZE_K=block_k, GROUP_SIZE_M=config.GROUP_SIZE_M,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
-    if warmup:
-        return _grouped_gemm_kernel.warmup(*args, grid=grid, **meta)
-    return _grouped_gemm_kernel[grid](*args, **meta)
+    return _launch(_grouped_gemm_kernel, grid, *args, warmup=warmup, **meta)
 
 
 def _gemm1(inputs: MoEInputs, ws: MoEWorkspace, config: KernelConfig, warmup: bool = False):
@@ -379,33 +386,45 @@ def fused_moe(
         renormalize: renormalise the top-k weights to sum to one, as vLLM's tuner does.
     """
     ws = workspace or MoEWorkspace(inputs, config.BLOCK_SIZE_M)
-    if ws.block_m != config.BLOCK_SIZE_M:
-        raise ValueError(f"workspace built for BLOCK_SIZE_M={ws.block_m}, config has {config}")
-    shape = inputs.shape
-    _route(inputs, inputs.logits if logits is None else logits, ws, renormalize)
-    if ws.x_q is not None:
-        _quantize(shape, inputs.x, ws.x_q, ws.x_scale)
-    _gemm1(inputs, ws, config)
-    block = min(1024, _pow2(shape.N))
-    _silu_and_mul_kernel[(ws.numel, triton.cdiv(shape.N, block))](
-        ws.gate_up, ws.act, shape.N, ws.gate_up.stride(0), ws.act.stride(0), BLOCK=block,
-    )
-    if ws.act_q is not None:
-        _quantize(shape, ws.act, ws.act_q, ws.act_scale)
-    _gemm2(inputs, ws, config)
-    block = min(1024, _pow2(shape.hidden))
-    _sum_topk_kernel[(inputs.M, triton.cdiv(shape.hidden, block))](
-        ws.down, ws.out, shape.hidden, ws.down.stride(0), ws.down.stride(1), ws.out.stride(0),
-        TOP_K=shape.top_k, BLOCK=block,
-    )
+    _layer(inputs, config, ws, inputs.logits if logits is None else logits, renormalize)
     return ws.out
 
 
-def compile_config(inputs: MoEInputs, config: KernelConfig, workspace: MoEWorkspace) -> None:
-    """Compile both GEMM variants of a config without launching them (thread-safe enough
-    to run on a CPU thread while the GPU measures another config).
+def _layer(inputs: MoEInputs, config: KernelConfig, ws: MoEWorkspace, logits: torch.Tensor,
+           renormalize: bool, warmup: bool = False) -> None:
+    """The layer's launches in order (see :func:`fused_moe`); with ``warmup``, each kernel
+    is only compiled for the arguments it would get."""
+    if ws.block_m != config.BLOCK_SIZE_M:
+        raise ValueError(f"workspace built for BLOCK_SIZE_M={ws.block_m}, config has {config}")
+    shape = inputs.shape
+    _route(inputs, logits, ws, renormalize, warmup=warmup)
+    if ws.x_q is not None:
+        _quantize(shape, inputs.x, ws.x_q, ws.x_scale, warmup=warmup)
+    _gemm1(inputs, ws, config, warmup=warmup)
+    block = min(1024, _pow2(shape.N))
+    _launch(_silu_and_mul_kernel, (ws.numel, triton.cdiv(shape.N, block)),
+            ws.gate_up, ws.act, shape.N, ws.gate_up.stride(0), ws.act.stride(0), BLOCK=block,
+            warmup=warmup)
+    if ws.act_q is not None:
+        _quantize(shape, ws.act, ws.act_q, ws.act_scale, warmup=warmup)
+    _gemm2(inputs, ws, config, warmup=warmup)
+    block = min(1024, _pow2(shape.hidden))
+    _launch(_sum_topk_kernel, (inputs.M, triton.cdiv(shape.hidden, block)),
+            ws.down, ws.out, shape.hidden, ws.down.stride(0), ws.down.stride(1),
+            ws.out.stride(0), TOP_K=shape.top_k, BLOCK=block, warmup=warmup)
+
+
+def compile_config(inputs: MoEInputs, config: KernelConfig, workspace: MoEWorkspace,
+                   renormalize: bool = True) -> None:
+    """Compile every kernel the layer launches for a config, without launching any
+    (thread-safe enough to run on a CPU thread while the GPU measures another config):
+    both GEMM variants and the helpers (routing, alignment, SiLU-and-mul, quantization,
+    the top-k sum), which Triton compiles again where an integer argument's
+    specialization changes (e.g. divisibility by 16 of the padded row count, which
+    depends on BLOCK_SIZE_M). Compiling only the GEMMs left the helpers to the first
+    launch: on a cold Triton cache, up to 0.5 s inside a trial's measurement on the H200
+    (issue #13).
 
     Compile errors propagate; resource limits (shared memory) surface at the first launch.
     """
-    _gemm1(inputs, workspace, config, warmup=True)
-    _gemm2(inputs, workspace, config, warmup=True)
+    _layer(inputs, config, workspace, inputs.logits, renormalize, warmup=True)
