@@ -281,6 +281,16 @@ class _InFlight:
 
 
 # -- the run ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Opened:
+    """A batch size's study, ready to run (see :meth:`_Searcher.open_m`)."""
+
+    study: optuna.Study
+    ctx: dict[str, int]
+    first: list[tuple[Any, Config, str]] | None = None  # its first batch, asked ahead
+    want: int = 0  # the size asked for it
+
+
 class _Searcher:
     def __init__(self, spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
                  view: RunView, clock: Callable[[], float]) -> None:
@@ -308,6 +318,9 @@ class _Searcher:
         self._carried: collections.deque[_InFlight] = collections.deque()
         self.accept: tuple[str, ...] = ()  # identity keys a stored study may differ in
         self._next_m: int | None = None  # the batch size run() goes on to after this one
+        # The next batch size, opened (study, warm start, first batch asked) on the asker
+        # thread while this one's finalists are measured: {M: future of _Opened}.
+        self._opening: dict[int, Future] = {}
 
     # study of one M
     def study(self, M: int, n_existing: int = 0) -> optuna.Study:
@@ -356,25 +369,52 @@ class _Searcher:
                 if not summaries[M].finalized and (deadline is None or self.clock() < deadline):
                     summaries[M] = self.run_m(M, budget, deadline)
         finally:
+            for opening in self._opening.values():  # opened, never run (stopped, an error)
+                opened = opening.result() if opening.exception() is None else None
+                if opened is not None and opened.first is not None:
+                    for trial, config, _ in opened.first:
+                        self.tell_skipped(opened.study, trial, config)
+            self._opening.clear()
             self.view.close()
             self.heartbeat.close()
             self._gpu.shutdown(wait=True, cancel_futures=True)
             self._asker.shutdown(wait=True)
         return [summaries[M] for M in batch_sizes if M in summaries]
 
-    def run_m(self, M: int, budget: int | None, deadline: float | None) -> MSummary:
+    def open_m(self, M: int, budget: int | None = None, ask_first: bool = False) -> _Opened:
+        """Open batch size ``M``'s study (failing trials left running by dead processes),
+        warm-start it, and with ``ask_first`` ask its first batch."""
         probe = self.study(M)
         recover_stale_trials(probe)
         existing = len(probe.get_trials(deepcopy=False))
         study = self.study(M, existing) if existing else probe
         ctx = self.spec.kernel.context(self.spec.shape, M, self.spec.gpu_facts)
-        started = self.clock()
         self.warm_start(study, M, ctx)
+        opened = _Opened(study, ctx)
+        if ask_first:
+            summary = summarize_study(self.spec.kernel, study, M)
+            want = self.opts.ask_batch
+            if budget is not None:
+                want = min(want, budget - summary.trials - summary.running)
+            if want > 0 and not summary.finalized:
+                opened.first = self._ask_and_precompile(study, M, ctx, want)
+                opened.want = want
+        return opened
+
+    def run_m(self, M: int, budget: int | None, deadline: float | None) -> MSummary:
+        started = self.clock()
+        opening = self._opening.pop(M, None)
+        opened = opening.result() if opening is not None else self.open_m(M)
+        study, ctx = opened.study, opened.ctx
         summary = summarize_study(self.spec.kernel, study, M)
         self.view.update(summary)
         idle = unmeasurable = measured_here = 0
         # The next batches, asked while this one is measured, with the sizes asked.
         aheads: collections.deque[tuple[Future, int]] = collections.deque()
+        if opened.first is not None:  # asked during the last batch size's finalists
+            first: Future = Future()
+            first.set_result(opened.first)
+            aheads.append((first, opened.want))
         try:
             while deadline is None or self.clock() < deadline:
                 if stop_requested():
@@ -444,6 +484,7 @@ class _Searcher:
             # Workers finishing the last trials at once must not both re-measure.
             if claim(self.storage, self.spec.kernel, f"{study.study_name}:final@{summary.trials}"):
                 self._precompile_next(study, M)
+                self._open_next(budget)
                 self.finalize(study, M)
                 measured_here += 1
             summary = summarize_study(self.spec.kernel, study, M)
@@ -490,6 +531,16 @@ class _Searcher:
         configs = [self.spec.kernel.default_config(self.spec.shape, nxt), *self.finalists(study)]
         self._precompile(nxt, [c for c in dict.fromkeys(configs)
                                if self.spec.space.is_valid(c, ctx)])
+
+    def _open_next(self, budget: int | None) -> None:
+        """Start opening the next batch size on the asker thread (:meth:`open_m`, its first
+        batch asked and hinted to the compile threads), to run beside this one's finalists.
+        Opened at its start, each batch size waited for its study, warm start and first
+        ask, and its first configs' compiles (issue #13)."""
+        nxt = self._next_m
+        if nxt is None or nxt in self._opening or not self.opts.ask_ahead:
+            return
+        self._opening[nxt] = self._asker.submit(self.open_m, nxt, budget, True)
 
     def _precompile(self, M: int, configs: list[Config]) -> None:
         """Hand a compile hint to the benchmarker through the measuring thread's queue, so

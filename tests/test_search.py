@@ -926,3 +926,57 @@ def test_a_batch_starts_while_the_last_ones_trials_are_still_measuring(spec, tmp
     from searcher.record import COUNTED_STATUSES, status_of
 
     assert sum(1 for t in trials if status_of(t) in COUNTED_STATUSES) == 24
+
+
+def test_the_next_batch_size_is_opened_and_asked_during_the_finalists(spec, tmp_path,
+                                                                     monkeypatch):
+    """Issue #13: while M's finalists are measured, the asker thread opens the next batch
+    size (its study, warm start and first batch, hinted to the compile threads), so that
+    batch size starts measuring at once. A run stopped before it runs leaves none of its
+    trials running."""
+    import threading
+
+    from searcher.search import _Searcher
+    from searcher.stop import Stopped
+
+    events = []
+    finalize, ask_batch = _Searcher.finalize, _Searcher.ask_batch
+
+    def recording_finalize(self, study, M, *args, **kw):
+        events.append(("finalize", M, "start"))
+        try:
+            return finalize(self, study, M, *args, **kw)
+        finally:
+            events.append(("finalize", M, "end"))
+
+    def recording_ask_batch(self, study, M, *args, **kw):
+        events.append(("ask", M, threading.current_thread().name))
+        return ask_batch(self, study, M, *args, **kw)
+
+    class SlowRounds(SyntheticBenchmarker):
+        def measure_round(self, M, configs, fidelity):
+            time.sleep(0.5)  # the finalists' rounds take a GPU's time
+            return super().measure_round(M, configs, fidelity)
+
+    monkeypatch.setattr(_Searcher, "finalize", recording_finalize)
+    monkeypatch.setattr(_Searcher, "ask_batch", recording_ask_batch)
+    _run(spec, tmp_path / "a", batch_sizes=[64, 128], trials_per_m=8,
+         bencher=SlowRounds(FUSED_MOE, spec.shape, device=H100, seed=1))
+    first_ask = next(i for i, e in enumerate(events) if e[:2] == ("ask", 128))
+    assert events.index(("finalize", 64, "start")) < first_ask < events.index(
+        ("finalize", 64, "end")), events
+    assert events[first_ask][2].startswith("searcher-ask")
+    assert not [e for e in events if e[:2] == ("ask", 128) and e[2] == "MainThread"]
+
+    run_m = _Searcher.run_m
+
+    def stop_at_128(self, M, *args, **kw):
+        if M == 128:
+            raise Stopped
+        return run_m(self, M, *args, **kw)
+
+    monkeypatch.setattr(_Searcher, "run_m", stop_at_128)
+    with pytest.raises(Stopped):
+        _run(spec, tmp_path / "b", batch_sizes=[64, 128], trials_per_m=8)
+    _, trials = _trials(f"sqlite:///{tmp_path / 'b' / 's.db'}", spec, 128)
+    assert trials and not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
