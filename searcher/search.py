@@ -301,6 +301,12 @@ class _Searcher:
         self.opts = opts
         self.view = view
         self.clock = clock
+        # Measurements run on this thread, in the order they are queued, while this one
+        # stores results and checks the next trial (measure_batch). Its first job starts
+        # the measuring process (importing torch, building the inputs: seconds on a GPU
+        # machine) while this thread opens the storage.
+        self._gpu = ThreadPoolExecutor(1, thread_name_prefix="searcher-measure")
+        self._gpu.submit(bencher.device_info)
         self.storage = open_storage(opts.storage_url)
         self.heartbeat = _Heartbeat(self.storage)
         self.identity = worker_identity()
@@ -310,9 +316,6 @@ class _Searcher:
         # while the GPU measures (issue #13: host work off the critical path).
         self._asker = ThreadPoolExecutor(1, thread_name_prefix="searcher-ask")
         self._ahead: list[tuple[Future, int]] | None = None  # asks measure_batch started
-        # Measurements run on this thread, in the order they are queued, while this one
-        # stores results and checks the next trial (measure_batch).
-        self._gpu = ThreadPoolExecutor(1, thread_name_prefix="searcher-measure")
         # The last trials of a batch, still measuring when measure_batch returned: the next
         # batch's call goes on with them (the GPU does not wait at the batch boundary).
         self._carried: collections.deque[_InFlight] = collections.deque()
@@ -402,9 +405,16 @@ class _Searcher:
         return opened
 
     def run_m(self, M: int, budget: int | None, deadline: float | None) -> MSummary:
-        started = self.clock()
+        # The batch size's wall time counts from its study being open (the first one's
+        # opening also starts the measuring process: the run's start, not this M's work);
+        # one opened ahead counts the wait for that opening.
         opening = self._opening.pop(M, None)
-        opened = opening.result() if opening is not None else self.open_m(M)
+        if opening is None:
+            opened = self.open_m(M)
+            started = self.clock()
+        else:
+            started = self.clock()
+            opened = opening.result()
         study, ctx = opened.study, opened.ctx
         summary = summarize_study(self.spec.kernel, study, M)
         self.view.update(summary)
