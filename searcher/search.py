@@ -291,6 +291,10 @@ class _Opened:
     want: int = 0  # the size asked for it
 
 
+#: Winners of this many nearest finished batch sizes start each batch size's search.
+NEIGHBOURS = 2
+
+
 class _Searcher:
     def __init__(self, spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
                  view: RunView, clock: Callable[[], float]) -> None:
@@ -355,6 +359,15 @@ class _Searcher:
             order = order[k:] + order[:k]
         summaries: dict[int, MSummary] = {}
         self.view.start(batch_sizes, budget)
+        if order and self.opts.warm_start:
+            # The first batch size's first trial is vLLM's default: its compile starts with
+            # the measuring process, while the study opens and the first batch is asked
+            # (later batch sizes get theirs during the finalists: _precompile_next).
+            first = order[0]
+            ctx = self.spec.kernel.context(self.spec.shape, first, self.spec.gpu_facts)
+            default = self.spec.kernel.default_config(self.spec.shape, first)
+            if self.spec.space.is_valid(default, ctx):
+                self._gpu.submit(self.bencher.precompile, first, [default])
         try:
             for i, M in enumerate(order):
                 self._next_m = order[i + 1] if i + 1 < len(order) else None
@@ -392,13 +405,17 @@ class _Searcher:
         existing = len(probe.get_trials(deepcopy=False))
         study = self.study(M, existing) if existing else probe
         ctx = self.spec.kernel.context(self.spec.shape, M, self.spec.gpu_facts)
-        self.warm_start(study, M, ctx)
+        # Opened ahead, the batch size before is still deciding its winner: the
+        # neighbours' winners are enqueued when this one starts (run_m).
+        self.warm_start(study, M, ctx, neighbours=not ask_first)
         opened = _Opened(study, ctx)
         if ask_first:
             summary = summarize_study(self.spec.kernel, study, M)
             want = self.opts.ask_batch
             if budget is not None:
                 want = min(want, budget - summary.trials - summary.running)
+            # Room for the neighbours' winners, enqueued when the batch size starts.
+            want -= NEIGHBOURS if self.opts.warm_start else 0
             if want > 0 and not summary.finalized:
                 opened.first = self._ask_and_precompile(study, M, ctx, want)
                 opened.want = want
@@ -416,6 +433,8 @@ class _Searcher:
             started = self.clock()
             opened = opening.result()
         study, ctx = opened.study, opened.ctx
+        if opening is not None:
+            self.warm_start(study, M, ctx)  # the neighbours' winners, decided by now
         summary = summarize_study(self.spec.kernel, study, M)
         self.view.update(summary)
         idle = unmeasurable = measured_here = 0
@@ -737,16 +756,19 @@ class _Searcher:
         self.heartbeat.remove(trial._trial_id)
 
     # warm start
-    def warm_start(self, study: optuna.Study, M: int, ctx: dict[str, int]) -> None:
-        """Enqueue vLLM's default config and the winners of the nearest finished batch
-        sizes, once per study."""
+    def warm_start(self, study: optuna.Study, M: int, ctx: dict[str, int],
+                   neighbours: bool = True) -> None:
+        """Enqueue vLLM's default config (and the file to beat) and the winners of the
+        nearest finished batch sizes, once per study. With ``neighbours=False`` (a batch
+        size opened while the one before it is still deciding its winner) only the first
+        part; a later call adds the neighbours' winners, which the next ask then takes."""
         if study.user_attrs.get(record.WARM_STARTED) or not self.opts.warm_start:
             return
         candidates: list[tuple[Config, str]] = [
             (self.spec.kernel.default_config(self.spec.shape, M), "default")]
         if self.opts.against is not None:
             candidates.append((self.opts.against[M], "against file"))
-        for other, config in self.neighbour_winners(M, 2):
+        for other, config in self.neighbour_winners(M, NEIGHBOURS) if neighbours else ():
             candidates.append((config, f"neighbour M={other}"))
         seen: set[Config] = set()
         for config, source in candidates:
@@ -755,7 +777,8 @@ class _Searcher:
             seen.add(config)
             study.enqueue_trial(self.spec.space.to_params(config),
                                 user_attrs={record.SOURCE: source}, skip_if_exists=True)
-        study.set_user_attr(record.WARM_STARTED, True)
+        if neighbours:
+            study.set_user_attr(record.WARM_STARTED, True)
 
     def neighbour_winners(self, M: int, n: int) -> list[tuple[int, Config]]:
         """Winners of the ``n`` batch sizes nearest to M (in log2) that are finished, in
