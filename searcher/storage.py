@@ -89,7 +89,8 @@ def check_url(url: str) -> None:
     Raises:
         StorageError: naming the URL, the rule and the URL to write instead.
     """
-    if url.startswith("sqlite:") and url.split("?", 1)[0] in ("sqlite://", "sqlite:///:memory:"):
+    if url.startswith("sqlite:") and url.split("?", 1)[0] in ("sqlite://", "sqlite:///",
+                                                                "sqlite:///:memory:"):
         raise StorageError(
             f"--storage {url}: an in-memory SQLite database keeps nothing (it is gone when its "
             "connection closes, and searcher opens several); use a file, e.g. "

@@ -42,6 +42,7 @@ def test_a_file_that_is_no_storage_is_refused_by_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize("read_only", [False, True])
 @pytest.mark.parametrize("url, says", [
     ("sqlite:///:memory:", "in-memory SQLite database keeps nothing"),
+    ("sqlite:///", "in-memory SQLite database keeps nothing"),  # no path: SQLite in memory
     ("sqlite://", "in-memory SQLite database keeps nothing"),
     ("url.db", "for a SQLite file write sqlite:///url.db"),
     ("/data/url.db", "for a SQLite file write sqlite:////data/url.db"),
