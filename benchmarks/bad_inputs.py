@@ -432,6 +432,8 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
              storage="sqlite:///missing/folder/s.db"),
         Case("in-memory SQLite storage (sqlite:///:memory:)", run + [small],
              storage="sqlite:///:memory:", mentions=("in-memory", "sqlite:///searcher.db")),
+        Case("SQLite storage URL without a path (sqlite:///)", run + [small],
+             storage="sqlite:///", mentions=("in-memory", "sqlite:///searcher.db")),
         Case("status of a study the storage does not hold", ["status", "--study", "h200-e64-n1408"],
              mentions=("holds no study of h200-e64-n1408",)),
         Case("in-memory SQLite storage, read (status)", ["status", "--study", small],
