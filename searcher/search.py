@@ -363,11 +363,7 @@ class _Searcher:
             # The first batch size's first trial is vLLM's default: its compile starts with
             # the measuring process, while the study opens and the first batch is asked
             # (later batch sizes get theirs during the finalists: _precompile_next).
-            first = order[0]
-            ctx = self.spec.kernel.context(self.spec.shape, first, self.spec.gpu_facts)
-            default = self.spec.kernel.default_config(self.spec.shape, first)
-            if self.spec.space.is_valid(default, ctx):
-                self._gpu.submit(self.bencher.precompile, first, [default])
+            self._gpu.submit(self.bencher.precompile, order[0], self._first_configs(order[0]))
         try:
             for i, M in enumerate(order):
                 self._next_m = order[i + 1] if i + 1 < len(order) else None
@@ -432,9 +428,8 @@ class _Searcher:
         else:
             started = self.clock()
             opened = opening.result()
+            self.warm_start(opened.study, M, opened.ctx)  # the neighbours' winners, decided now
         study, ctx = opened.study, opened.ctx
-        if opening is not None:
-            self.warm_start(study, M, ctx)  # the neighbours' winners, decided by now
         summary = summarize_study(self.spec.kernel, study, M)
         self.view.update(summary)
         idle = unmeasurable = measured_here = 0
@@ -556,10 +551,13 @@ class _Searcher:
         nxt = self._next_m
         if nxt is None or nxt == M:
             return
-        ctx = self.spec.kernel.context(self.spec.shape, nxt, self.spec.gpu_facts)
-        configs = [self.spec.kernel.default_config(self.spec.shape, nxt), *self.finalists(study)]
-        self._precompile(nxt, [c for c in dict.fromkeys(configs)
-                               if self.spec.space.is_valid(c, ctx)])
+        self._precompile(nxt, self._first_configs(nxt, self.finalists(study)))
+
+    def _first_configs(self, M: int, more: Sequence[Config] = ()) -> list[Config]:
+        """vLLM's default at ``M`` and then ``more``: those valid at ``M``, each once."""
+        ctx = self.spec.kernel.context(self.spec.shape, M, self.spec.gpu_facts)
+        configs = [self.spec.kernel.default_config(self.spec.shape, M), *more]
+        return [c for c in dict.fromkeys(configs) if self.spec.space.is_valid(c, ctx)]
 
     def _open_next(self, budget: int | None) -> None:
         """Start opening the next batch size on the asker thread (:meth:`open_m`, its first
