@@ -18,11 +18,11 @@ rounds measured so far:
 - while neither holds, every round so far was faster, fewer than ``max_rounds``
   rounds were measured and the median could still clear ``1 + min_effect`` by then (were
   every further round infinitely faster), the verdict is **undecided**: the finalists'
-  run measures another round of the two. Once a round was not faster, no further round can make the candidate
-  faster, so none is measured (the verdict is equal). The run starts with
-  ``selection_rounds`` rounds raced among the finalists (all in the first, the faster half
-  of the rest after each) and picks the fastest by median. An undecided pair counts as
-  equal where no more rounds can be measured (a stored record).
+  run measures another round of the two. Once a round was not faster, no further round
+  can make the candidate faster, so none is measured (the verdict is equal). The run
+  starts with ``selection_rounds`` rounds raced among the finalists (all in the first, the
+  faster half of the rest after each) and picks the fastest by median. An undecided pair
+  counts as equal where no more rounds can be measured (a stored record).
 
 Why this shape: on a noisy GPU the lowest median of two rounds exported configs that were
 truly slower than the default (issue #12); requiring every paired round to agree and a

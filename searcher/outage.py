@@ -15,6 +15,7 @@ gone). Only connection errors are retried (SQLAlchemy's ``OperationalError``,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -91,11 +92,8 @@ class RetryingRDBStorage(RDBStorage):
             wait = _FIRST_WAIT_S
             while True:
                 try:
-                    if self.serial is None:
+                    with self.serial or contextlib.nullcontext():
                         result = call()
-                    else:
-                        with self.serial:
-                            result = call()
                 except Exception as exc:
                     if not _lost_connection(exc):
                         raise

@@ -281,7 +281,7 @@ class _InFlight:
 
 
 # -- the run ----------------------------------------------------------------------------
-@dataclasses.dataclass
+@dataclass
 class _Opened:
     """A batch size's study, ready to run (see :meth:`_Searcher.open_m`)."""
 
@@ -1035,7 +1035,6 @@ class _Searcher:
         """Re-measure the best configs and the default, interleaved, at a longer fidelity,
         and store the real winner (not a lucky sample). ``against``: a config to beat
         besides ``opts.against``'s (``searcher decide`` passes the stored one)."""
-
         started = self.clock()
         finalists = self.finalists(study)
         default = self.spec.kernel.default_config(self.spec.shape, M)
