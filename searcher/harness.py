@@ -109,6 +109,13 @@ class Benchmarker(Protocol):
     def precompile(self, M: int, configs: Iterable[Any]) -> None:
         """Hint: these configs will be measured soon (compile them ahead if useful)."""
 
+    def ready(self, M: int, config: Any) -> bool:
+        """Whether measuring ``config`` now would not wait for a compile: False while a
+        compile hinted ahead is still running (the search measures another trial of the
+        batch first). Cheap and thread-safe: asked from the search's main thread while a
+        measurement runs. A benchmarker that compiles nothing returns True; one without
+        this method counts as such."""
+
     def device_info(self) -> dict[str, Any]:
         """The device and software versions attached to every measurement."""
 
@@ -185,6 +192,21 @@ class GpuBenchmarker:
             with self._cuda:
                 layer = self._layer(M, config)
             self._pending[key] = self._pool.submit(layer.compile)
+
+    def ready(self, M: int, config: Any) -> bool:
+        """True once the compile hinted for ``config`` has finished (or failed); False for
+        one still compiling or never hinted. Without compile threads, always True (every
+        config compiles as it is measured)."""
+        if self._pool is None:
+            return True
+        future = self._pending.get((M, config))
+        return future is not None and future.done()
+
+    def compiled_ahead(self) -> list[tuple[int, Any]]:
+        """The (M, config) pairs hinted ahead whose compile has finished and that are not
+        measured yet (what :meth:`ready` answers True for; the measuring process sends
+        them to its parent with each reply, :mod:`searcher.isolation`)."""
+        return [key for key, future in list(self._pending.items()) if future.done()]
 
     def _compile(self, M: int, config: Any, layer: LayerCall) -> float:
         """Wait for (or do) the compile of ``config``; returns the seconds this thread spent

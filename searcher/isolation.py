@@ -111,7 +111,10 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
     except BaseException as exc:
         conn.send(("error", _portable(exc)))
         return
-    conn.send(("ready", info))
+    # With every reply (this one too), the configs whose compile ahead has finished
+    # (None: this benchmarker compiles nothing ahead), for the parent's ready().
+    compiled = getattr(bencher, "compiled_ahead", None)
+    conn.send(("ready", info, compiled() if compiled is not None else None))
     try:
         while True:
             try:
@@ -133,7 +136,7 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
                     raise BenchmarkerError(f"unknown request {op!r}")
             except Exception as exc:
                 reply = ("error", _portable(exc))
-            conn.send(reply)
+            conn.send(reply + (compiled() if compiled is not None else None,))
     finally:
         close = getattr(bencher, "close", None)
         if close is not None:
@@ -194,6 +197,9 @@ class _Child:
         child_conn.close()  # so the parent sees EOF when the child dies
         self.pid = self.proc.pid
         self.measured = 0
+        # (M, config) pairs whose compile ahead had finished at the child's last reply;
+        # None: its benchmarker compiles nothing ahead (every config is ready).
+        self.compiled: frozenset | None = frozenset()
         self._finalizer = weakref.finalize(self, _shutdown, self.proc, self.conn, STOP_GRACE_S)
         _children.add(self)
         if not _atexit_registered:
@@ -220,9 +226,14 @@ class _Child:
             ready = wait([self.conn, self.proc.sentinel], timeout_s)
             if self.conn in ready:
                 try:
-                    return "reply", self.conn.recv()
+                    reply = self.conn.recv()
                 except Exception:  # EOF or a reply cut short: the child died mid-send
                     return "died", self._reap()
+                if len(reply) == 3:  # an answer, and what has compiled ahead (_serve)
+                    compiled = reply[2]
+                    self.compiled = None if compiled is None else frozenset(compiled)
+                    reply = reply[:2]
+                return "reply", reply
             if ready:
                 return "died", self._reap()
             return "timeout", None
@@ -323,6 +334,13 @@ class IsolatedBenchmarker:
         (the configs then compile when measured). Thread-safe, as every method here."""
         with self._lock:
             self._precompile(M, configs)
+
+    def ready(self, M: int, config: Config) -> bool:
+        """Whether the child had finished compiling ``config`` ahead at its last reply
+        (True where its benchmarker compiles nothing ahead, or no child runs: the next
+        one compiles as it measures). Takes no lock: it is asked while a measurement runs."""
+        child = self._child
+        return child is None or child.compiled is None or (M, config) in child.compiled
 
     def measure(self, M: int, config: Config, fidelity: Fidelity | str) -> Measurement:
         with self._lock:

@@ -220,6 +220,10 @@ class ReplayBenchmarker:
     def precompile(self, M: int, configs: Iterable[Config]) -> None:
         pass
 
+    def ready(self, M: int, config: Config) -> bool:
+        """Always True: nothing compiles ahead here."""
+        return True
+
     def batch_sizes(self) -> list[int]:
         return sorted({M for M, _ in self.records})
 

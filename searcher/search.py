@@ -323,6 +323,9 @@ class _Searcher:
         # The last trials of a batch, still measuring when measure_batch returned: the next
         # batch's call goes on with them (the GPU does not wait at the batch boundary).
         self._carried: collections.deque[_InFlight] = collections.deque()
+        # Trials of a batch not started because their configs were still compiling: the
+        # next call starts them after (or among) its own, as they become ready.
+        self._deferred: list[tuple[Any, Config, str]] = []
         self.accept: tuple[str, ...] = ()  # identity keys a stored study may differ in
         self._next_m: int | None = None  # the batch size run() goes on to after this one
         # The next batch size, opened (study, warm start, first batch asked) on the asker
@@ -445,8 +448,9 @@ class _Searcher:
                     raise Stopped
                 want = left = self.opts.ask_batch
                 if budget is not None:
-                    # Trials other workers are measuring hold their share of the budget.
-                    left = budget - summary.trials - summary.running
+                    # Trials other workers are measuring hold their share of the budget,
+                    # and so do this one's trials deferred while they compile.
+                    left = budget - summary.trials - summary.running - len(self._deferred)
                     if left <= 0 and summary.running and recover_stale_trials(study):
                         summary = summarize_study(self.spec.kernel, study, M)  # a worker here died
                         continue
@@ -495,6 +499,9 @@ class _Searcher:
             for job in carried:
                 job.future.cancel()
                 self.tell_skipped(study, job.trial, job.config)
+            deferred, self._deferred = self._deferred, []
+            for trial, config, _ in deferred:
+                self.tell_skipped(study, trial, config)
             # Asked, never measured: back to the queue. (An ask that failed closed its own
             # trials, and its error was raised above or gives way to the one in flight.)
             for ahead, _ in aheads:
@@ -596,7 +603,16 @@ class _Searcher:
         fidelity while this thread stores the last result, asks the pruner and checks the
         next trial (issue #13: host work off the critical path). The order of the storage
         updates and of the measurements is fixed by this code, not by timing, so seeded
-        runs repeat; a trial's full fidelity runs after the next trial's short one.
+        runs repeat (on a GPU, see below); a trial's full fidelity runs after the next
+        trial's short one.
+
+        Where the benchmarker compiles ahead (a GPU), the next trial started is the first
+        pending one whose config has compiled (:meth:`_first_ready`), and with ``carry``,
+        once every trial left is still compiling while the GPU has work queued, they are
+        deferred to the next call, whose compiled trials go first; measured in the order
+        asked, a config still compiling held up the GPU (issue #13: compile waits). This
+        order depends on compile times; replayed and synthetic benchmarkers compile
+        nothing ahead, so their runs keep the order asked.
 
         ``ask_ahead`` starts asking the next batches on the asker thread; it is called once,
         when the trials first measured have passed their check. Started before that mark
@@ -604,21 +620,30 @@ class _Searcher:
         its start: ``BEGIN IMMEDIATE``) made them wait for the lock (0.5 s in 120 trials
         of a synthetic run, issue #13); the asks still overlap the first measurement, and
         a batch whose trials all step back asks nothing ahead."""
-        pending = list(batch)
+        pending = self._deferred + list(batch)
+        self._deferred = []
         inflight, self._carried = self._carried, collections.deque()
         statuses: list[TrialStatus] = []
         starting = True  # more trials of this batch may start
         started = False  # a trial of this batch has started
+        deferred = False  # its trials left to start are deferred to the next call
         try:
             while True:
                 while starting and pending and len(inflight) <= self.opts.measure_ahead:
+                    if carry and inflight and self._first_ready(M, pending) < 0:
+                        # Every trial left is still compiling and the GPU has work: the
+                        # next batch's compiled ones go first (issue #13: compile waits).
+                        self._deferred, pending = pending, []
+                        deferred = True
+                        break
                     before = len(inflight)
                     starting = self._start(study, M, pending, inflight, budget, deadline)
                     started = started or len(inflight) > before
                 # Once the first trial is checked (a batch whose trials all stepped back
                 # asks nothing).
-                if ask_ahead is not None and (started or not starting or not pending):
-                    if started:
+                if ask_ahead is not None and (started or deferred or not starting
+                                              or not pending):
+                    if started or deferred:
                         self._ahead = ask_ahead()
                     ask_ahead = None
                 if not inflight:
@@ -649,7 +674,8 @@ class _Searcher:
         """Mark and check the first pending trial and queue its short measurement; returns
         False when no more trials of this batch may start (a stop was asked, the deadline
         passed, or other workers hold the rest of the budget)."""
-        trial, config, source = pending[0]
+        i = self._first_ready(M, pending)
+        trial, config, source = pending[max(i, 0)]
         if stop_requested() or (deadline is not None and self.clock() >= deadline):
             return False
         try:
@@ -658,19 +684,29 @@ class _Searcher:
                 held, twin = self._held_by_others(study, trial, config)
                 if twin is not None:  # another worker took the same config just now
                     self.tell_duplicate(study, trial, twin)
-                    pending.pop(0)
+                    pending.pop(max(i, 0))
                     return True
                 if budget is not None and held >= budget:
                     return False  # other workers hold the rest of the budget
         except _TakenOver as taken:
-            pending.pop(0)
+            pending.pop(max(i, 0))
             self.heartbeat.remove(trial._trial_id)
             _say_taken_over(taken.number, M, "it was not measured here")
             return True
-        pending.pop(0)
+        pending.pop(max(i, 0))
         inflight.append(_InFlight(trial, M, config, source, "short",
                                   self._gpu.submit(self.bencher.measure, M, config, "short")))
         return True
+
+    def _first_ready(self, M: int, pending: Sequence[tuple[Any, Config, str]]) -> int:
+        """The index of the first pending trial whose config the benchmarker has compiled
+        (:meth:`~searcher.harness.Benchmarker.ready`), or -1 where none has: measured in
+        the order asked, a config still compiling held up the GPU while later ones of its
+        batch were ready (issue #13: compile waits)."""
+        ready = getattr(self.bencher, "ready", None)
+        if ready is None:  # a benchmarker of the older protocol: every config is ready
+            return 0 if pending else -1
+        return next((i for i, (_, config, _) in enumerate(pending) if ready(M, config)), -1)
 
     def _on_measured(self, study: optuna.Study, job: _InFlight,
                      inflight: collections.deque) -> TrialStatus | None:

@@ -85,6 +85,10 @@ class SyntheticBenchmarker:
     def precompile(self, M: int, configs: Iterable[Config]) -> None:
         pass
 
+    def ready(self, M: int, config: Config) -> bool:
+        """Always True: nothing compiles ahead here."""
+        return True
+
     def true_time(self, M: int, config: Config) -> float:
         """The noiseless time (us) of ``config`` at batch size M."""
         return self.landscape.true_time(M, config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -81,10 +82,11 @@ def bencher_of(monkeypatch):
     monkeypatch.setattr(torch.cuda, "graph", lambda _g: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "Event", Event)
 
-    def make(order: str = "cycle") -> tuple[GpuBenchmarker, FakeWorkload]:
-        workload = FakeWorkload()
+    def make(order: str = "cycle", workload: FakeWorkload | None = None,
+             compile_threads: int = 0) -> tuple[GpuBenchmarker, FakeWorkload]:
+        workload = workload or FakeWorkload()
         made.append(workload)
-        return GpuBenchmarker(workload, compile_threads=0, order=order), workload
+        return GpuBenchmarker(workload, compile_threads=compile_threads, order=order), workload
 
     return make
 
@@ -209,3 +211,48 @@ def test_a_config_that_fails_to_capture_fails_alone_in_its_round(bencher_of) -> 
     measured = bencher.measure_round(2, ["a", "bad", "c"], "full")
     assert [m.ok for m in measured] == [True, False, True]
     assert measured[1].status.value == "out_of_resources"
+
+
+class GatedWorkload(FakeWorkload):
+    """A config's compile waits until its gate is opened (a compile that takes a while)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: dict[str, threading.Event] = {}
+
+    def layer(self, M, config):
+        gate = self.gates.setdefault(config, threading.Event())
+
+        class Call:
+            def compile(self) -> None:
+                assert gate.wait(10)
+
+            def __call__(self) -> None:
+                pass
+
+        return Call()
+
+
+def test_ready_says_whether_a_compile_ahead_has_finished(bencher_of) -> None:
+    """Issue #13: the search measures first a config whose compile ahead is done; the
+    benchmarker answers from its compile futures, and forgets a config once measured."""
+    bencher, workload = bencher_of(workload=GatedWorkload(), compile_threads=2)
+    bencher.precompile(2, ["slow", "fast"])
+    workload.gates["fast"].set()
+    bencher._pending[(2, "fast")].result(timeout=10)
+    assert bencher.ready(2, "fast") and not bencher.ready(2, "slow")
+    assert not bencher.ready(2, "never hinted") and not bencher.ready(4, "fast")
+    assert bencher.compiled_ahead() == [(2, "fast")]
+    bencher.measure(2, "fast", "short")
+    assert not bencher.ready(2, "fast") and bencher.compiled_ahead() == []
+    workload.gates["slow"].set()
+    bencher._pending[(2, "slow")].result(timeout=10)
+    assert bencher.ready(2, "slow") and bencher.compiled_ahead() == [(2, "slow")]
+    bencher.close()
+
+
+def test_without_compile_threads_every_config_is_ready(bencher_of) -> None:
+    bencher, _ = bencher_of()
+    bencher.precompile(2, ["a"])
+    assert bencher.ready(2, "a") and bencher.ready(2, "never hinted")
+    assert bencher.compiled_ahead() == []

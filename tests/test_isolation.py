@@ -365,3 +365,40 @@ def _gone(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
+
+
+class _CompilesAhead(SyntheticBenchmarker):
+    """Compiles a hinted config ahead at once (built in the child), as the GPU harness
+    reports it: hinted and not yet measured."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.ahead: list = []
+
+    def precompile(self, M, configs):
+        self.ahead.extend((M, c) for c in configs)
+
+    def compiled_ahead(self):
+        return list(self.ahead)
+
+    def measure(self, M, config, fidelity):
+        if (M, config) in self.ahead:
+            self.ahead.remove((M, config))
+        return super().measure(M, config, fidelity)
+
+
+def test_the_parent_knows_which_configs_the_child_compiled_ahead(isolated):
+    """Issue #13: each reply of the child says which hinted configs have compiled, so the
+    search (asking without the child's lock, while it measures) can measure those first."""
+    bencher = isolated(factory=functools.partial(_CompilesAhead, FUSED_MOE, SHAPE, device=H100))
+    assert bencher.ready(16, GOOD)  # no child yet: nothing compiles ahead
+    bencher.device_info()
+    assert not bencher.ready(16, GOOD)
+    bencher.precompile(16, [GOOD])
+    assert bencher.ready(16, GOOD) and not bencher.ready(16, OTHER)
+    assert not bencher.ready(32, GOOD)
+    assert bencher.measure(16, GOOD, "short").ok
+    assert not bencher.ready(16, GOOD)  # measured: a new hint compiles it again
+    plain = isolated()  # a benchmarker that compiles nothing ahead: every config is ready
+    plain.device_info()
+    assert plain.ready(16, GOOD) and plain.ready(64, OTHER)

@@ -989,3 +989,64 @@ def test_the_next_batch_size_is_opened_and_asked_during_the_finalists(spec, tmp_
         _run(spec, tmp_path / "b", batch_sizes=[64, 128], trials_per_m=8)
     _, trials = _trials(f"sqlite:///{tmp_path / 'b' / 's.db'}", spec, 128)
     assert trials and not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+class _Compiling(SyntheticBenchmarker):
+    """Every third config hinted compiles for ``lag`` measurements (ready() says False until
+    then); records the configs in the order their short measurement ran, and those that
+    ran before their compile had finished (a GPU would have waited)."""
+
+    def __init__(self, *args, lag: int = 20, **kw):
+        super().__init__(*args, **kw)
+        self.lag = lag
+        self.done_at: dict = {}  # (M, config) -> the measurement count its compile ends at
+        self.count = 0
+        self.order: list = []
+        self.waited: list = []
+
+    def precompile(self, M, configs):
+        for config in configs:
+            if (M, config) not in self.done_at:
+                slow = len(self.done_at) % 3 == 2
+                self.done_at[(M, config)] = self.count + (self.lag if slow else 0)
+
+    def ready(self, M, config):
+        done = self.done_at.get((M, config))
+        return done is not None and self.count >= done
+
+    def measure(self, M, config, fidelity):
+        time.sleep(0.002)  # a GPU measuring: the main thread checks the next trial beside it
+        if str(fidelity) == "short":
+            self.order.append(config)
+            if not self.ready(M, config):
+                self.waited.append(config)
+        self.count += 1
+        return super().measure(M, config, fidelity)
+
+
+def test_a_config_still_compiling_waits_while_compiled_ones_are_measured(
+        spec, tmp_path, monkeypatch):
+    """Issue #13: the next trial measured is the first of its batch whose config has
+    compiled, and trials still compiling are deferred to the next batch; every trial of
+    the budget is still measured once, and far fewer measurements wait for a compile than
+    in the order asked."""
+    from searcher.search import _Searcher
+
+    waited = {}
+    for how in ("ready first", "order asked"):
+        if how == "order asked":
+            monkeypatch.setattr(_Searcher, "_first_ready",
+                                lambda self, M, pending: 0 if pending else -1)
+        bench = _Compiling(FUSED_MOE, spec.shape, device=H100, seed=1)
+        _, _, url = _run(spec, tmp_path / how.replace(" ", "-"), bencher=bench,
+                         batch_sizes=[64], trials_per_m=30)
+        study, trials = _trials(url, spec, 64)
+        assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        assert summarize_study(FUSED_MOE, study, 64).trials == 30
+        assert len(bench.order) == len(set(bench.order)) == 30  # each measured once
+        number = {spec.kernel.config_from_dict(t.user_attrs["config"]): t.number
+                  for t in trials if "short" in t.user_attrs}
+        numbers = [number[c] for c in bench.order]
+        assert (numbers == sorted(numbers)) == (how == "order asked"), numbers
+        waited[how] = len(bench.waited)
+    assert waited["ready first"] * 2 < waited["order asked"], waited
