@@ -123,6 +123,29 @@ class RetryingRDBStorage(RDBStorage):
             self._local.depth = 0
 
 
+    def set_trial_attrs(self, trial_id: int, user_attrs: dict[str, Any],
+                        system_attrs: dict[str, Any] | None = None,
+                        intermediate: tuple[int, float] | None = None) -> None:
+        """Store user and system attributes and an intermediate value (step, value) of a
+        running trial in one transaction, where Optuna's public methods take one each
+        (see :func:`searcher.storage.store_on_trial`). Raises as those do on a finished
+        trial."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        def store() -> None:
+            with _create_scoped_session(self.scoped_session, True) as session:
+                for model, attrs in ((models.TrialUserAttributeModel, user_attrs),
+                                     (models.TrialSystemAttributeModel, system_attrs or {})):
+                    for key, value in attrs.items():
+                        self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+                if intermediate is not None:
+                    self._set_trial_intermediate_value_without_commit(session, trial_id,
+                                                                      *intermediate)
+
+        self._retrying(store)
+
+
 def _wrap(name: str) -> None:
     @functools.wraps(getattr(RDBStorage, name))
     def retried(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:

@@ -74,6 +74,7 @@ from searcher.storage import (
     load_existing_study,
     open_study,
     process_alive,
+    store_on_trial,
     study_name,
 )
 
@@ -736,21 +737,19 @@ class _Searcher:
         from optuna.trial import TrialState
 
         trial = job.trial
-        trial.set_user_attr(record.SHORT if job.fidelity == "short" else record.FULL, m.brief())
+        brief = {record.SHORT if job.fidelity == "short" else record.FULL: m.brief()}
         if not m.ok:
-            return self._tell_failed(study, trial, m, job.cost_s)
+            return self._tell_failed(study, trial, m, job.cost_s, brief)
         if job.fidelity == "short":
-            trial.report(m.median_us, step=0)
+            store_on_trial(study, trial, brief, report=(0, m.median_us))
             if not trial.should_prune():
                 return None
-            trial.set_user_attr(record.STATUS, TrialStatus.PRUNED.value)
-            trial.set_user_attr(record.COST_S, job.cost_s)
-            trial.set_constraint("valid", 0.0)
+            store_on_trial(study, trial, {record.STATUS: TrialStatus.PRUNED.value,
+                                          record.COST_S: job.cost_s}, valid=0.0)
             study.tell(trial, state=TrialState.PRUNED)
             return TrialStatus.PRUNED
-        trial.set_user_attr(record.STATUS, TrialStatus.OK.value)
-        trial.set_user_attr(record.COST_S, job.cost_s)
-        trial.set_constraint("valid", 0.0)
+        store_on_trial(study, trial, {**brief, record.STATUS: TrialStatus.OK.value,
+                                      record.COST_S: job.cost_s}, valid=0.0)
         study.tell(trial, m.median_us)
         return TrialStatus.OK
 
@@ -978,23 +977,21 @@ class _Searcher:
 
         config = self.spec.space.suggest(trial)
         source = trial.user_attrs.get(record.SOURCE) or "sampler"
-        trial.set_user_attr(record.CONFIG, config.to_dict())
-        for key, value in record.config_attrs(config).items():
-            trial.set_user_attr(key, value)
+        attrs = {record.CONFIG: config.to_dict(), **record.config_attrs(config)}
         broken = self.spec.space.violations(config, ctx)
         if broken:
-            trial.set_user_attr(record.STATUS, TrialStatus.INVALID.value)
-            trial.set_user_attr(record.REASON, "breaks " + ", ".join(broken))
-            trial.set_constraint("valid", 1.0)
+            store_on_trial(study, trial, {**attrs, record.STATUS: TrialStatus.INVALID.value,
+                                          record.REASON: "breaks " + ", ".join(broken)},
+                           valid=1.0)
             study.tell(trial, state=TrialState.PRUNED)
         elif config in measured or config in in_batch:
-            trial.set_user_attr(record.STATUS, TrialStatus.DUPLICATE.value)
+            attrs[record.STATUS] = TrialStatus.DUPLICATE.value
             if config in measured:
-                trial.set_user_attr(record.DUPLICATE_OF, measured[config].number)
+                attrs[record.DUPLICATE_OF] = measured[config].number
+            store_on_trial(study, trial, attrs)
             study.tell(trial, state=TrialState.PRUNED)
         else:
-            for key, value in self.identity.items():
-                trial.set_user_attr(key, value)
+            store_on_trial(study, trial, {**attrs, **self.identity})
             self.heartbeat.add(trial._trial_id)
             in_batch.add(config)
             batch.append((trial, config, source))
@@ -1032,7 +1029,7 @@ class _Searcher:
     # measuring
     @staticmethod
     def _tell_failed(study: optuna.Study, trial: Any, m: Measurement,
-                     cost: float) -> TrialStatus:
+                     cost: float, more: dict[str, Any] | None = None) -> TrialStatus:
         from optuna.trial import TrialState
 
         # A benchmarker may itself declare a config outside what it can measure (a replay
@@ -1040,10 +1037,9 @@ class _Searcher:
         # constraint, and never proposed again.
         status = TrialStatus.UNMEASURABLE if m.status is Status.INVALID \
             else TrialStatus(m.status.value)
-        trial.set_user_attr(record.STATUS, status.value)
-        trial.set_user_attr(record.REASON, m.reason)
-        trial.set_user_attr(record.COST_S, cost)
-        trial.set_constraint("valid", 1.0)
+        store_on_trial(study, trial, {**(more or {}), record.STATUS: status.value,
+                                      record.REASON: m.reason, record.COST_S: cost},
+                       valid=1.0)
         study.tell(trial, state=TrialState.PRUNED)
         return status
 

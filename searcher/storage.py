@@ -45,6 +45,7 @@ __all__ = [
     "GRACE_PERIOD_S",
     "process_alive",
     "claim",
+    "store_on_trial",
 ]
 
 # searcher drives trials with ask/tell and records heartbeats itself; Optuna's notes that
@@ -414,6 +415,45 @@ def open_study(
     if record.DEVICE_INFO not in study.user_attrs:
         study.set_user_attr(record.DEVICE_INFO, dict(device_info))
     return study
+
+
+def store_on_trial(study: optuna.Study, trial: optuna.Trial, user_attrs: dict[str, Any],
+                   valid: float | None = None,
+                   report: tuple[int, float] | None = None) -> None:
+    """Store ``user_attrs`` on a running trial, with its ``valid`` constraint (0: feasible,
+    as ``trial.set_constraint("valid", ...)``) and a reported (step, value) if given.
+
+    On a SQL storage this is one transaction: Optuna commits once per attribute, and a
+    trial's measurement took about ten commits on the run's main thread, which at
+    M <= 8 on the H200 outlasted the measurement itself (issue #13,
+    ``benchmarks/idle_profile.py``). Elsewhere (a journal file, memory) one call each.
+    The trial object sees the values as its own ``set_user_attr``, ``set_constraint``
+    and ``report`` would show them.
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: the trial is no longer running.
+    """
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    from searcher.outage import RetryingRDBStorage
+
+    system = {} if valid is None else {f"{_CONSTRAINTS_KEY}:valid": float(valid)}
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # behind Optuna's _CachedStorage
+    if isinstance(backend, RetryingRDBStorage):
+        backend.set_trial_attrs(trial._trial_id, user_attrs, system, report)
+        frozen = trial._cached_frozen_trial
+        frozen.user_attrs.update(user_attrs)
+        frozen.system_attrs.update(system)
+        if report is not None:
+            frozen.intermediate_values[report[0]] = report[1]
+        return
+    for key, value in user_attrs.items():
+        trial.set_user_attr(key, value)
+    if valid is not None:
+        trial.set_constraint("valid", valid)
+    if report is not None:
+        trial.report(report[1], step=report[0])
 
 
 def load_existing_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:

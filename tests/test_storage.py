@@ -230,3 +230,43 @@ def test_threads_sharing_a_sqlite_storage_take_turns_without_deadlock(tmp_path: 
     assert not any(t.is_alive() for t in threads), "the threads deadlocked"
     assert not errors, errors
     assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 60
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_store_on_trial_stores_what_optunas_own_calls_store(tmp_path, kind):
+    """Issue #13: a trial's attributes, its ``valid`` constraint and a reported value go in
+    one transaction on a SQL storage (one commit, where Optuna commits each), and read back
+    as ``set_user_attr``, ``set_constraint`` and ``report`` store them, on every storage;
+    a finished trial refuses them."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from sqlalchemy import event
+
+    from searcher.storage import store_on_trial
+
+    url = {"sqlite": f"sqlite:///{tmp_path / 's.db'}",
+           "journal": f"journal:///{tmp_path / 's.journal'}", "memory": "memory://"}[kind]
+    storage = open_storage(url)
+    mine = optuna.create_study(storage=storage, study_name="mine")
+    theirs = optuna.create_study(storage=storage, study_name="theirs")
+    trial = mine.ask()
+    commits = []
+    if kind == "sqlite":
+        event.listen(storage.engine, "commit", lambda _conn: commits.append(1))
+    store_on_trial(mine, trial, {"config": {"BLOCK_SIZE_M": 16}, "cost_s": 0.5}, valid=0.0,
+                   report=(0, 38.5))
+    assert len(commits) == (1 if kind == "sqlite" else 0)
+    other = theirs.ask()
+    other.set_user_attr("config", {"BLOCK_SIZE_M": 16})
+    other.set_user_attr("cost_s", 0.5)
+    other.set_constraint("valid", 0.0)
+    other.report(38.5, step=0)
+    for t in (trial, other):
+        stored = t.study._storage.get_trial(t._trial_id)
+        assert stored.user_attrs == {"config": {"BLOCK_SIZE_M": 16}, "cost_s": 0.5}
+        assert stored.system_attrs == {"constraints:valid": 0.0}
+        assert stored.intermediate_values == {0: 38.5}
+        assert t.user_attrs == stored.user_attrs  # the trial object sees them too
+    assert not trial.should_prune()  # reads the reported value from the trial object
+    mine.tell(trial, 38.5)
+    with pytest.raises(UpdateFinishedTrialError):
+        store_on_trial(mine, trial, {"status": "ok"})
