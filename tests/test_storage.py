@@ -270,3 +270,49 @@ def test_store_on_trial_stores_what_optunas_own_calls_store(tmp_path, kind):
     mine.tell(trial, 38.5)
     with pytest.raises(UpdateFinishedTrialError):
         store_on_trial(mine, trial, {"status": "ok"})
+
+
+def test_the_preferred_thread_takes_its_turn_before_the_others_waiting() -> None:
+    """Issue #13: the search's main thread, waiting for the storage lock, gets it before
+    another thread that asks for it later or again (the asker writing a batch in many
+    transactions back to back used to take it again at once); a thread in the lock takes
+    it again without waiting, and without a preferred thread nobody waits for anybody."""
+    import threading
+    import time
+
+    from searcher.outage import Turns
+
+    turns = Turns()
+    order: list[str] = []
+    held, release = threading.Event(), threading.Event()
+
+    def take(name: str, hold: threading.Event | None = None) -> None:
+        with turns:
+            order.append(name)
+            if hold is not None:
+                held.set()
+                assert release.wait(10)
+                with turns:  # re-entered while the preferred thread waits: no deadlock
+                    order.append(name + " again")
+
+    asker = threading.Thread(target=take, args=("asker", release))
+    asker.start()
+    assert held.wait(10)
+    main = threading.Thread(target=take, args=("main",))
+    turns.first = main
+    main.start()
+    deadline = time.monotonic() + 10
+    while not turns._first_waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    later = [threading.Thread(target=take, args=("later",)) for _ in range(4)]
+    for t in later:
+        t.start()
+    time.sleep(0.05)  # the later ones are waiting too
+    release.set()
+    for t in (asker, main, *later):
+        t.join(10)
+    assert order == ["asker", "asker again", "main"] + ["later"] * 4
+    turns.first = None
+    with turns:
+        with turns:
+            pass
