@@ -179,6 +179,24 @@ h200-throughput)  # issue #13: the search's time split after asking ahead on a t
     tar czf "$out/compare.tgz" -C /tmp cmpall
     pack /tmp/all.db all
     ;;
+throughput-ab)  # issue #13 on a GPU kind without earlier runs: all batch sizes of STUDY
+    # (default h100-e64-n1408) with the code of an earlier commit and with this tree, one
+    # after the other on one machine, each on a cold Triton cache and a fresh storage of its
+    # own. The earlier code is carried in .gpu-state/base, made beforehand with
+    #   mkdir -p .gpu-state/base && git archive BASE searcher studies spaces pyproject.toml \
+    #       | tar -x -C .gpu-state/base
+    study=${STUDY:-h100-e64-n1408}
+    nvidia-smi -L | tee "$out/gpus.txt"
+    for side in base new; do
+        dir=$PWD
+        [ "$side" = base ] && dir=$PWD/.gpu-state/base
+        (cd "$dir" && TRITON_CACHE_DIR=/tmp/triton-$side PYTHONPATH="$dir:${PYTHONPATH:-}" \
+            timeout -s INT "$((limit + 60))" python3 -m searcher run --study "$study" \
+            --storage "sqlite:////tmp/$side.db" --time-limit "$limit" --no-live) \
+            > "$out/$side-run.log" 2>&1
+        pack "/tmp/$side.db" "$side"
+    done
+    ;;
 *)
     echo "unknown step $step" >&2
     exit 2
