@@ -27,7 +27,7 @@ from optuna.storages import RDBStorage
 
 from searcher.errors import StorageUnavailable
 
-__all__ = ["RETRY_S", "RetryingRDBStorage", "Turns", "display_url"]
+__all__ = ["RETRY_S", "RetryingRDBStorage", "display_url"]
 
 #: How long a run waits for a storage that stopped answering before it stops (seconds).
 RETRY_S = float(os.environ.get("SEARCHER_STORAGE_RETRY_S", "60"))
@@ -69,51 +69,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-class Turns:
-    """The lock the threads of one process take turns through on a SQLite file, in which
-    one thread, :attr:`first`, goes before the others.
-
-    The search's main thread stores each result and checks the next trial while the GPU
-    measures; at small batch sizes that work is on the GPU's critical path. The asker
-    thread writes a batch's trials in many transactions back to back: through a plain
-    lock, it took the lock again as soon as it let it go, and the main thread waited for
-    several of them (on the H200, 0.75 s of the 4.7 s the GPU was idle at M = 1, 2, 4,
-    ``benchmarks/idle_profile.py``). Here a thread other than :attr:`first` does not take
-    the lock while :attr:`first` waits for it, so the main thread waits for at most the
-    transaction in progress. Reentrant, as ``threading.RLock``.
-    """
-
-    def __init__(self) -> None:
-        self.first: threading.Thread | None = None  # None: no thread goes first
-        self._lock = threading.RLock()
-        self._state = threading.Condition(threading.Lock())
-        self._first_waiting = False
-        self._held = threading.local()  # this thread's depth in the lock
-
-    def __enter__(self) -> Turns:
-        depth = getattr(self._held, "depth", 0)
-        if threading.current_thread() is self.first:
-            with self._state:
-                self._first_waiting = True
-            try:
-                self._lock.acquire()
-            finally:
-                with self._state:
-                    self._first_waiting = False
-                    self._state.notify_all()
-        else:
-            if depth == 0:  # (a thread in the lock already takes it again at once)
-                with self._state:
-                    self._state.wait_for(lambda: not self._first_waiting)
-            self._lock.acquire()
-        self._held.depth = depth + 1
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._held.depth -= 1
-        self._lock.release()
-
-
 class RetryingRDBStorage(RDBStorage):
     """An Optuna ``RDBStorage`` that waits out a storage outage of up to ``retry_s``."""
 
@@ -124,7 +79,7 @@ class RetryingRDBStorage(RDBStorage):
     _local = threading.local()  # calls in progress on this thread (inner ones don't retry)
     #: Taken around each call's attempt where the threads of one process share a SQLite
     #: file (set by :func:`searcher.storage.open_storage`); None: no lock.
-    serial: Turns | None = None
+    serial: Any = None  # a threading.RLock
     _down_since: float | None = None
     _gave_up = False
 
@@ -167,12 +122,6 @@ class RetryingRDBStorage(RDBStorage):
         finally:
             self._local.depth = 0
 
-
-    def prefer(self, thread: threading.Thread) -> None:
-        """Let ``thread`` take its turn on the storage before the others waiting (where
-        threads take turns: a SQLite file, :class:`Turns`)."""
-        if self.serial is not None:
-            self.serial.first = thread
 
     def set_trial_attrs(self, trial_id: int, user_attrs: dict[str, Any],
                         system_attrs: dict[str, Any] | None = None,

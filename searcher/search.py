@@ -313,10 +313,6 @@ class _Searcher:
         self._gpu = ThreadPoolExecutor(1, thread_name_prefix="searcher-measure")
         self._gpu.submit(bencher.device_info)
         self.storage = open_storage(opts.storage_url)
-        # This thread's storage work is on the GPU's critical path (the asker's is not).
-        prefer = getattr(self.storage, "prefer", None)
-        if prefer is not None:
-            prefer(threading.current_thread())
         self.heartbeat = _Heartbeat(self.storage)
         self.identity = worker_identity()
         self.winners: dict[int, Config] = {}

@@ -282,15 +282,12 @@ def _fast_sqlite(storage: Any) -> None:
     transaction hold the write lock from its start, so such checks hold across processes.
 
     The threads of one run (the main one, the asker, the heartbeat) take turns through a
-    lock of this process instead (:attr:`~searcher.outage.RetryingRDBStorage.serial`, the
-    main thread first: :class:`~searcher.outage.Turns`).
+    lock of this process instead (:attr:`~searcher.outage.RetryingRDBStorage.serial`).
     Waiting for each other's SQLite lock, they slept in SQLite's busy handler (1 to
     100 ms a time) after the lock was free: on the H200 that left the GPU idle 1.7 s in
     the three-batch-size run (issue #13, ``benchmarks/idle_profile.py``).
     """
     from sqlalchemy import event
-
-    from searcher.outage import Turns
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # transactions are begun below, not by sqlite3
@@ -314,7 +311,7 @@ def _fast_sqlite(storage: Any) -> None:
 
     event.listen(storage.engine, "connect", on_connect)
     event.listen(storage.engine, "begin", on_begin)
-    storage.serial = Turns()
+    storage.serial = threading.RLock()
     storage.engine.dispose()  # reconnect, so every pooled connection has the pragmas
 
 
