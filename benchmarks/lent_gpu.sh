@@ -157,24 +157,29 @@ h200-throughput)  # issue #13: the search's time split after asking ahead on a t
     # 432 grid's best (examples/h200-e64-n1408-vllm432/grid-best/).
     # RESUME=1: only resume the 18-batch-size storage carried in .gpu-state/all.db
     # (gunzipped from an earlier OUT) and compare the batch sizes in COMPARE_BATCH_SIZES.
+    # STUDY=...: another study (e.g. h100-e64-n1408 on an H100), compared with vLLM's
+    # default alone unless AGAINST names a file to compare with too.
+    study=${STUDY:-h200-e64-n1408}
+    against=${AGAINST-examples/h200-e64-n1408-vllm432/grid-best/E=64,N=1408,device_name=NVIDIA_H200.json}
+    [ "$study" != h200-e64-n1408 ] && against=${AGAINST:-}
     nvidia-smi -L | tee "$out/gpus.txt"
     if [ -z "${RESUME:-}" ]; then
-        python3 -m searcher run --study h200-e64-n1408 --batch-sizes 64,1024,4096 \
+        python3 -m searcher run --study "$study" --batch-sizes 64,1024,4096 \
             --storage sqlite:////tmp/three.db --no-live > "$out/three-run.log" 2>&1
-        python3 -m searcher status --study h200-e64-n1408 --storage sqlite:////tmp/three.db \
+        python3 -m searcher status --study "$study" --storage sqlite:////tmp/three.db \
             --batch-sizes 64,1024,4096 > "$out/three-status.txt" 2>&1
         pack /tmp/three.db three
     fi
     [ -n "${RESUME:-}" ] && cp .gpu-state/all.db /tmp/all.db
-    timeout -s INT "$((limit + 60))" python3 -m searcher run --study h200-e64-n1408 \
+    timeout -s INT "$((limit + 60))" python3 -m searcher run --study "$study" \
         --storage sqlite:////tmp/all.db --time-limit "$limit" --no-live > "$out/all-run.log" 2>&1
-    python3 -m searcher status --study h200-e64-n1408 --storage sqlite:////tmp/all.db \
+    python3 -m searcher status --study "$study" --storage sqlite:////tmp/all.db \
         > "$out/all-status.txt" 2>&1
     mkdir -p /tmp/cmpall
-    timeout -s INT "${COMPARE_LIMIT:-150}" python3 -m searcher compare --study h200-e64-n1408 \
+    timeout -s INT "${COMPARE_LIMIT:-150}" python3 -m searcher compare --study "$study" \
         --storage sqlite:////tmp/all.db --rounds "${ROUNDS:-3}" --out /tmp/cmpall \
         ${COMPARE_BATCH_SIZES:+--batch-sizes "$COMPARE_BATCH_SIZES"} \
-        --against "examples/h200-e64-n1408-vllm432/grid-best/E=64,N=1408,device_name=NVIDIA_H200.json" \
+        ${against:+--against "$against"} \
         > "$out/all-compare.log" 2>&1
     tar czf "$out/compare.tgz" -C /tmp cmpall
     pack /tmp/all.db all
