@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from searcher.device import current_device  # noqa: E402
+from searcher.measure.device import current_device  # noqa: E402
 from searcher.kernels.fused_moe import FUSED_MOE  # noqa: E402
 from searcher.kernels.fused_moe.config import KernelConfig  # noqa: E402
 from searcher.kernels.fused_moe.layer import MoEWorkspace, fused_moe, make_inputs, uses_swap_ab  # noqa: E402

@@ -130,13 +130,13 @@ def _layers(study: str, M: int, configs: list[dict[str, int]],
     import torch
     import triton
 
-    from searcher.spec import find_spec, load_spec
+    from searcher.study.spec import find_spec, load_spec
 
     spec = load_spec(find_spec(study))
     s = spec.shape
     wanted = [spec.kernel.default_config(s, M), *map(spec.kernel.config_from_dict, configs)]
     if not cpu_target:
-        from searcher.device import current_device
+        from searcher.measure.device import current_device
 
         workload = spec.kernel.workload(s, spec.backend, spec.seed)
         return [workload.layer(M, c) for c in wanted], current_device().to_dict()
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="JSON path (default: benchmarks/results/"
                     "compile-parallel-<GPU name>.json)")
     args = ap.parse_args(argv)
-    from searcher.spec import find_spec, load_spec
+    from searcher.study.spec import find_spec, load_spec
 
     configs = draw_configs(load_spec(find_spec(args.study)), args.M, args.configs, args.seed)
     plan = ([(int(t), 1) for t in args.threads.split(",") if t]

@@ -2,7 +2,7 @@
 
 For each noise level, seed and batch size: a short search on the synthetic landscape
 (``SyntheticBenchmarker``, measured in-process as ``--isolation none``), whose finalists'
-run uses the new rule (``searcher/decide.py``). The old rule (lowest median of 2 rounds,
+run uses the new rule (``searcher/strategies/decide.py``). The old rule (lowest median of 2 rounds,
 the default among the entries) is applied to the first 2 rounds of the same finalists'
 run, so both rules judge the very same measurements. Truth is the landscape's noiseless
 time (``SyntheticBenchmarker.true_time``). Reports, per rule: exports truly slower than
@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 
 from searcher.kernels.fused_moe import FUSED_MOE  # noqa: E402
-from searcher.search import SearchOptions, run_search  # noqa: E402
-from searcher.spec import load_spec  # noqa: E402
-from searcher.storage import open_storage, study_name  # noqa: E402
-from searcher.synthetic import SyntheticBenchmarker  # noqa: E402
+from searcher.tune.search import SearchOptions, run_search  # noqa: E402
+from searcher.study.spec import load_spec  # noqa: E402
+from searcher.store.storage import open_storage, study_name  # noqa: E402
+from searcher.measure.synthetic import SyntheticBenchmarker  # noqa: E402
 
 DEVICE = "NVIDIA_H100_80GB_HBM3"
 OLD_ROUNDS = 2
@@ -55,7 +55,7 @@ def one_run(spec, noise: float, seed: int, batch_sizes, budget: int, workdir: Pa
         entries = [(FUSED_MOE.config_from_dict(e["config"]), e["times_us"], e["default"])
                    for e in final["entries"]]
         default = next(c for c, _, d in entries if d)
-        # The finalists' selection is a race (searcher/search.py): the slower half of round
+        # The finalists' selection is a race (searcher/tune/search.py): the slower half of round
         # 1, and any finalist slower than the default in a round, is not measured again,
         # and a race none can win ends after round 1. So the old rule picks among the
         # entries of round 2 where there is one, else among round 1's.
@@ -82,7 +82,7 @@ def table(rows, seeds: int, batch_sizes, budget: int) -> str:
         rs = [r[1] for r in rows if r[0] == noise]
         geo = {}
         for name, idx, flag in (("old: lowest median of 2 rounds", 1, 3),
-                                ("new: paired rule (searcher/decide.py)", 2, 4)):
+                                ("new: paired rule (searcher/strategies/decide.py)", 2, 4)):
             sp = [r[idx] for r in rs]
             geo[idx] = statistics.geometric_mean(sp)
             slower = sum(1 for s in sp if s < 1.0 - 1e-12)

@@ -8,7 +8,7 @@ a child process as ``run`` does, started before the clock starts) into a fresh S
 in a temporary directory, and prints, per repeat and as the median over repeats:
 
 - ``trials``: measured trials (those that count against the budget);
-- ``wall s``: :func:`searcher.search.run_search`'s wall time (finalists included);
+- ``wall s``: :func:`searcher.tune.search.run_search`'s wall time (finalists included);
 - ``host ms/trial``: (wall - measuring) / trials, where measuring is the synthetic
   benchmarker's charged seconds times ``--sleep`` (0 by default: measurements then cost
   about nothing, and host time is nearly all of the wall);
@@ -55,10 +55,10 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from searcher import search  # noqa: E402
-from searcher.record import COUNTED_STATUSES, status_of  # noqa: E402
-from searcher.run import make_benchmarker  # noqa: E402
-from searcher.spec import find_spec, load_spec  # noqa: E402
+from searcher.tune import search  # noqa: E402
+from searcher.store.record import COUNTED_STATUSES, status_of  # noqa: E402
+from searcher.tune.run import make_benchmarker  # noqa: E402
+from searcher.study.spec import find_spec, load_spec  # noqa: E402
 
 COLUMNS = (("trials", "trials", ".0f"), ("wall s", "wall_s", ".2f"),
            ("host ms/trial", "host_ms", ".1f"), ("asker wait s", "wait_s", ".2f"),

@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from searcher import search  # noqa: E402
-from searcher.run import make_benchmarker  # noqa: E402
-from searcher.spec import find_spec, load_spec  # noqa: E402
+from searcher.tune import search  # noqa: E402
+from searcher.tune.run import make_benchmarker  # noqa: E402
+from searcher.study.spec import find_spec, load_spec  # noqa: E402
 
 PACKAGE = str(ROOT / "searcher")
 CALLS = ("measure", "measure_round", "precompile")

@@ -39,14 +39,14 @@ import torch  # noqa: E402
 
 from searcher.kernels.fused_moe.config import KernelConfig  # noqa: E402
 from searcher.kernels.fused_moe.default import vllm_default_config  # noqa: E402
-from searcher.device import current_device  # noqa: E402
-from searcher.harness import GpuBenchmarker  # noqa: E402
+from searcher.measure.device import current_device  # noqa: E402
+from searcher.measure.harness import GpuBenchmarker  # noqa: E402
 from searcher.kernels.fused_moe.layer import MoEWorkspace, compile_config, fused_moe, make_inputs  # noqa: E402
 from searcher.kernels.fused_moe.reference import fused_moe_reference  # noqa: E402
 from searcher.kernels.fused_moe.problem import Shape  # noqa: E402
 from searcher.kernels.fused_moe import FUSED_MOE  # noqa: E402
-from searcher.space import load_space  # noqa: E402
-from searcher.stats import spearman  # noqa: E402
+from searcher.study.space import load_space  # noqa: E402
+from searcher.measure.stats import spearman  # noqa: E402
 
 BATCH_SIZES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096]
 

@@ -35,7 +35,7 @@ PY
 
 shipped_name() {  # the vLLM file name of a study's shape and GPU
     python3 -c 'import sys
-from searcher.spec import find_spec, load_spec
+from searcher.study.spec import find_spec, load_spec
 spec = load_spec(find_spec(sys.argv[1]))
 print(spec.kernel.file_name(spec.shape, spec.gpu))' "$1"
 }

@@ -4,9 +4,9 @@ A search's measuring time and its finalists' time are counts of measurements tim
 cost of one. This benchmark takes that cost apart for one study's vLLM default config at
 a few batch sizes, per fidelity (short, full, long), measured the way a run measures:
 
-- ``process``: through :class:`searcher.isolation.IsolatedBenchmarker` (the default
+- ``process``: through :class:`searcher.measure.isolation.IsolatedBenchmarker` (the default
   ``--isolation process``), as the search loop sees it (pipe round trip included);
-- ``none``: :class:`searcher.harness.GpuBenchmarker` in this process.
+- ``none``: :class:`searcher.measure.harness.GpuBenchmarker` in this process.
 
 Each row gives the mean over ``--repeat`` measurements (after one unmeasured warm-up) of
 ``wall`` (as the caller saw it), ``compile`` (``compile_s``), ``gpu`` (``gpu_s``: the
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import triton
 
-    from searcher.run import make_benchmarker
-    from searcher.spec import find_spec, load_spec
+    from searcher.tune.run import make_benchmarker
+    from searcher.study.spec import find_spec, load_spec
 
     spec = load_spec(find_spec(args.study))
     batch_sizes = [int(m) for m in args.batch_sizes.split(",")]

@@ -44,8 +44,8 @@ from typing import Any, Callable, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from searcher.harness import replay_inputs  # noqa: E402
-from searcher.measurement import FIDELITIES  # noqa: E402
+from searcher.measure.harness import replay_inputs  # noqa: E402
+from searcher.measure.measurement import FIDELITIES  # noqa: E402
 
 #: (study, M) measured by default: few experts and small M (routing matters most), and
 #: large M (compute-heavy; sustained clocks may matter).
@@ -127,7 +127,7 @@ class GpuCase:
     """One study's problem at one M on the GPU, measured by searcher's harness."""
 
     def __init__(self, spec: Any, M: int) -> None:
-        from searcher.harness import GpuBenchmarker
+        from searcher.measure.harness import GpuBenchmarker
 
         # One workload per study: its weights are shared by every M, as in a search.
         key = spec.shape.label()
@@ -183,7 +183,7 @@ def parse_case(text: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from searcher.errors import SearcherError
-    from searcher.spec import find_spec, load_spec
+    from searcher.study.spec import find_spec, load_spec
 
     cases = [parse_case(c) for c in args.case] if args.case else CASES
     out = Path(args.out)

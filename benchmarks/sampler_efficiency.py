@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from searcher.measurement import Status  # noqa: E402
-from searcher.replay import ReplayBenchmarker  # noqa: E402
-from searcher.search import COUNTED_STATUSES, SearchOptions, run_search  # noqa: E402
-from searcher.spec import find_spec, load_spec  # noqa: E402
+from searcher.measure.measurement import Status  # noqa: E402
+from searcher.measure.replay import ReplayBenchmarker  # noqa: E402
+from searcher.tune.search import COUNTED_STATUSES, SearchOptions, run_search  # noqa: E402
+from searcher.study.spec import find_spec, load_spec  # noqa: E402
 from searcher.kernels.fused_moe.config import KernelConfig  # noqa: E402
 
 #: name -> (sampler, pruner); "searcher" is the default setup (TPE + ratio pruner).

@@ -8,7 +8,7 @@ Reads ``DIR/compare/*.csv`` (written by ``searcher compare --against FILE --out 
 which re-measures searcher's winner, vLLM's default and the file's config interleaved in
 one process) and ``DIR/searcher.db`` (the study's storage). GPU time of the search: every
 trial's measurement cost (compile waits included) plus the finalists' re-measurement.
-Per M, the decision rule (``searcher/decide.py``, the one that picks what is exported)
+Per M, the decision rule (``searcher/strategies/decide.py``, the one that picks what is exported)
 judges searcher's config against the file's from the paired rounds the comparison stored
 with the study: "slower beyond noise" is what the goal "never slower than the file"
 counts; a ratio below 1 that the rule calls equal is within the measured noise.
@@ -58,8 +58,8 @@ def _file_verdicts(db: Path) -> dict[int, str]:
     paired rounds ``searcher compare --against`` stored with each batch size."""
     import optuna
 
-    from searcher import record
-    from searcher.decide import RULE, DecisionRule, judge
+    from searcher.store import record
+    from searcher.strategies.decide import RULE, DecisionRule, judge
 
     stored = DecisionRule(**{**RULE.__dict__, "max_rounds": 0})  # no more rounds to measure
     storage = optuna.storages.RDBStorage(f"sqlite:///{db}")

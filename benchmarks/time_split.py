@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="vLLM device name (default: the study's)")
     args = ap.parse_args(argv)
 
-    from searcher.record import summarize_study
-    from searcher.spec import find_spec, load_spec
-    from searcher.storage import iter_studies, open_storage
+    from searcher.store.record import summarize_study
+    from searcher.study.spec import find_spec, load_spec
+    from searcher.store.storage import iter_studies, open_storage
 
     spec = load_spec(find_spec(args.study))
     storage = open_storage(args.storage, read_only=True)

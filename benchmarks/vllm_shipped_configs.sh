@@ -14,7 +14,7 @@ trap 'rm -rf "$wheel_dir"' EXIT
 python3 -m pip download -q --no-deps -d "$wheel_dir" vllm==0.33.0
 for study in "$@"; do
     name=$(python3 -c 'import sys
-from searcher.spec import find_spec, load_spec
+from searcher.study.spec import find_spec, load_spec
 spec = load_spec(find_spec(sys.argv[1]))
 print(spec.kernel.file_name(spec.shape, spec.gpu))' "$study")
     # Python's zipfile: the names hold '[' and ']', which unzip reads as a pattern.

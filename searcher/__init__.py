@@ -4,11 +4,17 @@ The kernels are registered in :mod:`searcher.kernels` (the first is vLLM's fused
 Mixture-of-Experts layer, whose value objects are re-exported here). Heavy imports
 (torch, triton, optuna) happen lazily inside the modules that need them, so validating
 specs, listing studies and exporting work on a machine without a GPU.
+
+The subpackages follow the architecture: :mod:`searcher.study` (what is searched: specs,
+spaces, constraints), :mod:`searcher.strategies` (how the search chooses: samplers,
+pruners, the decision rule), :mod:`searcher.measure` (where measurements come from),
+:mod:`searcher.store` (the stored record), :mod:`searcher.tune` (running a study: search,
+grid, workers) and :mod:`searcher.results` (reading results back: winners, reports,
+comparisons, vLLM files); :mod:`searcher.cli` is the command line.
 """
 
 from __future__ import annotations
 
-from searcher.device import DeviceInfo, vllm_device_name
 from searcher.errors import (
     BackendError,
     ConfigError,
@@ -21,7 +27,8 @@ from searcher.errors import (
 )
 from searcher.kernels import KERNELS, Kernel, get_kernel
 from searcher.kernels.fused_moe import CONFIG_KEYS, KernelConfig, Shape, vllm_default_config
-from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
+from searcher.measure.device import DeviceInfo, vllm_device_name
+from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status
 
 __version__ = "0.1.0"
 

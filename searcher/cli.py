@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from searcher.errors import ConfigError, NoGPUError, SearcherError
-from searcher.measurement import FIDELITIES
+from searcher.measure.measurement import FIDELITIES
 
 __all__ = ["main"]
 
@@ -74,14 +74,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from searcher.bench import bench
+    from searcher.measure.bench import bench
     # The command's options are the fused MoE's shape: it is that layer's own command.
     from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape
 
     shape = Shape(E=args.E, N=args.N, hidden=args.hidden, top_k=args.top_k, dtype=args.dtype,
                   block_shape=tuple(args.block_shape) if args.block_shape else None,
                   per_channel=args.per_channel)
-    from searcher.spec import MAX_BATCH_SIZE
+    from searcher.study.spec import MAX_BATCH_SIZE
 
     if any(m < 1 for m in args.M):
         raise ConfigError(f"-M {min(args.M)}: a batch size must be a positive integer")
@@ -184,7 +184,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 
 
 def _source_kwargs(args: argparse.Namespace) -> dict:
-    """The options of :func:`_source_args` as :func:`searcher.run.make_benchmarker` takes them."""
+    """The options of :func:`_source_args` as :func:`searcher.tune.run.make_benchmarker` takes them."""
     return {"replay": args.replay, "synthetic": args.synthetic,
             "allow_other_gpu": args.allow_other_gpu, "isolation": args.isolation,
             "trial_timeout_s": args.trial_timeout}
@@ -201,14 +201,14 @@ def _spawn_workers(args: argparse.Namespace, storage: str, drop: Sequence[str] =
                    extra: Sequence[str] = ()) -> int | None:
     """Start ``--workers`` worker processes and wait for them; None when this process is
     to do the work itself (one worker, or it is a worker)."""
-    from searcher.workers import child_argv, resolve_workers, run_workers
+    from searcher.tune.workers import child_argv, resolve_workers, run_workers
 
     if args.worker is not None:
         return None
     n, gpus = resolve_workers(args.workers, uses_gpu=not (args.replay or args.synthetic))
     if n == 1:
         return None
-    from searcher.storage import open_storage
+    from searcher.store.storage import open_storage
 
     open_storage(storage)  # create its tables once, before workers race to
     argvs = [child_argv(args.argv, drop, i, n, extra) for i in range(n)]
@@ -218,13 +218,13 @@ def _spawn_workers(args: argparse.Namespace, storage: str, drop: Sequence[str] =
 
 
 def _worker_index(args: argparse.Namespace) -> tuple[int, int]:
-    from searcher.workers import parse_worker
+    from searcher.tune.workers import parse_worker
 
     return parse_worker(args.worker) if args.worker else (0, 1)
 
 
 def _int_list(text: str) -> list[int]:
-    from searcher.spec import MAX_BATCH_SIZE
+    from searcher.study.spec import MAX_BATCH_SIZE
 
     items = [v.strip() for v in text.split(",")]
     if "" in items:
@@ -241,11 +241,11 @@ def _int_list(text: str) -> list[int]:
 
 
 def _load(args: argparse.Namespace, notes: bool = False):
-    from searcher.spec import find_spec, load_spec
+    from searcher.study.spec import find_spec, load_spec
 
     if getattr(args, "model", None):
         from searcher.kernels import DEFAULT_KERNEL, get_kernel
-        from searcher.model_study import model_spec
+        from searcher.study.model_study import model_spec
 
         spec, made = model_spec(get_kernel(DEFAULT_KERNEL), args.model,
                                 **_model_options(args))
@@ -304,16 +304,16 @@ def _against_configs(spec, path: str | None) -> dict | None:
     """M -> the config ``path`` gives each of the spec's batch sizes (vLLM's nearest key)."""
     if path is None:
         return None
-    from searcher.export import nearest_config
+    from searcher.results.export import nearest_config
 
     configs = _read_against(spec, path)
     return {M: nearest_config(configs, M) for M in spec.batch_sizes}
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from searcher.run import make_benchmarker
-    from searcher.search import SearchOptions, run_search
-    from searcher.view import make_view
+    from searcher.tune.run import make_benchmarker
+    from searcher.tune.search import SearchOptions, run_search
+    from searcher.tune.view import make_view
 
     spec, storage = _load(args, notes=True)
     if args.trials_per_m is not None and args.trials_per_m < 1:
@@ -322,7 +322,7 @@ def _run_run(args: argparse.Namespace) -> int:
     against = _against_configs(spec, args.against)  # a bad file fails before any worker
     code = _spawn_workers(args, storage, extra=["--no-live"])
     if code is not None:  # the workers are done: show what the storage holds now
-        from searcher.results import stored_summaries
+        from searcher.results.winners import stored_summaries
 
         device = _stored_device(args, spec)
         summaries = stored_summaries(spec, storage, device, batch_sizes=args.batch_sizes)
@@ -344,19 +344,19 @@ def _run_run(args: argparse.Namespace) -> int:
 def _stored_device(args: argparse.Namespace, spec) -> str:
     """The device name workers stored their studies under (without opening a GPU)."""
     if args.replay:
-        from searcher.replay import read_dataset
+        from searcher.measure.replay import read_dataset
 
         return read_dataset(args.replay)[0].get("vllm_name") or spec.gpu
     if args.synthetic:
         return spec.gpu
-    from searcher.device import current_device
+    from searcher.measure.device import current_device
 
     return current_device().vllm_name
 
 
 def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) -> None:
-    from searcher.record import DEVICE_INFO, unmeasured_source
-    from searcher.view import format_us
+    from searcher.store.record import DEVICE_INFO, unmeasured_source
+    from searcher.tune.view import format_us
 
     # What measured the times: each distinct device_info once, and the source it names
     # (None: a GPU).
@@ -454,12 +454,12 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         console.print(_time_note(total_split))
 
 
-#: The status table's columns of where the wall time went (see searcher.record.TimeSplit).
+#: The status table's columns of where the wall time went (see searcher.store.record.TimeSplit).
 TIME_COLUMNS = ("measuring s", "compile s", "finalists s", "host s", "wall s")
 
 
 def _total_time(summaries):
-    from searcher.record import TimeSplit
+    from searcher.store.record import TimeSplit
 
     total = TimeSplit()
     for s in summaries:
@@ -513,14 +513,14 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_grid(args: argparse.Namespace) -> int:
-    from searcher.grid import run_grid, write_grid_dataset
+    from searcher.tune.grid import run_grid, write_grid_dataset
 
     spec, storage = _load(args, notes=True)
     _check_limits(args)
     device = None
     code = None if args.no_run else _spawn_workers(args, storage, drop=["--dataset"])
     if code is not None:  # the workers are done: show what the storage holds now
-        from searcher.grid import stored_grid_summaries
+        from searcher.tune.grid import stored_grid_summaries
 
         device = _stored_device(args, spec)
         for g in stored_grid_summaries(spec, storage, device, args.batch_sizes):
@@ -530,7 +530,7 @@ def _run_grid(args: argparse.Namespace) -> int:
         if code:
             return code
     elif not args.no_run:
-        from searcher.run import make_benchmarker
+        from searcher.tune.run import make_benchmarker
 
         worker, workers = _worker_index(args)
 
@@ -597,24 +597,24 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from searcher.compare import compare, plot_best_so_far, write_csv
-    from searcher.view import format_us
+    from searcher.results.compare import compare, plot_best_so_far, write_csv
+    from searcher.tune.view import format_us
 
     spec, storage = _load(args)
     device = args.device or spec.gpu
     against = _read_against(spec, args.against) if args.against else None
     bencher = None
     if args.replay and not args.no_remeasure:
-        from searcher.replay import ReplayBenchmarker, check_dataset_fits
+        from searcher.measure.replay import ReplayBenchmarker, check_dataset_fits
 
         check_dataset_fits(args.replay, spec.kernel, spec.shape.label(), spec.space.name,
                            spec.name)
         bencher = ReplayBenchmarker(args.replay, seed=spec.seed)
     elif not args.no_remeasure:
-        from searcher.device import cuda_available
+        from searcher.measure.device import cuda_available
 
         if cuda_available():
-            from searcher.run import make_benchmarker
+            from searcher.tune.run import make_benchmarker
 
             bencher, here = make_benchmarker(spec, allow_other_gpu=True)
             if here != device:
@@ -623,9 +623,9 @@ def _run_compare(args: argparse.Namespace) -> int:
         else:
             _console(stderr=True).print("no CUDA GPU: comparing stored times (no side-by-side "
                                         "re-measurement)")
-    from searcher.export import output_folder
+    from searcher.results.export import output_folder
 
-    from searcher.storage import iter_studies, open_storage
+    from searcher.store.storage import iter_studies, open_storage
 
     held = open_storage(storage, read_only=True)
     if not any(study is not None for kind in ("search", "grid") for _, study in iter_studies(
@@ -700,8 +700,8 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from searcher.results import stored_summaries
-    from searcher.storage import open_storage, stored_devices
+    from searcher.results.winners import stored_summaries
+    from searcher.store.storage import open_storage, stored_devices
 
     spec, storage = _load(args)
     device = args.device or spec.gpu
@@ -726,8 +726,8 @@ def _speedup_text(s) -> str:
 
 
 def _markdown(spec, device: str, summaries) -> str:
-    from searcher.record import DEVICE_INFO
-    from searcher.view import format_us
+    from searcher.store.record import DEVICE_INFO
+    from searcher.tune.view import format_us
 
     lines = [
         f"| M | trials | full | pruned | failed | winner ({'/'.join(spec.kernel.config_keys)}) "
@@ -761,7 +761,7 @@ def _add_decide(sub: argparse._SubParsersAction) -> None:
                        "the current decision rule",
                        description="For every batch size whose search finished, re-measure "
                        "its finalists, vLLM's default and (if any) the file it competed "
-                       "against, interleaved, and let the decision rule (searcher/decide.py) "
+                       "against, interleaved, and let the decision rule (searcher/strategies/decide.py) "
                        "pick again; --stored judges the rounds stored with each batch size "
                        "instead, without a GPU. The previous winner is kept in the record.")
     _study_args(p)
@@ -780,9 +780,9 @@ def _add_decide(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_decide(args: argparse.Namespace) -> int:
-    from searcher.record import DEVICE_INFO, FINAL, unmeasured_source
-    from searcher.search import SearchOptions, redecide, redecide_stored
-    from searcher.storage import iter_studies, open_storage
+    from searcher.store.record import DEVICE_INFO, FINAL, unmeasured_source
+    from searcher.tune.search import SearchOptions, redecide, redecide_stored
+    from searcher.store.storage import iter_studies, open_storage
 
     spec, storage = _load(args)
     batch_sizes = args.batch_sizes or spec.batch_sizes
@@ -795,7 +795,7 @@ def _run_decide(args: argparse.Namespace) -> int:
         if args.device:
             raise ConfigError("--device goes with --stored; a measuring decide uses this "
                               "machine's GPU")
-        from searcher.run import make_benchmarker
+        from searcher.tune.run import make_benchmarker
 
         try:
             bencher, device = make_benchmarker(spec, **_source_kwargs(args))
@@ -893,7 +893,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from searcher.results import export_study
+    from searcher.results.winners import export_study
 
     spec, storage = _load(args)
     done = export_study(spec, storage, args.device or spec.gpu, args.out,
@@ -925,7 +925,7 @@ def _add_copy(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_copy(args: argparse.Namespace) -> int:
-    from searcher.migrate import copy_storage
+    from searcher.store.migrate import copy_storage
 
     for name in copy_storage(args.storage, args.to):
         print(name)
@@ -949,11 +949,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from searcher.report import build_report, report_command, write_report
+    from searcher.results.report import build_report, report_command, write_report
 
     spec, storage = _load(args)
     device = args.device or spec.gpu
-    from searcher.export import output_folder
+    from searcher.results.export import output_folder
 
     report = build_report(spec, storage, device, args.grid, batch_sizes=args.batch_sizes)
     output_folder(args.out)  # made if missing, as compare's and export's
@@ -984,7 +984,7 @@ def _add_init(sub: argparse._SubParsersAction) -> None:
 
 def _run_init(args: argparse.Namespace) -> int:
     from searcher.kernels import DEFAULT_KERNEL, get_kernel
-    from searcher.model_study import model_spec
+    from searcher.study.model_study import model_spec
 
     _spec, made = model_spec(get_kernel(DEFAULT_KERNEL), args.model, **_model_options(args))
     out = Path(args.out) if args.out else Path("studies") / f"{made.name}.toml"
@@ -1012,8 +1012,8 @@ def _add_list(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from searcher.space import load_space
-    from searcher.spec import list_specs, load_spec, spaces_dirs
+    from searcher.study.space import load_space
+    from searcher.study.spec import list_specs, load_spec, spaces_dirs
 
     studies, problems = [], []
     for name, path in list_specs().items():
@@ -1132,7 +1132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # workers are started with the same arguments
     if args.command in ("run", "grid"):
         # Ctrl-C or SIGTERM: stop after the measurement in progress; Ctrl-C again: now.
-        from searcher.stop import graceful_signals
+        from searcher.tune.stop import graceful_signals
 
         err = _console(stderr=True)
         restore = graceful_signals(lambda text: err.print(text, style="yellow"))

@@ -45,7 +45,7 @@ def test_unknown_study_lists_the_available_ones(capsys):
 
 
 def test_study_for_another_gpu_is_refused_without_the_flag(capsys, in_tmp):
-    from searcher.replay import write_dataset
+    from searcher.measure.replay import write_dataset
 
     data = in_tmp / "h200.csv"
     write_dataset(data, {"name": "NVIDIA H200", "vllm_name": "NVIDIA_H200",
@@ -164,8 +164,8 @@ def test_limits_must_be_positive(argv, message, capsys, in_tmp):
 def test_run_refuses_to_resume_a_study_of_another_triton_version(capsys, in_tmp):
     import optuna
 
-    from searcher.spec import find_spec, load_spec
-    from searcher.storage import open_storage, study_name
+    from searcher.study.spec import find_spec, load_spec
+    from searcher.store.storage import open_storage, study_name
 
     args = ["--study", "h100-e64-n1408", "--batch-sizes", "64", "--trials-per-m", "2",
             "--no-live", "--synthetic"]
@@ -263,7 +263,7 @@ def test_a_table_on_a_pipe_keeps_whole_headers(capsys):
 
 
 def test_export_out_makes_the_folder_when_its_parent_exists(capsys, in_tmp):
-    from searcher.export import output_folder
+    from searcher.results.export import output_folder
     from searcher.errors import ExportError
 
     assert output_folder(in_tmp / "new").is_dir()
@@ -291,8 +291,8 @@ def test_status_says_where_the_time_went(capsys, in_tmp):
     import optuna
 
     from searcher.kernels.fused_moe import FUSED_MOE
-    from searcher.record import summarize_study
-    from searcher.storage import open_storage
+    from searcher.store.record import summarize_study
+    from searcher.store.storage import open_storage
 
     storage = open_storage("sqlite:///searcher.db", read_only=True)
     for row in status["batch_sizes"]:

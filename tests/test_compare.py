@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from searcher.cli import main
-from searcher.compare import compare
+from searcher.results.compare import compare
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
-from searcher.export import write_config_file
-from searcher.grid import run_grid, write_grid_dataset
-from searcher.replay import ReplayBenchmarker
-from searcher.search import SearchOptions, run_search
-from searcher.spec import load_spec
-from searcher.synthetic import SyntheticBenchmarker
+from searcher.results.export import write_config_file
+from searcher.tune.grid import run_grid, write_grid_dataset
+from searcher.measure.replay import ReplayBenchmarker
+from searcher.tune.search import SearchOptions, run_search
+from searcher.study.spec import load_spec
+from searcher.measure.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ def test_file_time_without_a_grid_comes_from_the_finalists(tmp_path):
         against={64: theirs}))
     (row,) = compare(spec, url, H100, against={1: theirs}, batch_sizes=[64])
     assert row.grid_best_us is None and row.against == theirs
-    from searcher.record import FINAL
+    from searcher.store.record import FINAL
     import optuna
 
     (name,) = [s.study_name for s in optuna.get_all_study_summaries(url) if s.study_name.endswith(":M=64")]
@@ -146,7 +146,7 @@ def test_synthetic_times_say_so_in_the_table_csv_and_plots(stored, capsys, monke
     table's title, the CSV and every plot's title."""
     spec, url, _, tmp = stored
     titles = []
-    import searcher.compare as cmp
+    import searcher.results.compare as cmp
 
     real = cmp.plot_best_so_far
     monkeypatch.setattr(cmp, "plot_best_so_far",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from searcher.spec import find_spec, load_spec
+from searcher.study.spec import find_spec, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

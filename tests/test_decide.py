@@ -1,4 +1,4 @@
-"""Tests for searcher.decide: the rule that says whether a config beats vLLM's default."""
+"""Tests for searcher.strategies.decide: the rule that says whether a config beats vLLM's default."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from searcher.decide import RULE, DecisionRule, Outcome, judge
+from searcher.strategies.decide import RULE, DecisionRule, Outcome, judge
 
 
 def test_a_clear_win() -> None:

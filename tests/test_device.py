@@ -1,6 +1,6 @@
 import pytest
 
-from searcher.device import KNOWN_GPUS, vllm_device_name
+from searcher.measure.device import KNOWN_GPUS, vllm_device_name
 
 
 @pytest.mark.parametrize("raw,name", [
@@ -24,7 +24,7 @@ def test_known_gpus_are_spelled_as_vllm_spells_them():
 
 
 def _fake_gpu(monkeypatch, name, vllm_name, capability):
-    import searcher.device as device
+    import searcher.measure.device as device
 
     info = device.DeviceInfo(name=name, vllm_name=vllm_name, capability=capability, sm_count=108,
                              shared_mem_per_block=166912, torch_version="t", triton_version="t",

@@ -1,4 +1,4 @@
-"""Tests for searcher.export and searcher.kernels.fused_moe.vllm_file: vLLM config file
+"""Tests for searcher.results.export and searcher.kernels.fused_moe.vllm_file: vLLM config file
 names, layout, reading, writing, lookup."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import ExportError, SearcherError
-from searcher.export import nearest_config, write_config_file
+from searcher.results.export import nearest_config, write_config_file
 from searcher.kernels.fused_moe.vllm_file import (
     DTYPE_SUFFIXES,
     config_file_name,

@@ -1,4 +1,4 @@
-"""Tests for searcher.expr: the safe expression language of space constraints."""
+"""Tests for searcher.study.expr: the safe expression language of space constraints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 
 from searcher.errors import SpaceError
-from searcher.expr import compile_expression, did_you_mean
+from searcher.study.expr import compile_expression, did_you_mean
 
 NAMES = ("M", "E", "top_k", "smem_per_block", "BLOCK_SIZE_M")
 WHERE = "spaces/x.toml: [constraints] c"

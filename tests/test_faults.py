@@ -18,9 +18,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from searcher.record import COUNTED_STATUSES
-from searcher.spec import load_spec
-from searcher.storage import open_storage, study_name
+from searcher.store.record import COUNTED_STATUSES
+from searcher.study.spec import load_spec
+from searcher.store.storage import open_storage, study_name
 from helpers import wait_for, write_study
 
 ROOT = Path(__file__).resolve().parent.parent

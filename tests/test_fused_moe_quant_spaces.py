@@ -1,6 +1,6 @@
 """The shipped spaces and studies for quantized fused-MoE layers.
 
-Spaces are read with :func:`searcher.space.load_space` and enumerated with the kernel's own
+Spaces are read with :func:`searcher.study.space.load_space` and enumerated with the kernel's own
 context (:meth:`FusedMoE.context`), studies' ``[shape]`` tables with
 :meth:`FusedMoE.parse_problem`: the names a quantized problem adds (``block_n``,
 ``block_k``, ``fp8``, ``a_bytes``, ``b_bytes``) come from the kernel.
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 import searcher
-import searcher.space as space_module
-from searcher.device import KNOWN_GPUS
+import searcher.study.space as space_module
+from searcher.measure.device import KNOWN_GPUS
 from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape
-from searcher.space import Space, load_space
+from searcher.study.space import Space, load_space
 
 ROOT = Path(searcher.__file__).resolve().parent.parent
 SPACES = ROOT / "spaces"
@@ -31,7 +31,7 @@ MIXTRAL_TP2_FP8 = Shape(8, 7168, 4096, 2, "fp8_w8a8")
 
 @pytest.fixture(autouse=True)
 def _space_accepts_kernel_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Bridge until searcher.space takes the names a constraint may use from the kernel
+    # Bridge until searcher.study.space takes the names a constraint may use from the kernel
     # (the kernel-seam branch): let it accept FusedMoE.context_names. A no-op once it does.
     names = getattr(space_module, "_EXPRESSION_NAMES", None)
     if names is not None:

@@ -7,13 +7,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from searcher.grid import grid_order, run_grid, write_grid_dataset
-from searcher.measurement import Status
-from searcher.replay import ReplayBenchmarker, read_dataset
-from searcher.space import load_space
-from searcher.spec import load_spec
-from searcher.storage import open_storage, study_name
-from searcher.synthetic import SyntheticBenchmarker
+from searcher.tune.grid import grid_order, run_grid, write_grid_dataset
+from searcher.measure.measurement import Status
+from searcher.measure.replay import ReplayBenchmarker, read_dataset
+from searcher.study.space import load_space
+from searcher.study.spec import load_spec
+from searcher.store.storage import open_storage, study_name
+from searcher.measure.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,8 +84,8 @@ def test_grid_time_limit_stops_and_a_rerun_continues(spec, tmp_path):
 def test_export_grid_writes_each_batch_sizes_fastest_measured_config(spec, tmp_path):
     from searcher.errors import ExportError
     from searcher.kernels.fused_moe.vllm_file import read_config_file
-    from searcher.grid import stored_grid_summaries
-    from searcher.results import export_study
+    from searcher.tune.grid import stored_grid_summaries
+    from searcher.results.winners import export_study
 
     url = f"sqlite:///{tmp_path / 'g.db'}"
     bench = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)

@@ -1,4 +1,4 @@
-"""searcher.harness on a CPU: which inputs each replay of each fidelity times.
+"""searcher.measure.harness on a CPU: which inputs each replay of each fidelity times.
 
 The GPU calls (CUDA graphs, events) are replaced by fakes whose "replay time" is a function
 of the input set the workload last received, so the harness's own loop decides what is
@@ -17,9 +17,9 @@ import optuna
 import pytest
 
 from searcher.errors import StorageError
-from searcher.harness import (INPUT_SETS, ROUTING_CYCLE, TIMINGS, WARMUP_SETS, GpuBenchmarker,
+from searcher.measure.harness import (INPUT_SETS, ROUTING_CYCLE, TIMINGS, WARMUP_SETS, GpuBenchmarker,
                               replay_inputs)
-from searcher.measurement import FIDELITIES
+from searcher.measure.measurement import FIDELITIES
 
 
 class FakeWorkload:
@@ -51,13 +51,13 @@ def bencher_of(monkeypatch):
     """GpuBenchmarker(FakeWorkload(), order=...) with torch.cuda's graph and events faked."""
     import torch
 
-    import searcher.device
+    import searcher.measure.device
 
     class Device:
         def to_dict(self) -> dict:
             return {"name": "Fake GPU", "vllm_name": "Fake_GPU"}
 
-    monkeypatch.setattr(searcher.device, "current_device", lambda: Device())
+    monkeypatch.setattr(searcher.measure.device, "current_device", lambda: Device())
     made: list[FakeWorkload] = []
 
     class Event:
@@ -133,8 +133,8 @@ def test_replay_inputs_rejects_an_unknown_order() -> None:
 
 
 def _open(storage, info):
-    from searcher.spec import load_spec
-    from searcher.storage import open_study
+    from searcher.study.spec import load_spec
+    from searcher.store.storage import open_study
 
     spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
     return open_study(storage, "search", spec.shape, "NVIDIA_H100_80GB_HBM3", 64, spec.space,
@@ -142,7 +142,7 @@ def _open(storage, info):
 
 
 def test_a_gpu_study_stored_before_the_timing_was_recorded_is_not_resumed(tmp_path) -> None:
-    from searcher.storage import open_storage
+    from searcher.store.storage import open_storage
 
     gpu = {"name": "NVIDIA H100", "backend": "builtin", "triton_version": "3.6.0"}
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
@@ -163,7 +163,7 @@ def test_a_gpu_study_stored_before_the_timing_was_recorded_is_not_resumed(tmp_pa
 
 
 def test_synthetic_studies_have_no_timing_and_resume_as_before(tmp_path) -> None:
-    from searcher.storage import open_storage
+    from searcher.store.storage import open_storage
 
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     info = {"name": "H100", "backend": "synthetic", "triton_version": "synthetic"}
@@ -172,7 +172,7 @@ def test_synthetic_studies_have_no_timing_and_resume_as_before(tmp_path) -> None
 
 
 def test_a_round_interleaves_replays_and_times_each_config_on_the_same_routings(bencher_of) -> None:
-    from searcher.harness import ROUND_STRIDE, round_order
+    from searcher.measure.harness import ROUND_STRIDE, round_order
 
     bencher, workload = bencher_of()
     single, _, _ = _timed(bencher, workload, "full")

@@ -1,4 +1,4 @@
-"""Measurements in a child process (searcher.isolation): a config that segfaults or hangs
+"""Measurements in a child process (searcher.measure.isolation): a config that segfaults or hangs
 its process is stored as a failed trial with its reason, and the run goes on."""
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from helpers import write_study
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import BenchmarkerError, ConfigError, SearcherError
-from searcher.isolation import IsolatedBenchmarker, describe_exit
-from searcher.measurement import Measurement, Status
-from searcher.run import make_benchmarker
-from searcher.record import COUNTED_STATUSES, summarize_study
+from searcher.measure.isolation import IsolatedBenchmarker, describe_exit
+from searcher.measure.measurement import Measurement, Status
+from searcher.tune.run import make_benchmarker
+from searcher.store.record import COUNTED_STATUSES, summarize_study
 from searcher.kernels.fused_moe.problem import Shape
-from searcher.spec import load_spec
-from searcher.storage import open_storage, study_name
-from searcher.synthetic import SyntheticBenchmarker
+from searcher.study.spec import load_spec
+from searcher.store.storage import open_storage, study_name
+from searcher.measure.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def test_the_child_is_recycled_once_its_memory_passes_the_limit(isolated):
     """Memory, not a count, replaces the child by default (issue #13: a replacement after
     1,000 measurements cost the H200 study 7 s at M=1024); a child over the limit is
     replaced before its next measurement, one under it kept."""
-    from searcher.isolation import resident_gib
+    from searcher.measure.isolation import resident_gib
 
     assert resident_gib(os.getpid()) > 0.01  # this Python process
     low = isolated(recycle_rss_gib=1e-6)  # any process is over it
@@ -174,7 +174,7 @@ def test_a_runtime_error_returned_by_the_benchmarker_replaces_the_child(isolated
 
 
 def test_precompile_failures_and_timeouts_are_logged_and_the_run_goes_on(isolated, caplog):
-    caplog.set_level(logging.WARNING, logger="searcher.isolation")
+    caplog.set_level(logging.WARNING, logger="searcher.measure.isolation")
     raising = isolated(factory=functools.partial(_Faulty, "precompile-raises"))
     raising.precompile(16, [GOOD])
     assert "precompiling 1 configs at M=16 failed" in caplog.text and "no compiler" in caplog.text
@@ -217,9 +217,9 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
         import functools, sys
-        from searcher.isolation import IsolatedBenchmarker
+        from searcher.measure.isolation import IsolatedBenchmarker
         from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape
-        from searcher.synthetic import SyntheticBenchmarker
+        from searcher.measure.synthetic import SyntheticBenchmarker
 
         if __name__ == "__main__":
             config = KernelConfig(*{DEFAULT_16.astuple()})
@@ -272,7 +272,7 @@ def test_cli_rejects_a_non_positive_trial_timeout(capsys, tmp_path, monkeypatch)
 
 
 def test_grid_stores_a_crashed_config_with_its_reason(tmp_path):
-    from searcher.grid import grid_order, run_grid
+    from searcher.tune.grid import grid_order, run_grid
 
     spec = load_spec(_study_file(tmp_path, trials=10))
     first = grid_order(spec, 16)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from searcher.device import KNOWN_GPUS
+from searcher.measure.device import KNOWN_GPUS
 from searcher.errors import SpecError
 from searcher.kernels import DEFAULT_KERNEL, KERNELS, get_kernel
 from searcher.kernels.fused_moe import FUSED_MOE, Shape, vllm_default_config

@@ -1,7 +1,7 @@
 import math
 
-from searcher.harness import classify_error
-from searcher.measurement import FIDELITIES, Measurement, Status, summarize_samples
+from searcher.measure.harness import classify_error
+from searcher.measure.measurement import FIDELITIES, Measurement, Status, summarize_samples
 
 
 def test_summaries():

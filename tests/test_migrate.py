@@ -1,4 +1,4 @@
-"""Tests for searcher.migrate: ``searcher copy`` of a storage written by an older version."""
+"""Tests for searcher.store.migrate: ``searcher copy`` of a storage written by an older version."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from optuna.trial import TrialState, create_trial
 from searcher.cli import main
 from searcher.kernels.fused_moe import FUSED_MOE
 from searcher.kernels.fused_moe.config import KernelConfig
-from searcher.space import space_from_dict
-from searcher.storage import open_storage
+from searcher.study.space import space_from_dict
+from searcher.store.storage import open_storage
 
 SPACE = space_from_dict({"schema": 1, "params": {
     "BLOCK_SIZE_M": [16, 32, 64], "BLOCK_SIZE_N": [32, 64], "BLOCK_SIZE_K": [64],

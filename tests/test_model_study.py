@@ -1,4 +1,4 @@
-"""searcher/model_study.py and the CLI's --model / init, in-process, in a temporary folder."""
+"""searcher/study/model_study.py and the CLI's --model / init, in-process, in a temporary folder."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from searcher.cli import main
 from searcher.errors import SpecError
 from searcher.kernels import FUSED_MOE
-from searcher.model_study import find_model_config, model_spec
-from searcher.spec import DEFAULT_BATCH_SIZES, load_spec
+from searcher.study.model_study import find_model_config, model_spec
+from searcher.study.spec import DEFAULT_BATCH_SIZES, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "tests" / "data" / "models"

@@ -1,4 +1,4 @@
-"""searcher/outage.py: which errors are waited out, for how long, and what is said.
+"""searcher/store/outage.py: which errors are waited out, for how long, and what is said.
 (A real server stopped mid-run is in tests/test_faults.py.)"""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from optuna.exceptions import StorageInternalError
 from sqlalchemy import exc as sa
 
-from searcher import outage
+from searcher.store import outage
 from searcher.errors import StorageError, StorageUnavailable
-from searcher.outage import RetryingRDBStorage, display_url
-from searcher.storage import open_storage
+from searcher.store.outage import RetryingRDBStorage, display_url
+from searcher.store.storage import open_storage
 
 
 def _lost() -> Exception:

@@ -1,4 +1,4 @@
-"""Tests for searcher.pruners: pruners by name and BestRatioPruner on real Optuna studies."""
+"""Tests for searcher.strategies.pruners: pruners by name and BestRatioPruner on real Optuna studies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from searcher.errors import SpecError
-from searcher.pruners import (
+from searcher.strategies.pruners import (
     DEFAULT_PRUNER,
     PRUNER_NAMES,
     PRUNERS,
@@ -235,7 +235,7 @@ def test_needs_a_minimising_study() -> None:
 
 
 def test_pickles_and_is_one_class() -> None:
-    from searcher import pruners
+    from searcher.strategies import pruners
 
     pruner = pickle.loads(pickle.dumps(BestRatioPruner(ratio=1.3, min_completed=2)))
     assert isinstance(pruner, pruners.BestRatioPruner)

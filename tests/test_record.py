@@ -1,13 +1,13 @@
-"""Tests for searcher.record: the stored record's schema, and who may read it."""
+"""Tests for searcher.store.record: the stored record's schema, and who may read it."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from searcher.decide import judge
-from searcher.measurement import Status
-from searcher.record import COUNTED_STATUSES, TrialStatus, stored_wall_time, within_noise
+from searcher.strategies.decide import judge
+from searcher.measure.measurement import Status
+from searcher.store.record import COUNTED_STATUSES, TrialStatus, stored_wall_time, within_noise
 
 
 def test_every_measurement_status_but_invalid_is_a_trial_status() -> None:
@@ -37,8 +37,8 @@ def test_within_noise_is_the_decision_rule() -> None:
 
 
 def test_reading_results_does_not_import_the_search_loop() -> None:
-    code = ("import sys, searcher.results, searcher.report, searcher.compare, searcher.view; "
-            "print('searcher.search' in sys.modules)")
+    code = ("import sys, searcher.results.winners, searcher.results.report, searcher.results.compare, searcher.tune.view; "
+            "print('searcher.tune.search' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
@@ -47,9 +47,9 @@ def test_reading_results_does_not_import_the_search_loop() -> None:
 def test_a_studys_identity_is_what_open_study_checks() -> None:
     from pathlib import Path
 
-    from searcher.record import IDENTITY
-    from searcher.spec import load_spec
-    from searcher.storage import expected_attrs
+    from searcher.store.record import IDENTITY
+    from searcher.study.spec import load_spec
+    from searcher.store.storage import expected_attrs
 
     spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
     info = {"backend": "builtin", "triton_version": "3.6.0", "name": "NVIDIA H100"}
@@ -60,7 +60,7 @@ def test_a_studys_identity_is_what_open_study_checks() -> None:
 
 
 def test_time_split_parts_add_up_and_unknowns_stay_unknown() -> None:
-    from searcher.record import COST_S, FULL, SHORT, TimeSplit, _trial_time
+    from searcher.store.record import COST_S, FULL, SHORT, TimeSplit, _trial_time
 
     split = TimeSplit(wall_s=10.0)
     _trial_time({COST_S: 3.0, SHORT: {"cost_s": 1.0, "compile_s": 0.5, "gpu_s": 0.25},

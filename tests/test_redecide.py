@@ -10,12 +10,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from searcher import record
+from searcher.store import record
 from searcher.cli import main
 from searcher.kernels.fused_moe import FUSED_MOE
-from searcher.search import SearchOptions, redecide, redecide_stored, run_search
-from searcher.spec import load_spec
-from searcher.synthetic import SyntheticBenchmarker
+from searcher.tune.search import SearchOptions, redecide, redecide_stored, run_search
+from searcher.study.spec import load_spec
+from searcher.measure.synthetic import SyntheticBenchmarker
 
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
@@ -165,7 +165,7 @@ def test_decide_measures_a_study_searched_in_the_old_replay_order(tmp_path):
     """A run refuses to resume a GPU study timed in the old replay order; decide, which
     re-measures everything it compares, decides it and records the order it used."""
     from searcher.errors import StorageError
-    from searcher.harness import TIMINGS
+    from searcher.measure.harness import TIMINGS
 
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     url = f"sqlite:///{tmp_path / 'old.db'}"

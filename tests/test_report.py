@@ -15,19 +15,19 @@ import optuna
 import pytest
 
 from searcher.cli import main
-from searcher.compare import compare
-from searcher.decide import judge
+from searcher.results.compare import compare
+from searcher.strategies.decide import judge
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, SearcherError, StorageError
-from searcher.replay import ReplayBenchmarker, read_dataset, write_dataset
-from searcher.report import build_report, floor_us, write_report
-from searcher.record import summarize_study
-from searcher.search import SearchOptions, run_search
+from searcher.measure.replay import ReplayBenchmarker, read_dataset, write_dataset
+from searcher.results.report import build_report, floor_us, write_report
+from searcher.store.record import summarize_study
+from searcher.tune.search import SearchOptions, run_search
 from searcher.kernels.fused_moe.problem import Shape
-from searcher.spec import load_spec
-from searcher.storage import open_storage, study_name
-from searcher.synthetic import SyntheticBenchmarker
+from searcher.study.spec import load_spec
+from searcher.store.storage import open_storage, study_name
+from searcher.measure.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent

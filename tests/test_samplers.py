@@ -1,4 +1,4 @@
-"""Tests for searcher.samplers: samplers by name, run on real in-memory Optuna studies."""
+"""Tests for searcher.strategies.samplers: samplers by name, run on real in-memory Optuna studies."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.errors import SpecError
-from searcher.samplers import (
+from searcher.strategies.samplers import (
     DEFAULT_SAMPLER,
     SAMPLER_NAMES,
     SAMPLERS,
@@ -21,7 +21,7 @@ from searcher.samplers import (
     make_sampler,
     measured_only,
 )
-from searcher.space import Space, space_from_dict
+from searcher.study.space import Space, space_from_dict
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -189,7 +189,7 @@ def test_bad_startup_trials(bad: object) -> None:
 
 
 def test_importing_samplers_does_not_import_optuna() -> None:
-    code = "import sys, searcher.samplers, searcher.pruners; print('optuna' in sys.modules)"
+    code = "import sys, searcher.strategies.samplers, searcher.strategies.pruners; print('optuna' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -21,14 +21,14 @@ from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import StorageError
 from searcher.kernels.fused_moe.vllm_file import read_config_file
-from searcher.measurement import Status
-from searcher.results import export_study, winners
-from searcher.record import summarize_study
-from searcher.search import SearchOptions, run_search
-from searcher.decide import RULE, Outcome, judge
-from searcher.spec import DEFAULT_BATCH_SIZES, load_spec
-from searcher.storage import expected_attrs, open_storage, study_name
-from searcher.synthetic import SyntheticBenchmarker
+from searcher.measure.measurement import Status
+from searcher.results.winners import export_study, winners
+from searcher.store.record import summarize_study
+from searcher.tune.search import SearchOptions, run_search
+from searcher.strategies.decide import RULE, Outcome, judge
+from searcher.study.spec import DEFAULT_BATCH_SIZES, load_spec
+from searcher.store.storage import expected_attrs, open_storage, study_name
+from searcher.measure.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +114,7 @@ def test_pruning_lowers_the_measured_cost_per_trial(spec, tmp_path):
 def test_failures_are_stored_with_their_reason(spec, tmp_path):
     # The 1,920 space holds configs over the shared-memory limit; make them likely.
     wide = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
-    from searcher.space import load_space
+    from searcher.study.space import load_space
 
     wide = dataclasses.replace(wide, space=load_space(ROOT / "spaces" / "vllm-1920.toml"),
                                sampler="random")
@@ -199,8 +199,8 @@ def _finalize_with(spec, tmp_path, true_ratio, noise, seed=0):
     import random
 
     from optuna.distributions import IntDistribution
-    from searcher.measurement import Measurement
-    from searcher.search import NullView, _Searcher
+    from searcher.measure.measurement import Measurement
+    from searcher.tune.search import NullView, _Searcher
 
     M = 256
     default = spec.kernel.default_config(spec.shape, M)
@@ -329,7 +329,7 @@ def test_export_fills_untuned_batch_sizes_with_the_default(spec, tmp_path):
     for M in done.filled:
         assert configs[M] == vllm_default_config(M, 64)
     # What vLLM looks up for a large M is the default, not M = 8's config.
-    from searcher.export import nearest_config
+    from searcher.results.export import nearest_config
 
     assert nearest_config(configs, 4096) == vllm_default_config(4096, 64)
     # A merge fills only what neither the study nor the existing file has.
@@ -359,7 +359,7 @@ def test_export_refuses_a_batch_size_without_trials(spec, tmp_path):
 
 
 def test_replay_benchmarker_serves_a_recorded_dataset(spec, tmp_path):
-    from searcher.replay import ReplayBenchmarker, write_dataset
+    from searcher.measure.replay import ReplayBenchmarker, write_dataset
 
     synth = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100)
     ctx = spec.kernel.context(spec.shape, 64, spec.gpu_facts)
@@ -494,8 +494,8 @@ def test_live_view_renders(spec):
 
     from rich.console import Console
 
-    from searcher.record import MSummary
-    from searcher.view import RichView
+    from searcher.store.record import MSummary
+    from searcher.tune.view import RichView
 
     view = RichView()
     view.console = Console(file=io.StringIO(), width=120, force_terminal=True)
@@ -725,7 +725,7 @@ def test_two_batches_are_asked_ahead_and_none_repeats_a_config(spec, tmp_path, m
     """Issue #13: with ask_depth 2 (the default) a batch is asked behind another batch
     asked ahead, so its compiles get a batch more of time; no batch repeats a config of
     another; with ask_depth 1, never more than the next batch is asked."""
-    from searcher.search import _Searcher
+    from searcher.tune.search import _Searcher
 
     ask = _Searcher._ask_and_precompile
     behind = []
@@ -832,7 +832,7 @@ def test_a_time_budget_alone_still_asks_ahead(spec, tmp_path, monkeypatch):
     thread too."""
     import threading
 
-    from searcher.search import _Searcher
+    from searcher.tune.search import _Searcher
 
     threads = set()
     ask_batch = _Searcher.ask_batch
@@ -877,7 +877,7 @@ def test_the_next_batch_is_asked_once_the_first_trial_is_checked(spec, tmp_path,
     SQLite's write lock; it still runs beside the batch's measurements."""
     import threading
 
-    from searcher.search import _Searcher
+    from searcher.tune.search import _Searcher
 
     events = []
     measure_batch, ask_batch = _Searcher.measure_batch, _Searcher.ask_batch
@@ -916,7 +916,7 @@ def test_a_batch_starts_while_the_last_ones_trials_are_still_measuring(spec, tmp
     batch's call goes on telling them as its own trials start, so the GPU has work queued
     while the host sums up the batch and hands out the next one. The batch size's last
     call measures them all: no trial is left running."""
-    from searcher.search import _Searcher
+    from searcher.tune.search import _Searcher
 
     carried = []
     measure_batch = _Searcher.measure_batch
@@ -932,7 +932,7 @@ def test_a_batch_starts_while_the_last_ones_trials_are_still_measuring(spec, tmp
     assert carried[-1][0] == 0  # the drain
     _, trials = _trials(url, spec, 64)
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-    from searcher.record import COUNTED_STATUSES, status_of
+    from searcher.store.record import COUNTED_STATUSES, status_of
 
     assert sum(1 for t in trials if status_of(t) in COUNTED_STATUSES) == 24
 
@@ -945,8 +945,8 @@ def test_the_next_batch_size_is_opened_and_asked_during_the_finalists(spec, tmp_
     trials running."""
     import threading
 
-    from searcher.search import _Searcher
-    from searcher.stop import Stopped
+    from searcher.tune.search import _Searcher
+    from searcher.tune.stop import Stopped
 
     events = []
     finalize, ask_batch = _Searcher.finalize, _Searcher.ask_batch
@@ -1030,7 +1030,7 @@ def test_a_config_still_compiling_waits_while_compiled_ones_are_measured(
     compiled, and trials still compiling are deferred to the next batch; every trial of
     the budget is still measured once, and far fewer measurements wait for a compile than
     in the order asked."""
-    from searcher.search import _Searcher
+    from searcher.tune.search import _Searcher
 
     waited = {}
     for how in ("ready first", "order asked"):

@@ -1,4 +1,4 @@
-"""Tests for searcher.space: loading, validating, enumerating and sampling search spaces."""
+"""Tests for searcher.study.space: loading, validating, enumerating and sampling search spaces."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from searcher.device import KNOWN_GPUS, GpuFacts
+from searcher.measure.device import KNOWN_GPUS, GpuFacts
 from searcher.errors import SpaceError
 from searcher.kernels.fused_moe import FUSED_MOE, KernelConfig, Shape, vllm_default_config
-from searcher.space import (
+from searcher.study.space import (
     Param,
     Space,
     load_space,
@@ -556,7 +556,7 @@ def test_space_from_dict_accepts_a_valid_space() -> None:
 def test_loading_and_enumerating_import_no_heavy_modules() -> None:
     code = (
         "import sys\n"
-        "from searcher.space import load_space\n"
+        "from searcher.study.space import load_space\n"
         f"s = load_space({str(SPACES / 'extended.toml')!r})\n"
         "ctx = dict(E=64, N=1408, hidden=2048, top_k=6, dtype_bytes=2, M=64,"
         " smem_per_block=232448, sm_count=132, block_n=0, block_k=0, fp8=0, a_bytes=2,"

@@ -1,4 +1,4 @@
-"""Tests for searcher.spec: loading, validating and finding study specs."""
+"""Tests for searcher.study.spec: loading, validating and finding study specs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import searcher
-from searcher.device import KNOWN_GPUS, GpuFacts
+from searcher.measure.device import KNOWN_GPUS, GpuFacts
 from searcher.errors import SpecError
 from searcher.kernels import get_kernel
-from searcher.spec import (
+from searcher.study.spec import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_STORAGE,
     StudySpec,
@@ -418,7 +418,7 @@ def test_find_space_relative_path(tmp_path: Path) -> None:
 
 def test_validating_a_spec_imports_neither_optuna_nor_torch() -> None:
     code = (
-        "import sys; from searcher.spec import load_spec; "
+        "import sys; from searcher.study.spec import load_spec; "
         f"load_spec({str(DATA / 'minimal.toml')!r}); "
         "print(sorted(m for m in ('optuna', 'torch', 'triton') if m in sys.modules))"
     )
@@ -443,7 +443,7 @@ only_big_batches = "M >= 1024"
 
 def test_a_space_empty_for_a_batch_size_is_refused_naming_it(tmp_path: Path) -> None:
     from searcher.errors import SpaceError
-    from searcher.spec import check_configs_exist
+    from searcher.study.spec import check_configs_exist
 
     write(tmp_path, NO_CONFIG_SPACE, "none.toml")
     spec = load_spec(write(tmp_path, edited('space = "vllm-432"', 'space = "none.toml"')

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from searcher.stats import geomean, rankdata, spearman
+from searcher.measure.stats import geomean, rankdata, spearman
 
 
 def test_rankdata_averages_ties():

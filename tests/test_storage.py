@@ -1,4 +1,4 @@
-"""Tests for searcher.storage: the one place storages are opened."""
+"""Tests for searcher.store.storage: the one place storages are opened."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from searcher.errors import StorageError
-from searcher.storage import open_storage
+from searcher.store.storage import open_storage
 
 
 def test_reading_a_missing_storage_refuses_and_creates_nothing(tmp_path: Path) -> None:
@@ -95,8 +95,8 @@ def test_a_sqlite_file_without_optuna_tables_is_not_read(tmp_path: Path) -> None
 
 
 def test_a_new_study_names_its_objective_for_optunas_tools(tmp_path: Path) -> None:
-    from searcher.spec import load_spec
-    from searcher.storage import open_study
+    from searcher.study.spec import load_spec
+    from searcher.store.storage import open_study
 
     spec = load_spec(Path(__file__).resolve().parent.parent / "studies" / "h100-e64-n1408.toml")
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
@@ -113,9 +113,9 @@ def _claims(url: str) -> list[optuna.trial.FrozenTrial]:
 @pytest.mark.parametrize("scheme", ["sqlite", "journal"])
 def test_claims_are_trials_of_one_bookkeeping_study_held_once(tmp_path: Path, monkeypatch,
                                                               scheme: str) -> None:
-    from searcher import record
+    from searcher.store import record
     from searcher.kernels.fused_moe import FUSED_MOE
-    from searcher.storage import claim
+    from searcher.store.storage import claim
 
     url = f"sqlite:///{tmp_path / 's.db'}" if scheme == "sqlite" else \
         f"journal:///{tmp_path / 's.journal'}"
@@ -138,9 +138,9 @@ def test_a_claim_of_a_dead_process_of_this_host_is_taken_over(tmp_path: Path,
     import subprocess
     import sys
 
-    from searcher import record
+    from searcher.store import record
     from searcher.kernels.fused_moe import FUSED_MOE
-    from searcher.storage import claim
+    from searcher.store.storage import claim
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -162,9 +162,9 @@ def test_two_claimants_writing_before_either_reads_never_both_hold(tmp_path: Pat
     # The race: B's claim is written after A's but before A reads. A sees B's pending
     # claim and withdraws; B sees A's (withdrawn by then, or pending) and does not hold
     # it twice.
-    from searcher import record
+    from searcher.store import record
     from searcher.kernels.fused_moe import FUSED_MOE
-    from searcher import storage as storage_module
+    from searcher.store import storage as storage_module
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     storage = open_storage(url)
@@ -241,7 +241,7 @@ def test_store_on_trial_stores_what_optunas_own_calls_store(tmp_path, kind):
     from optuna.exceptions import UpdateFinishedTrialError
     from sqlalchemy import event
 
-    from searcher.storage import store_on_trial
+    from searcher.store.storage import store_on_trial
 
     url = {"sqlite": f"sqlite:///{tmp_path / 's.db'}",
            "journal": f"journal:///{tmp_path / 's.journal'}", "memory": "memory://"}[kind]

@@ -20,11 +20,11 @@ import pytest
 from helpers import wait_for, write_study
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import ConfigError, NoGPUError
-from searcher.record import COUNTED_STATUSES, summarize_study
-from searcher.spec import load_spec
-from searcher.storage import open_storage, study_name
-from searcher.synthetic import SyntheticBenchmarker
-from searcher.workers import child_argv, parse_worker, resolve_workers
+from searcher.store.record import COUNTED_STATUSES, summarize_study
+from searcher.study.spec import load_spec
+from searcher.store.storage import open_storage, study_name
+from searcher.measure.synthetic import SyntheticBenchmarker
+from searcher.tune.workers import child_argv, parse_worker, resolve_workers
 from searcher.kernels.fused_moe import FUSED_MOE
 
 ROOT = Path(__file__).resolve().parent.parent

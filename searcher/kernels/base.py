@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Protocol, Sequence
 from searcher.errors import SpecError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from searcher.device import GpuFacts
-    from searcher.measurement import Status
+    from searcher.measure.device import GpuFacts
+    from searcher.measure.measurement import Status
 
 __all__ = ["Config", "Problem", "Kernel", "GpuPeak", "LayerCall", "Workload",
            "SyntheticLandscape", "ModelStudy"]
@@ -59,7 +59,7 @@ class LayerCall(Protocol):
 
 
 class Workload(Protocol):
-    """A kernel's problem on the GPU, as the harness (:mod:`searcher.harness`) times it."""
+    """A kernel's problem on the GPU, as the harness (:mod:`searcher.measure.harness`) times it."""
 
     def layer(self, M: int, config: Any) -> LayerCall:
         """A call at batch size M under ``config`` (buffers made, not yet compiled)."""
@@ -68,12 +68,12 @@ class Workload(Protocol):
         """Copy input set number ``inputs`` (e.g. one set of router logits) into the
         layer's inputs, outside the timing.
 
-        The harness picks the set of each replay (:func:`searcher.harness.replay_inputs`):
+        The harness picks the set of each replay (:func:`searcher.measure.harness.replay_inputs`):
         timed replay ``j`` of every fidelity gets set ``j % ROUTING_CYCLE`` and warm-ups
         sets of their own, so every fidelity times the same inputs in whole cycles (a
         routing changes a replay's time; medians over different samples of routings
         would differ between fidelities). A workload holds at least
-        :data:`searcher.harness.INPUT_SETS` distinct sets (32 for the ``legacy`` order),
+        :data:`searcher.measure.harness.INPUT_SETS` distinct sets (32 for the ``legacy`` order),
         fixed by its seed, and accepts any index below that.
         """
 
@@ -88,7 +88,7 @@ class GpuPeak(Protocol):
 
 class SyntheticLandscape(Protocol):
     """Made-up times of a kernel's configs for one problem and GPU (see
-    :mod:`searcher.synthetic`): structured like a real landscape, predicting nothing."""
+    :mod:`searcher.measure.synthetic`): structured like a real landscape, predicting nothing."""
 
     def true_time(self, M: int, config: Config) -> float:
         """The noiseless time (us) of ``config`` at batch size M."""
@@ -99,7 +99,7 @@ class SyntheticLandscape(Protocol):
 
 @dataclass(frozen=True)
 class ModelStudy:
-    """What a kernel makes of a model's ``config.json`` (see :mod:`searcher.model_study`).
+    """What a kernel makes of a model's ``config.json`` (see :mod:`searcher.study.model_study`).
 
     Attributes:
         problem: the kernel's problem on one rank.

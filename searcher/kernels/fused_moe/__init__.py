@@ -20,7 +20,7 @@ from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.kernels.fused_moe.problem import DTYPES, Shape
 
 if TYPE_CHECKING:  # pragma: no cover
-    from searcher.device import GpuFacts
+    from searcher.measure.device import GpuFacts
     from searcher.kernels.fused_moe.synthetic import MoELandscape
 
 __all__ = ["FusedMoE", "FUSED_MOE", "KernelConfig", "CONFIG_KEYS", "Shape",

@@ -1,4 +1,4 @@
-"""The fused MoE's made-up landscape for ``--synthetic`` (see :mod:`searcher.synthetic`).
+"""The fused MoE's made-up landscape for ``--synthetic`` (see :mod:`searcher.measure.synthetic`).
 
 Times follow a smooth function of the config with a batch-size dependent optimum, plus
 fixed per-config bumps; configs over the shared-memory limit fail as out of resources and
@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import zlib
 
-from searcher.device import GpuFacts
+from searcher.measure.device import GpuFacts
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.problem import Shape
-from searcher.measurement import Status
+from searcher.measure.measurement import Status
 
 __all__ = ["MoELandscape"]
 

@@ -4,7 +4,7 @@ A file is named ``E={E},N={N},device_name={DEV}{dtype}{block}.json`` and holds a
 object: ``"triton_version"`` first, then one key per batch size M (a decimal string) mapping
 to the six config keys in vLLM's order, written with ``indent=4`` and a trailing newline.
 Writing one (atomically, merging into an existing file) and vLLM's nearest-key lookup are
-the same for every kernel's files: :mod:`searcher.export`.
+the same for every kernel's files: :mod:`searcher.results.export`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from searcher.kernels.fused_moe.config import KernelConfig
-from searcher.device import vllm_device_name
+from searcher.measure.device import vllm_device_name
 from searcher.errors import ConfigError, ExportError
 
 __all__ = [
@@ -60,7 +60,7 @@ def config_file_name(
         E: number of experts.
         N: intermediate size per partition (the N of ``w2``'s ``[E, H, N]``).
         device_name: the GPU's name, raw (``"NVIDIA H100 80GB HBM3"``) or already in vLLM's
-            form; normalised with :func:`searcher.device.vllm_device_name`, which is
+            form; normalised with :func:`searcher.measure.device.vllm_device_name`, which is
             idempotent.
         dtype: one of :data:`DTYPE_SUFFIXES`; bf16 and fp16 add no selector.
         block_shape: ``(n, k)`` of block-quantised weights; adds ``,block_shape=[n,k]``.

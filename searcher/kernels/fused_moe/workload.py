@@ -5,7 +5,7 @@ Inputs follow vLLM's tuner (``benchmark_moe.py``): ``randn`` hidden states and w
 (quantized weights are ``randn`` values quantized per the problem's scheme, see
 :func:`~searcher.kernels.fused_moe.layer.quantize_weights`), fp32 router logits copied in
 before each replay from :data:`LOGIT_SETS` prepared sets (which set: the harness's
-:func:`~searcher.harness.replay_inputs`). Expert weights are made once
+:func:`~searcher.measure.harness.replay_inputs`). Expert weights are made once
 and shared by every batch size. Importing this module imports torch.
 """
 

@@ -72,13 +72,13 @@ def _first_line(exc: BaseException) -> str:
 class RetryingRDBStorage(RDBStorage):
     """An Optuna ``RDBStorage`` that waits out a storage outage of up to ``retry_s``."""
 
-    #: What the messages call the storage (set by :func:`searcher.storage.open_storage`).
+    #: What the messages call the storage (set by :func:`searcher.store.storage.open_storage`).
     label: str = "(given)"
     retry_s: float = RETRY_S
 
     _local = threading.local()  # calls in progress on this thread (inner ones don't retry)
     #: Taken around each call's attempt where the threads of one process share a SQLite
-    #: file (set by :func:`searcher.storage.open_storage`); None: no lock.
+    #: file (set by :func:`searcher.store.storage.open_storage`); None: no lock.
     serial: Any = None  # a threading.RLock
     _down_since: float | None = None
     _gave_up = False
@@ -128,7 +128,7 @@ class RetryingRDBStorage(RDBStorage):
                         intermediate: tuple[int, float] | None = None) -> None:
         """Store user and system attributes and an intermediate value (step, value) of a
         running trial in one transaction, where Optuna's public methods take one each
-        (see :func:`searcher.storage.store_on_trial`). Raises as those do on a finished
+        (see :func:`searcher.store.storage.store_on_trial`). Raises as those do on a finished
         trial."""
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session

@@ -65,15 +65,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, cast
 
-from searcher.device import KNOWN_GPUS, GpuFacts, vllm_device_name
+from searcher.measure.device import KNOWN_GPUS, GpuFacts, vllm_device_name
 from searcher.errors import SpaceError, SpecError, did_you_mean
 from searcher.kernels import KERNELS, get_kernel
-from searcher.pruners import DEFAULT_PRUNER, DEFAULT_RATIO, check_pruner_name
-from searcher.samplers import DEFAULT_SAMPLER, DEFAULT_STARTUP_TRIALS, check_sampler_name
+from searcher.strategies.pruners import DEFAULT_PRUNER, DEFAULT_RATIO, check_pruner_name
+from searcher.strategies.samplers import DEFAULT_SAMPLER, DEFAULT_STARTUP_TRIALS, check_sampler_name
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from searcher.kernels.base import Kernel, Problem
-    from searcher.space import Space
+    from searcher.study.space import Space
 
 __all__ = [
     "StudySpec",
@@ -115,7 +115,7 @@ MAX_BATCH_SIZE = 2**20
 #: Top candidates re-measured at the long fidelity at the end of each batch size.
 DEFAULT_FINALISTS = 4
 
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _TOP_KEYS = ("schema", "description", "kernel", "gpu", "backend",
              "shape", "search", "storage", "gpu_facts")
@@ -170,7 +170,7 @@ class StudySpec:
         return f"searcher {verb} {self.cli_selector}{flag}"
 
     def pruner_options(self) -> dict[str, Any]:
-        """Keyword options for :func:`searcher.pruners.make_pruner` for this spec's pruner."""
+        """Keyword options for :func:`searcher.strategies.pruners.make_pruner` for this spec's pruner."""
         return {"ratio": self.pruner_ratio} if self.pruner == "ratio" else {}
 
 
@@ -493,7 +493,7 @@ def _batch_sizes(check: _Checker, table: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _load_space(check: _Checker, name: str, kernel: Kernel) -> Space:
-    from searcher.space import load_space
+    from searcher.study.space import load_space
 
     try:
         space_path = find_space(name, relative_to=check.path)
@@ -523,7 +523,7 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
 def spec_from_toml(text: str, path: str | os.PathLike[str]) -> StudySpec:
     """A spec from TOML text as if read from ``path`` (which need not exist; its stem is
     the study's name, and relative space paths start from its folder): what a study made
-    from a model (:mod:`searcher.model_study`) runs without being written.
+    from a model (:mod:`searcher.study.model_study`) runs without being written.
 
     Raises:
         SpecError: as :func:`load_spec`.

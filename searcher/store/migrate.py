@@ -5,12 +5,12 @@ older searcher is brought up to date by copying it: every study with the same na
 attributes and trials (same numbers, times, params and distributions, so the copy resumes
 exactly as the original would), and with what older versions did not write:
 
-* each trial's config one attribute per vLLM key (:func:`searcher.record.config_attrs`);
+* each trial's config one attribute per vLLM key (:func:`searcher.store.record.config_attrs`);
 * duplicates and trials given back unmeasured stored PRUNED instead of FAIL
-  (:data:`searcher.record.BOOKKEEPING_STATUSES`; samplers see them as FAIL either way);
-* the objective named (:data:`searcher.storage.OBJECTIVE_NAME`) where it was not;
+  (:data:`searcher.store.record.BOOKKEEPING_STATUSES`; samplers see them as FAIL either way);
+* the objective named (:data:`searcher.store.storage.OBJECTIVE_NAME`) where it was not;
 * each old claim study (``KERNEL-claim:WHAT``) as a claim trial of the one bookkeeping
-  study, :data:`searcher.record.CLAIMS_STUDY`.
+  study, :data:`searcher.store.record.CLAIMS_STUDY`.
 
 The original is opened read-only and left as it is.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from searcher import record
+from searcher.store import record
 from searcher.errors import StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +39,7 @@ def copy_storage(source_url: str, target_url: str) -> list[str]:
     Raises:
         StorageError: a storage cannot be opened, or the target already holds studies.
     """
-    from searcher.storage import open_storage
+    from searcher.store.storage import open_storage
 
     source = open_storage(source_url, read_only=True)
     if source_url == target_url:
@@ -74,7 +74,7 @@ def _copy_study(source: optuna.storages.BaseStorage, target: optuna.storages.Bas
     from optuna.trial import TrialState
 
     from searcher.kernels import KERNELS
-    from searcher.storage import OBJECTIVE_NAME
+    from searcher.store.storage import OBJECTIVE_NAME
 
     source_id = source.get_study_id_from_name(summary.study_name)
     study_id = target.create_new_study(summary.directions, summary.study_name)

@@ -11,7 +11,7 @@ what they are for; they are offered for comparison runs.
 
 Importing this module does not import optuna (spec validation needs only the names):
 :class:`BestRatioPruner` subclasses optuna's ``BasePruner``, so the class is defined on
-first access (``from searcher.pruners import BestRatioPruner`` or :func:`make_pruner`)
+first access (``from searcher.strategies.pruners import BestRatioPruner`` or :func:`make_pruner`)
 and cached; it pickles and compares like any module-level class.
 """
 
@@ -134,7 +134,7 @@ _BestRatioPruner: type | None = None
 
 
 def __getattr__(name: str) -> Any:
-    # ``from searcher.pruners import BestRatioPruner`` imports optuna only at that moment.
+    # ``from searcher.strategies.pruners import BestRatioPruner`` imports optuna only at that moment.
     if name == "BestRatioPruner":
         return _best_ratio_pruner_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from searcher.errors import SearcherError
 from searcher.kernels import DEFAULT_KERNEL, get_kernel
-from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
+from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel

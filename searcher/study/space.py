@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from searcher.errors import SearcherError, SpaceError
-from searcher.expr import Expression, compile_expression, did_you_mean
+from searcher.study.expr import Expression, compile_expression, did_you_mean
 from searcher.kernels import DEFAULT_KERNEL, get_kernel
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import math
 import sys
 from typing import Sequence
 
-from searcher.record import MSummary
+from searcher.store.record import MSummary
 
 __all__ = ["RichView", "LineView", "make_view", "format_us"]
 

@@ -7,8 +7,8 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from searcher.errors import ConfigError, NoGPUError, SpecError
-from searcher.isolation import DEFAULT_TIMEOUT_S
-from searcher.spec import StudySpec
+from searcher.measure.isolation import DEFAULT_TIMEOUT_S
+from searcher.study.spec import StudySpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Problem
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["make_benchmarker", "check_gpu", "ISOLATIONS"]
 
 #: Where measurements run: ``process`` in a child process that a crashing or hanging config
-#: cannot take the run down with (see :mod:`searcher.isolation`), ``none`` in this one.
+#: cannot take the run down with (see :mod:`searcher.measure.isolation`), ``none`` in this one.
 ISOLATIONS = ("process", "none")
 
 
@@ -37,7 +37,7 @@ def check_gpu(spec: StudySpec, device: str, allow_other_gpu: bool) -> None:
 # Module-level factories: picklable, so a measuring child process can build the
 # benchmarker itself (a CUDA context cannot be handed over, nor forked).
 def _gpu_benchmarker(kernel: str, problem: Problem, backend: str, seed: int) -> Any:
-    from searcher.harness import GpuBenchmarker
+    from searcher.measure.harness import GpuBenchmarker
     from searcher.kernels import get_kernel
 
     workload = get_kernel(kernel).workload(problem, backend, seed)
@@ -45,14 +45,14 @@ def _gpu_benchmarker(kernel: str, problem: Problem, backend: str, seed: int) -> 
 
 
 def _replay_benchmarker(path: str, seed: int) -> Any:
-    from searcher.replay import ReplayBenchmarker
+    from searcher.measure.replay import ReplayBenchmarker
 
     return ReplayBenchmarker(path, seed=seed)
 
 
 def _synthetic_benchmarker(kernel: str, problem: Problem, device: str, seed: int) -> Any:
     # The SEARCHER_SYNTHETIC_* test hooks are read where this runs (in the child).
-    from searcher.synthetic import synthetic_from_env
+    from searcher.measure.synthetic import synthetic_from_env
 
     return synthetic_from_env(kernel, problem, device, seed)
 
@@ -86,7 +86,7 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
     factory: Callable[[], Any]
     device: str | None = None
     if replay:
-        from searcher.replay import check_dataset_fits
+        from searcher.measure.replay import check_dataset_fits
 
         check_dataset_fits(replay, spec.kernel, spec.shape.label(), spec.space.name, spec.name)
         factory = functools.partial(_replay_benchmarker, replay, seed)
@@ -95,7 +95,7 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
                                     spec.gpu, seed)
         device = spec.gpu
     else:
-        from searcher.device import cuda_available
+        from searcher.measure.device import cuda_available
 
         if not cuda_available():
             raise NoGPUError(
@@ -103,7 +103,7 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
                 "one, replay recorded measurements with --replay DATASET.csv (for example "
                 "benchmarks/data/*.csv) or use --synthetic"
             )
-        from searcher.device import current_device
+        from searcher.measure.device import current_device
 
         here = current_device()
         device = here.vllm_name
@@ -114,7 +114,7 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
     if isolation == "none":
         bencher = factory()
     else:
-        from searcher.isolation import IsolatedBenchmarker
+        from searcher.measure.isolation import IsolatedBenchmarker
 
         bencher = IsolatedBenchmarker(
             factory, timeout_s=None if math.isinf(trial_timeout_s) else trial_timeout_s)

@@ -21,18 +21,18 @@ import random
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from searcher.measurement import Measurement
-from searcher.stop import Stopped, stop_requested
-from searcher import record
-from searcher.record import GridSummary, add_wall_time, config_of, summarize_grid
-from searcher.storage import open_storage, open_study
+from searcher.measure.measurement import Measurement
+from searcher.tune.stop import Stopped, stop_requested
+from searcher.store import record
+from searcher.store.record import GridSummary, add_wall_time, config_of, summarize_grid
+from searcher.store.storage import open_storage, open_study
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
-    from searcher.harness import Benchmarker
+    from searcher.measure.harness import Benchmarker
     from searcher.kernels.base import Config, Kernel
-    from searcher.spec import StudySpec
+    from searcher.study.spec import StudySpec
 
 __all__ = ["run_grid", "grid_order", "grid_records", "write_grid_dataset",
            "stored_grid_summaries", "PRECOMPILE_AHEAD"]
@@ -107,9 +107,9 @@ def run_grid(
     """
     from optuna.samplers import RandomSampler
 
-    from searcher.pruners import make_pruner
+    from searcher.strategies.pruners import make_pruner
 
-    from searcher.spec import check_configs_exist
+    from searcher.study.spec import check_configs_exist
 
     sizes = list(batch_sizes or spec.batch_sizes)
     check_configs_exist(spec, sizes)
@@ -150,7 +150,7 @@ def run_grid(
 def stored_grid_summaries(spec: StudySpec, storage_url: str, device: str,
                           batch_sizes: Sequence[int] | None = None) -> list[GridSummary]:
     """The summary of each batch size's stored grid (batch sizes with none are left out)."""
-    from searcher.storage import load_existing_study, study_name
+    from searcher.store.storage import load_existing_study, study_name
 
     storage = open_storage(storage_url, read_only=True)
     out = []
@@ -162,8 +162,8 @@ def stored_grid_summaries(spec: StudySpec, storage_url: str, device: str,
 
 
 def grid_records(kernel: Kernel, study: optuna.Study, M: int) -> list[dict[str, Any]]:
-    """The stored grid of one batch size as dataset records (see :mod:`searcher.replay`)."""
-    from searcher.measurement import Status
+    """The stored grid of one batch size as dataset records (see :mod:`searcher.measure.replay`)."""
+    from searcher.measure.measurement import Status
 
     rows = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs.get(record.ORDER, 0)):
@@ -187,8 +187,8 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
                        batch_sizes: Sequence[int] | None = None) -> str:
     """Write every stored grid measurement of ``spec`` on ``device`` as a replay dataset."""
     from searcher.errors import StorageError
-    from searcher.replay import write_dataset
-    from searcher.storage import load_existing_study, study_name
+    from searcher.measure.replay import write_dataset
+    from searcher.store.storage import load_existing_study, study_name
 
     storage = open_storage(storage_url, read_only=True)
     records: list[dict[str, Any]] = []
@@ -211,7 +211,7 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
         "study": spec.name, "kernel": spec.kernel.name, "shape": spec.shape.label(),
         "space": spec.space.name,
         "space_fingerprint": spec.space.fingerprint(),
-        "fidelity": "short then full per config (see searcher.measurement.FIDELITIES)",
+        "fidelity": "short then full per config (see searcher.measure.measurement.FIDELITIES)",
         "measured": ", ".join(f"M={M}: {v}" for M, v in sizes.items()),
         "source": f"searcher grid --study {spec.name} (storage {storage_url})",
     })

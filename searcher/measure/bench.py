@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from searcher.errors import NoGPUError
-from searcher.measurement import Measurement
+from searcher.measure.measurement import Measurement
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel, Problem
@@ -26,7 +26,7 @@ class BenchRow:
 
 def require_gpu(what: str) -> None:
     """Raise NoGPUError naming ``what`` when torch sees no CUDA GPU."""
-    from searcher.device import cuda_available
+    from searcher.measure.device import cuda_available
 
     if not cuda_available():
         raise NoGPUError(f"{what} needs a CUDA GPU and torch sees none on this machine")
@@ -48,7 +48,7 @@ def bench(
         BackendError: the backend is unknown or unusable here.
     """
     require_gpu("timing a config")
-    from searcher.harness import GpuBenchmarker
+    from searcher.measure.harness import GpuBenchmarker
 
     bencher = GpuBenchmarker(kernel.workload(problem, backend, seed=0), compile_threads=0)
     rows = []

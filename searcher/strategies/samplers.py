@@ -2,7 +2,7 @@
 
 A study spec names its sampler (``search.sampler``); :func:`make_sampler` builds it. Every
 sampler minimises the same objective (microseconds per layer call) over the encoded
-parameters that :meth:`searcher.space.Space.suggest` asks the trial for, so swapping one
+parameters that :meth:`searcher.study.space.Space.suggest` asks the trial for, so swapping one
 name for another changes how the space is searched, never what it holds.
 
 Optuna is imported inside the builders, so listing or validating specs does not load it.
@@ -230,7 +230,7 @@ def as_of(trials: Sequence[FrozenTrial]) -> Iterator[None]:
     running); trials created since are seen as stored.
 
     ``trials``: a study's trials read at one point (``study.get_trials(deepcopy=False)``);
-    the search reads them where it starts asking ahead (searcher.search)."""
+    the search reads them where it starts asking ahead (searcher.tune.search)."""
     _seen.trials = {t._trial_id: t for t in trials}
     try:
         yield
@@ -241,8 +241,8 @@ def as_of(trials: Sequence[FrozenTrial]) -> Iterator[None]:
 def measured_only(sampler: BaseSampler) -> BaseSampler:
     """``sampler``, seeing unmeasured bookkeeping trials as FAIL (see the module doc).
 
-    The trials whose :data:`searcher.record.STATUS` is in
-    :data:`searcher.record.BOOKKEEPING_STATUSES` (duplicate, not run) are stored PRUNED;
+    The trials whose :data:`searcher.store.record.STATUS` is in
+    :data:`searcher.store.record.BOOKKEEPING_STATUSES` (duplicate, not run) are stored PRUNED;
     every sampler call gets a view of the study in which they are FAIL with no value, so
     TPE, GP and CMA-ES ignore them and the grid counts them as visited, as before. Inside
     :func:`as_of`, that view shows the trials as they were read.
@@ -250,7 +250,7 @@ def measured_only(sampler: BaseSampler) -> BaseSampler:
     from optuna.samplers import BaseSampler
     from optuna.trial import FrozenTrial, TrialState
 
-    from searcher.record import BOOKKEEPING_STATUSES, STATUS
+    from searcher.store.record import BOOKKEEPING_STATUSES, STATUS
 
     bookkeeping = {s.value for s in BOOKKEEPING_STATUSES}
 

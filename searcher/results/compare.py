@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from searcher import record
-from searcher.record import (COUNTED_STATUSES, TrialStatus, config_of, status_of,
+from searcher.store import record
+from searcher.store.record import (COUNTED_STATUSES, TrialStatus, config_of, status_of,
                              stored_wall_time, summarize_study, unmeasured_source)
-from searcher.storage import load_existing_study, open_storage, study_name
+from searcher.store.storage import load_existing_study, open_storage, study_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
-    from searcher.harness import Benchmarker
+    from searcher.measure.harness import Benchmarker
     from searcher.kernels.base import Config, Kernel
-    from searcher.spec import StudySpec
+    from searcher.study.spec import StudySpec
 
 __all__ = ["CompareRow", "compare", "write_csv", "plot_best_so_far"]
 
@@ -107,8 +107,8 @@ def compare(
     against_file: str | None = None,
 ) -> list[CompareRow]:
     """Compare the stored search and grid of every batch size (see the module docstring)."""
-    from searcher.export import nearest_config
-    from searcher.grid import grid_order
+    from searcher.results.export import nearest_config
+    from searcher.tune.grid import grid_order
 
     kernel = spec.kernel
     # A side-by-side re-measurement is stored with the study; stored times are only read.

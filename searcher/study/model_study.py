@@ -10,7 +10,7 @@ The kernel maps the config to its problem (:meth:`Kernel.study_from_model`); thi
 adds what is not the kernel's: the GPU (``--gpu``, else the current one), a stable name
 (``{model}-{tp8|ep8}-{dtype tag}-{GPU}``, e.g. ``deepseek-v3-tp8-fp8-block128-NVIDIA_H200``),
 vLLM's 18 batch sizes and the budget, rendered as a study TOML. ``init`` writes that text;
-``run --model`` loads the very same text with :func:`searcher.spec.spec_from_toml`, so the
+``run --model`` loads the very same text with :func:`searcher.study.spec.spec_from_toml`, so the
 two are one study by construction, and rerunning the same command resumes it (studies are
 stored under the problem's label, device and M, in ``sqlite:///searcher.db`` unless
 ``--storage``).
@@ -28,7 +28,7 @@ from searcher.errors import ConfigError, did_you_mean, NoGPUError, SpecError
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Kernel
-    from searcher.spec import StudySpec
+    from searcher.study.spec import StudySpec
 
 __all__ = ["ModelStudyText", "find_model_config", "read_model_config", "hub_dir",
            "resolve_gpu", "model_study_text", "model_spec", "TRIALS_PER_M"]
@@ -147,7 +147,7 @@ def resolve_gpu(gpu: str | None) -> tuple[str, dict[str, int] | None]:
         ConfigError: ``gpu`` is not spelled as vLLM names devices, or is a GPU searcher
             does not know (its facts cannot be planned without it).
     """
-    from searcher.device import KNOWN_GPUS, cuda_available, current_device, vllm_device_name
+    from searcher.measure.device import KNOWN_GPUS, cuda_available, current_device, vllm_device_name
 
     if gpu:
         spelled = vllm_device_name(gpu)
@@ -198,7 +198,7 @@ def model_study_text(kernel: Kernel, model: str, *, tp: int = 1, ep: int = 1,
             ``study_from_model``).
         NoGPUError: no ``gpu`` and no CUDA GPU here.
     """
-    from searcher.spec import DEFAULT_BATCH_SIZES
+    from searcher.study.spec import DEFAULT_BATCH_SIZES
 
     config_path, model_name = find_model_config(model)
     config = read_model_config(config_path)
@@ -238,7 +238,7 @@ def model_study_text(kernel: Kernel, model: str, *, tp: int = 1, ep: int = 1,
 def model_spec(kernel: Kernel, model: str, **options: Any) -> tuple[StudySpec, ModelStudyText]:
     """The spec ``searcher init`` would write for ``model``, loaded without writing it
     (options as :func:`model_study_text`)."""
-    from searcher.spec import spec_from_toml
+    from searcher.study.spec import spec_from_toml
 
     made = model_study_text(kernel, model, **options)
     return spec_from_toml(made.text, Path(f"{made.name}.toml")), made

@@ -22,15 +22,15 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
-from searcher import record
+from searcher.store import record
 from searcher.errors import StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
     from searcher.kernels.base import Kernel, Problem
-    from searcher.space import Space
-    from searcher.spec import StudySpec
+    from searcher.study.space import Space
+    from searcher.study.spec import StudySpec
 
 __all__ = [
     "study_name",
@@ -151,7 +151,7 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
 
     Read-write (``run``, ``grid``, ``compare`` when it re-measures) creates the storage if
     needed, with heartbeats enabled; a database that stops answering later is waited for
-    (see :mod:`searcher.outage`). Read-only (``status``, ``export``, ``report``,
+    (see :mod:`searcher.store.outage`). Read-only (``status``, ``export``, ``report``,
     ``compare`` of stored times) creates no file and no table and does not switch a SQLite
     file to WAL mode; its SQLite connections are ``query_only``, so a write would fail
     rather than change the storage. (A journal file or ``memory://`` opens as read-write.)
@@ -188,7 +188,7 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
             engine_kwargs["connect_args"] = {"timeout": 60}
         else:
             engine_kwargs["pool_pre_ping"] = True
-        from searcher.outage import RetryingRDBStorage, display_url
+        from searcher.store.outage import RetryingRDBStorage, display_url
 
         for attempt in range(3):
             try:
@@ -282,7 +282,7 @@ def _fast_sqlite(storage: Any) -> None:
     transaction hold the write lock from its start, so such checks hold across processes.
 
     The threads of one run (the main one, the asker, the heartbeat) take turns through a
-    lock of this process instead (:attr:`~searcher.outage.RetryingRDBStorage.serial`).
+    lock of this process instead (:attr:`~searcher.store.outage.RetryingRDBStorage.serial`).
     Waiting for each other's SQLite lock, they slept in SQLite's busy handler (1 to
     100 ms a time) after the lock was free: on the H200 that left the GPU idle 1.7 s in
     the three-batch-size run (issue #13, ``benchmarks/idle_profile.py``).
@@ -317,7 +317,7 @@ def _fast_sqlite(storage: Any) -> None:
 
 def expected_attrs(kind: str, problem: Problem, device: str, M: int, space: Space,
                    device_info: Mapping[str, Any]) -> dict[str, Any]:
-    """What a study must record about itself (:data:`searcher.record.IDENTITY`); a
+    """What a study must record about itself (:data:`searcher.store.record.IDENTITY`); a
     mismatch refuses a resume. The kernel is the space's; the backend and the Triton
     version are what the benchmarker's ``device_info`` reports (None where it reports
     none)."""
@@ -356,7 +356,7 @@ def open_study(
     A study stored before the backend and the Triton version were part of its identity is
     checked against the ones its stored ``device_info`` names (and then records them); a
     GPU study stored before its timing was is taken as timed in the ``legacy`` replay order
-    (:data:`searcher.harness.TIMINGS`), so a GPU run now, which times otherwise, refuses
+    (:data:`searcher.measure.harness.TIMINGS`), so a GPU run now, which times otherwise, refuses
     it rather than mix two timings in one search.
 
     Raises:
@@ -383,7 +383,7 @@ def open_study(
             have[key] = measured_by[key]
     if record.TIMING not in have and measured_by and record.unmeasured_source(have) is None:
         # Measured on a GPU before the replay order was recorded: the legacy order.
-        from searcher.harness import TIMINGS
+        from searcher.measure.harness import TIMINGS
 
         have[record.TIMING] = TIMINGS["legacy"]
     for key, value in want.items():
@@ -435,7 +435,7 @@ def store_on_trial(study: optuna.Study, trial: optuna.Trial, user_attrs: dict[st
     """
     from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 
-    from searcher.outage import RetryingRDBStorage
+    from searcher.store.outage import RetryingRDBStorage
 
     system = {} if valid is None else {f"{_CONSTRAINTS_KEY}:valid": float(valid)}
     storage = study._storage
@@ -501,14 +501,14 @@ def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bo
     """Claim a piece of work once among all processes on ``storage``.
 
     Every claim is a trial of the storage's one bookkeeping study,
-    :data:`searcher.record.CLAIMS_STUDY`, created with its :data:`~searcher.record.CLAIM`
+    :data:`searcher.store.record.CLAIMS_STUDY`, created with its :data:`~searcher.store.record.CLAIM`
     (``what``) and its holder's host and pid in one write (Optuna inserts a trial and its
     template's attributes in one transaction, or one journal entry). The process then
     reads the other claims of ``what``: it holds the claim (stored COMPLETE, value 0) only
     when none is held or pending, else it withdraws its own (stored PRUNED). Since every
     claimant writes before it reads, of two claimants the later one sees the earlier:
     at most one holds the claim, on every storage; rarely both withdraw, and the work is
-    claimed again on the next pass (as the budget check in :mod:`searcher.search` does).
+    claimed again on the next pass (as the budget check in :mod:`searcher.tune.search` does).
 
     A claim of a dead process on this host is passed over and the work taken over (its
     trial stays as it was: a finished trial cannot be changed; one left pending is

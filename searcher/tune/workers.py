@@ -4,7 +4,7 @@ The parent starts one ``searcher`` process per worker with the same arguments pl
 ``--worker I/N``, each seeing one GPU (``CUDA_VISIBLE_DEVICES``), and prefixes their output
 lines with the worker's index. The workers share nothing but the storage: the search's
 budget is enforced per batch size across workers by trial order (see
-:meth:`searcher.search._Searcher.measure_batch`), the grid splits each batch size's
+:meth:`searcher.tune.search._Searcher.measure_batch`), the grid splits each batch size's
 visiting order by position. A worker that dies leaves its running trial to be recovered
 by the others or by the next run.
 
@@ -24,7 +24,7 @@ import time
 from typing import IO, Sequence
 
 from searcher.errors import ConfigError, NoGPUError
-from searcher.stop import stop_requested
+from searcher.tune.stop import stop_requested
 
 __all__ = ["visible_gpus", "resolve_workers", "parse_worker", "child_argv", "run_workers"]
 
@@ -37,7 +37,7 @@ def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    from searcher.device import cuda_available
+    from searcher.measure.device import cuda_available
 
     if not cuda_available():
         return []
@@ -150,7 +150,7 @@ def run_workers(argvs: Sequence[Sequence[str]], gpus: Sequence[str] | None) -> i
             if p.poll() is None:
                 p.send_signal(signum)
 
-    # The first Ctrl-C (or SIGTERM) sets the stop flag here (searcher.stop): pass it on
+    # The first Ctrl-C (or SIGTERM) sets the stop flag here (searcher.tune.stop): pass it on
     # once, and let the workers finish their measurement in progress; a second Ctrl-C is
     # passed on too (the workers stop at once), and after STOP_GRACE_S they are killed.
     stopping_since = None

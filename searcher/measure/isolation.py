@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from searcher.errors import BenchmarkerError, SearcherError
-from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
+from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config
@@ -263,7 +263,7 @@ class _Child:
 
 # -- the benchmarker ----------------------------------------------------------------------
 class IsolatedBenchmarker:
-    """A :class:`~searcher.harness.Benchmarker` whose measurements run in a child process.
+    """A :class:`~searcher.measure.harness.Benchmarker` whose measurements run in a child process.
 
     A child that dies while measuring (a segfault, an abort, the OOM killer) yields a
     ``runtime_error`` measurement naming the signal; one that does not reply within

@@ -6,7 +6,7 @@ compile started ahead on a CPU thread), run it once eagerly, capture ``calls_per
 layer calls in one CUDA graph, replay it ``warmup`` times, then ``replays`` times with
 fresh per-replay inputs (the router logits) copied in before each replay and CUDA events around the replay
 alone. Per-call time = replay time / calls_per_graph. Failures come back as a
-:class:`~searcher.measurement.Measurement` with a status and a reason, never raised.
+:class:`~searcher.measure.measurement.Measurement` with a status and a reason, never raised.
 
 Which inputs each replay gets (:func:`replay_inputs`): timed replay ``j`` of every
 fidelity uses input set ``j % ROUTING_CYCLE`` and warm-up replays use sets of their own.
@@ -19,7 +19,7 @@ routings; with few experts and small M a replay's time depends much on its routi
 M=2, top_k=2 of E=8 a replay touches 2 to 4 experts, up to twice the weight bytes), and
 the search-phase times came out below the finalists' re-measurement of the same config.
 A study records the order it was measured with (:data:`TIMINGS`, its ``timing``), and a
-stored study of another order is not resumed (:func:`searcher.storage.open_study`).
+stored study of another order is not resumed (:func:`searcher.store.storage.open_study`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
-from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status, summarize_samples
+from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status, summarize_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import LayerCall, Workload
@@ -149,7 +149,7 @@ class GpuBenchmarker:
     def __init__(self, workload: Workload, compile_threads: int = 4, order: str = "cycle") -> None:
         import torch
 
-        from searcher.device import current_device
+        from searcher.measure.device import current_device
 
         if order not in TIMINGS:
             raise ValueError(f"replay order {order!r}: must be one of {', '.join(TIMINGS)}")
@@ -161,7 +161,7 @@ class GpuBenchmarker:
         self._pending: dict[tuple[int, Any], Future] = {}
         self._layers: dict[tuple[int, Any], LayerCall] = {}
         self._lock = threading.Lock()
-        # The search asks ahead on a thread of its own (searcher.search), whose precompile
+        # The search asks ahead on a thread of its own (searcher.tune.search), whose precompile
         # hint builds layers, i.e. allocates CUDA buffers: never while this thread captures
         # a CUDA graph (an allocation from another thread invalidates the capture).
         self._cuda = threading.RLock()
@@ -205,7 +205,7 @@ class GpuBenchmarker:
     def compiled_ahead(self) -> list[tuple[int, Any]]:
         """The (M, config) pairs hinted ahead whose compile has finished and that are not
         measured yet (what :meth:`ready` answers True for; the measuring process sends
-        them to its parent with each reply, :mod:`searcher.isolation`)."""
+        them to its parent with each reply, :mod:`searcher.measure.isolation`)."""
         return [key for key, future in list(self._pending.items()) if future.done()]
 
     def _compile(self, M: int, config: Any, layer: LayerCall) -> float:

@@ -7,25 +7,25 @@ compare, the live view) agree on one schema, and reading results never imports t
 search loop. Importing this module imports neither optuna nor a GPU library.
 
 A study's attributes: its identity (:data:`IDENTITY`, checked on resume by
-:func:`searcher.storage.open_study`), :data:`DEVICE_INFO` (what measured it),
+:func:`searcher.store.storage.open_study`), :data:`DEVICE_INFO` (what measured it),
 :data:`WARM_STARTED`, one :data:`WALL_S` ``:HOST:PID`` entry per process, :data:`FINAL`
 (the finalists' run) and :data:`SIDE_BY_SIDE` (``searcher compare``'s run).
 
 A trial's attributes: :data:`CONFIG` (the config's dict form), :data:`STATUS` (a
 :class:`TrialStatus` value; None while it is being asked or measured), :data:`REASON`,
 :data:`COST_S`, the :data:`SHORT` and :data:`FULL` measurements
-(:meth:`~searcher.measurement.Measurement.brief`), :data:`SOURCE` (who proposed it),
+(:meth:`~searcher.measure.measurement.Measurement.brief`), :data:`SOURCE` (who proposed it),
 :data:`MEASURING`, the :data:`HOST` and :data:`PID` of the process holding it,
 :data:`DUPLICATE_OF`, and for the grid its visiting :data:`ORDER`. Each trial with a config
 also carries one attribute per config key in vLLM's terms (:func:`config_attrs`:
 ``BLOCK_SIZE_M: 64``), which is what optuna-dashboard can show of a config: Optuna's own
-params are the sampler's encoding (``log2_BLOCK_SIZE_M: 6``, see :class:`searcher.space.Param`).
+params are the sampler's encoding (``log2_BLOCK_SIZE_M: 6``, see :class:`searcher.study.space.Param`).
 
 Optuna states: a measured trial is COMPLETE (``ok``) or PRUNED (``pruned``, or a failure told
 as a constraint violation); a proposal that was not measured (``invalid``, ``duplicate``,
 ``not_run``) is PRUNED, so that Optuna's tools do not show it as failed. Samplers see
 duplicates and not-run trials as FAIL, as they were stored before (see
-:func:`searcher.samplers.measured_only`). FAIL is left to trials whose process died
+:func:`searcher.strategies.samplers.measured_only`). FAIL is left to trials whose process died
 (``interrupted``, or stale with no status).
 """
 
@@ -38,9 +38,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from searcher.decide import Verdict, judge
+from searcher.strategies.decide import Verdict, judge
 
-from searcher.measurement import Status
+from searcher.measure.measurement import Status
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -81,7 +81,7 @@ SPACE_FINGERPRINT = "space_fingerprint"
 BACKEND = "backend"  # who ran the kernel: a backend's name, "synthetic", "replay of ..."
 TRITON_VERSION = "triton_version"
 #: How a GPU's replays were timed: which inputs each replay got (a value of
-#: :data:`searcher.harness.TIMINGS`; None for synthetic and replayed studies).
+#: :data:`searcher.measure.harness.TIMINGS`; None for synthetic and replayed studies).
 TIMING = "timing"
 #: What makes a study the one a spec and a benchmarker describe; a stored study that
 #: differs is not resumed. Studies stored before the backend and the Triton version were
@@ -99,7 +99,7 @@ SIDE_BY_SIDE = "side_by_side"
 WALL_S = "wall_s"
 
 #: The one bookkeeping study of a storage: its trials are claims (see
-#: :func:`searcher.storage.claim`). Older storages hold one study per claim instead, named
+#: :func:`searcher.store.storage.claim`). Older storages hold one study per claim instead, named
 #: ``KERNEL-claim:WHAT``; readers look studies up by name and never list those.
 CLAIMS_STUDY = "searcher:claims"
 
@@ -122,7 +122,7 @@ CLAIM = "claim"  # on a trial of CLAIMS_STUDY: what it claims
 class TrialStatus(str, enum.Enum):
     """What became of a trial (its :data:`STATUS` attribute).
 
-    A measured config's status is its measurement's (:class:`~searcher.measurement.Status`:
+    A measured config's status is its measurement's (:class:`~searcher.measure.measurement.Status`:
     ok, or how it failed); the others say why nothing was measured, or why measuring stopped.
     """
 
@@ -210,7 +210,7 @@ def unmeasured_source(attrs: Mapping[str, Any]) -> str | None:
 # -- summaries -------------------------------------------------------------------------
 def paired_verdict(winner_times: Sequence[float] | None,
                    default_times: Sequence[float] | None) -> Verdict | None:
-    """The decision rule's verdict (:func:`searcher.decide.judge`) on a stored winner's and
+    """The decision rule's verdict (:func:`searcher.strategies.decide.judge`) on a stored winner's and
     the default's paired rounds; None when either was not measured."""
     if not winner_times or not default_times:
         return None

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from searcher.errors import ExportError, StorageError
-from searcher import record
-from searcher.record import MSummary, summarize_study
-from searcher.spec import StudySpec
+from searcher.store import record
+from searcher.store.record import MSummary, summarize_study
+from searcher.study.spec import StudySpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config
@@ -35,7 +35,7 @@ class Exported:
 def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str = "search",
                      batch_sizes: Sequence[int] | None = None) -> list[MSummary | None]:
     """The summary of each batch size's stored study (None where none is stored)."""
-    from searcher.storage import iter_studies, open_storage
+    from searcher.store.storage import iter_studies, open_storage
 
     storage = open_storage(storage_url, read_only=True)
     return [summarize_study(spec.kernel, study, M) if study is not None else None
@@ -63,7 +63,7 @@ def _winners(spec: StudySpec, storage_url: str, device: str,
              batch_sizes: Sequence[int] | None,
              kind: str) -> tuple[dict[int, Config], str, dict[str, list[int]]]:
     """:func:`winners`, and the batch sizes of each unmeasured source (synthetic, replay)."""
-    from searcher.storage import iter_studies, open_storage, stored_devices, study_name
+    from searcher.store.storage import iter_studies, open_storage, stored_devices, study_name
 
     storage = open_storage(storage_url, read_only=True)
     chosen: dict[int, Config] = {}
@@ -105,7 +105,7 @@ def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | 
     """Write the winners (of the search, or of the grid with ``kind="grid"``) in the
     kernel's file format (``spec.kernel.file_name``, ``render_file``) under ``out_dir``.
 
-    Every batch size of vLLM's tuning list (:data:`~searcher.spec.DEFAULT_BATCH_SIZES`)
+    Every batch size of vLLM's tuning list (:data:`~searcher.study.spec.DEFAULT_BATCH_SIZES`)
     that was not exported gets vLLM's default config (with ``merge``, only where the
     existing file lacks it too), because vLLM looks a batch size up by the nearest key: a
     file of M = 1..8 alone would run M = 4096 with M = 8's config.
@@ -114,11 +114,11 @@ def export_study(spec: StudySpec, storage_url: str, device: str, out_dir: str | 
         ExportError: ``out_dir`` is a file or its parent is missing, a batch size has no
             completed trial, the results are synthetic or replayed and ``allow_unmeasured``
             is False, or the file cannot be written (see
-            :func:`searcher.export.write_config_file`).
+            :func:`searcher.results.export.write_config_file`).
         StorageError: no Triton version is stored with the studies.
     """
-    from searcher.export import output_folder, write_config_file
-    from searcher.spec import DEFAULT_BATCH_SIZES
+    from searcher.results.export import output_folder, write_config_file
+    from searcher.study.spec import DEFAULT_BATCH_SIZES
 
     configs, triton_version, unmeasured = _winners(spec, storage_url, device, batch_sizes, kind)
     if unmeasured and not allow_unmeasured:

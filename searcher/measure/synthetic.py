@@ -28,9 +28,9 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from searcher.device import KNOWN_GPUS, GpuFacts
+from searcher.measure.device import KNOWN_GPUS, GpuFacts
 from searcher.kernels import get_kernel
-from searcher.measurement import FIDELITIES, Fidelity, Measurement, Status
+from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel, Problem

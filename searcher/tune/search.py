@@ -15,7 +15,7 @@ constraint violations, as PRUNED trials with a violated constraint, so TPE learn
 stay away from them; searcher's own status is the trial's ``status`` user attribute.
 Duplicates and trials given back unmeasured are stored PRUNED too (not FAIL, which
 optuna-dashboard shows as a red failure), but samplers see them as FAIL, as before
-(:func:`searcher.samplers.measured_only`).
+(:func:`searcher.strategies.samplers.measured_only`).
 
 Several trials are asked at once so their configs compile on CPU threads while the GPU
 measures the one before (TPE's constant liar keeps the batch diverse); the next two
@@ -25,7 +25,7 @@ next trial while the main thread stores the last result (issue #13).
 
 When M's budget is spent, its best ``finalists`` configs and vLLM's default config are
 re-measured interleaved at the long fidelity; the fastest of them is M's winner only if
-:func:`searcher.decide.judge` finds it faster than the default in the paired rounds beyond
+:func:`searcher.strategies.decide.judge` finds it faster than the default in the paired rounds beyond
 the noise (more rounds while undecided), else the default is; stored on the study with the
 default's time measured side by side and the verdict's reason.
 
@@ -52,10 +52,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
-from searcher import record
-from searcher.decide import RULE, DecisionRule, Outcome, judge
-from searcher.measurement import Measurement, Status
-from searcher.record import (
+from searcher.store import record
+from searcher.strategies.decide import RULE, DecisionRule, Outcome, judge
+from searcher.measure.measurement import Measurement, Status
+from searcher.store.record import (
     COUNTED_STATUSES,
     FAILED_STATUSES,
     MSummary,
@@ -66,8 +66,8 @@ from searcher.record import (
     summarize_study,
     worker_identity,
 )
-from searcher.stop import Stopped, stop_requested
-from searcher.storage import (
+from searcher.tune.stop import Stopped, stop_requested
+from searcher.store.storage import (
     HEARTBEAT_INTERVAL_S,
     MAX_RETRY,
     claim,
@@ -81,9 +81,9 @@ from searcher.storage import (
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
-    from searcher.harness import Benchmarker
+    from searcher.measure.harness import Benchmarker
     from searcher.kernels.base import Config
-    from searcher.spec import StudySpec
+    from searcher.study.spec import StudySpec
 
 __all__ = [
     "SearchOptions",
@@ -299,7 +299,7 @@ NEIGHBOURS = 2
 class _Searcher:
     def __init__(self, spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
                  view: RunView, clock: Callable[[], float]) -> None:
-        from searcher.storage import open_storage
+        from searcher.store.storage import open_storage
 
         self.spec = spec
         self.bencher = bencher
@@ -335,8 +335,8 @@ class _Searcher:
 
     # study of one M
     def study(self, M: int, n_existing: int = 0) -> optuna.Study:
-        from searcher.pruners import make_pruner
-        from searcher.samplers import make_sampler, measured_only
+        from searcher.strategies.pruners import make_pruner
+        from searcher.strategies.samplers import make_sampler, measured_only
 
         spec = self.spec
         # A run that resumes gets its own seed, so it does not replay the first run's draws;
@@ -534,7 +534,7 @@ class _Searcher:
                       ) -> Callable[[], list[tuple[Future, int]]]:
         """What starts asking batches of ``sizes`` trials on the asker thread, one after
         another, after the asks in ``before``. The sampler sees the study as read when they
-        start, whatever this thread tells while it asks (:func:`searcher.samplers.as_of`),
+        start, whatever this thread tells while it asks (:func:`searcher.strategies.samplers.as_of`),
         and no batch repeats a config of an earlier one still to be measured: seeded runs
         repeat."""
         def start() -> list[tuple[Future, int]]:
@@ -701,7 +701,7 @@ class _Searcher:
 
     def _first_ready(self, M: int, pending: Sequence[tuple[Any, Config, str]]) -> int:
         """The index of the first pending trial whose config the benchmarker has compiled
-        (:meth:`~searcher.harness.Benchmarker.ready`), or -1 where none has: measured in
+        (:meth:`~searcher.measure.harness.Benchmarker.ready`), or -1 where none has: measured in
         the order asked, a config still compiling held up the GPU while later ones of its
         batch were ready (issue #13: compile waits)."""
         ready = getattr(self.bencher, "ready", None)
@@ -816,7 +816,7 @@ class _Searcher:
     def neighbour_winners(self, M: int, n: int) -> list[tuple[int, Config]]:
         """Winners of the ``n`` batch sizes nearest to M (in log2) that are finished, in
         this process or in the storage (another worker's, or an earlier run's)."""
-        from searcher.storage import load_existing_study
+        from searcher.store.storage import load_existing_study
 
         others = set(self.spec.batch_sizes) | set(self.winners)
         others.discard(M)
@@ -890,10 +890,10 @@ class _Searcher:
         here for a batch size's first) and handed to the compile threads; a hint that
         raises closes the batch's trials before the error goes on. ``seen``: the study's
         trials as read where the ask was started; the sampler and the duplicate check see
-        those (:func:`searcher.samplers.as_of`), not the trials told since. ``earlier``:
+        those (:func:`searcher.strategies.samplers.as_of`), not the trials told since. ``earlier``:
         asks of batches not measured yet (done on this thread before this one), whose
         configs this batch leaves out."""
-        from searcher.samplers import as_of
+        from searcher.strategies.samplers import as_of
 
         taken: set[Config] = set()
         for future in earlier:
@@ -1118,7 +1118,7 @@ class _Searcher:
                 break
         medians = {c: statistics.median(v) for c, v in times.items()}
         # The default competes too, and wins unless a config is faster than it beyond the
-        # noise (searcher/decide.py); undecided pairs get more rounds, up to the rule's cap.
+        # noise (searcher/strategies/decide.py); undecided pairs get more rounds, up to the rule's cap.
         # Where none could still win, the fastest is judged all the same, for the record.
         candidates = (racing + file_to_beat) or [c for c in entries if c != default]
         best = min(candidates, key=lambda c: medians[c]) if candidates else None
@@ -1203,7 +1203,7 @@ def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
     For every M whose search finished, the finalists (the same best trials the run took),
     vLLM's default and the file's config (``opts.against``, else the one the stored
     record competed against, if any) are re-measured interleaved and
-    :func:`searcher.decide.judge` picks under the current rule, as at the end of a run;
+    :func:`searcher.strategies.decide.judge` picks under the current rule, as at the end of a run;
     the record replaces the stored one and keeps its winner and decision as
     ``previous``. Batch sizes without a finished search map to None (nothing to decide).
 
@@ -1305,7 +1305,7 @@ def run_search(
         view: live progress; nothing is shown when None.
         clock: seconds, for the time budget (tests pass a fake one).
     """
-    from searcher.spec import check_configs_exist
+    from searcher.study.spec import check_configs_exist
 
     batch_sizes = list(opts.batch_sizes or spec.batch_sizes)
     check_configs_exist(spec, batch_sizes)

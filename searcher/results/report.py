@@ -39,15 +39,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher.errors import ConfigError, SearcherError, StorageError
-from searcher import record
-from searcher.decide import Verdict
-from searcher.record import TimeSplit, paired_verdict, unmeasured_source, within_noise
-from searcher.view import format_us
+from searcher.store import record
+from searcher.strategies.decide import Verdict
+from searcher.store.record import TimeSplit, paired_verdict, unmeasured_source, within_noise
+from searcher.tune.view import format_us
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel, Problem
-    from searcher.record import MSummary
-    from searcher.spec import StudySpec
+    from searcher.store.record import MSummary
+    from searcher.study.spec import StudySpec
 
 __all__ = [
     "GpuPeak",
@@ -130,8 +130,8 @@ def read_grid(path: str | Path, kernel: Kernel, problem: Problem, device: str) -
         SearcherError: the file cannot be read, names no space, or was recorded for
             another kernel, shape or GPU (the message names ``--grid`` and the file).
     """
-    from searcher.measurement import Status
-    from searcher.replay import read_dataset
+    from searcher.measure.measurement import Status
+    from searcher.measure.replay import read_dataset
 
     path = Path(path)
     try:
@@ -182,7 +182,7 @@ class ReportRow:
     default_us: float | None = None
     winner: Config | None = None
     winner_us: float | None = None
-    noise: float | None = None  # the decision rule's noise (relative; searcher/decide.py)
+    noise: float | None = None  # the decision rule's noise (relative; searcher/strategies/decide.py)
     verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
     trials: int = 0
     wall_s: float = 0.0
@@ -353,7 +353,7 @@ def build_report(spec: StudySpec, storage_url: str, device: str,
     columns = [grid_column(s) for s in STANDARD_GRIDS]
     columns += [g.column for g in datasets if g.column not in columns]
 
-    from searcher.storage import open_storage
+    from searcher.store.storage import open_storage
 
     storage = open_storage(storage_url, read_only=True)
     try:
@@ -367,8 +367,8 @@ def build_report(spec: StudySpec, storage_url: str, device: str,
 def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
                   datasets: list[GridDataset], columns: list[str],
                   batch_sizes: Sequence[int] | None) -> Report:
-    from searcher.record import summarize_study
-    from searcher.storage import iter_studies, stored_devices
+    from searcher.store.record import summarize_study
+    from searcher.store.storage import iter_studies, stored_devices
 
     by_column = {g.column: g for g in datasets}
     rows: list[ReportRow] = []
@@ -549,7 +549,7 @@ def _footnotes(report: Report) -> list[str]:
                  "when the row's own run also timed that config; \"-\" where the dataset "
                  "lacks M; \"not measured\" where no grid of that space was given.")
     notes.append("Speedup = vLLM default us / searcher us; \"(= within noise)\" unless "
-                 "searcher's decision rule (searcher/decide.py) finds the winner faster or "
+                 "searcher's decision rule (searcher/strategies/decide.py) finds the winner faster or "
                  "slower in the paired rounds: at least 5 of them, every round faster "
                  "(slower), the median ratio beyond 1 + max(1%, noise); noise % = the "
                  "standard deviation of the "
@@ -609,7 +609,7 @@ def summary_lines(report: Report) -> list[str]:
 
 def time_table(report: Report) -> list[str]:
     """Per batch size and in total, the search's wall seconds by part (Markdown lines; see
-    :class:`searcher.record.TimeSplit`), then a note on what each part is."""
+    :class:`searcher.store.record.TimeSplit`), then a note on what each part is."""
     def sec(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f}"
 
