@@ -184,7 +184,8 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 
 
 def _source_kwargs(args: argparse.Namespace) -> dict:
-    """The options of :func:`_source_args` as :func:`searcher.tune.run.make_benchmarker` takes them."""
+    """The options of :func:`_source_args` as :func:`searcher.tune.run.make_benchmarker`
+    takes them."""
     return {"replay": args.replay, "synthetic": args.synthetic,
             "allow_other_gpu": args.allow_other_gpu, "isolation": args.isolation,
             "trial_timeout_s": args.trial_timeout}
@@ -761,9 +762,10 @@ def _add_decide(sub: argparse._SubParsersAction) -> None:
                        "the current decision rule",
                        description="For every batch size whose search finished, re-measure "
                        "its finalists, vLLM's default and (if any) the file it competed "
-                       "against, interleaved, and let the decision rule (searcher/strategies/decide.py) "
-                       "pick again; --stored judges the rounds stored with each batch size "
-                       "instead, without a GPU. The previous winner is kept in the record.")
+                       "against, interleaved, and let the decision rule "
+                       "(searcher/strategies/decide.py) pick again; --stored judges the rounds "
+                       "stored with each batch size instead, without a GPU. The previous winner "
+                       "is kept in the record.")
     _study_args(p)
     p.add_argument("--stored", action="store_true",
                    help="judge the finalists' stored rounds; measure nothing (for a study "

@@ -17,8 +17,8 @@ import optuna
 import pytest
 
 from searcher.errors import StorageError
-from searcher.measure.harness import (INPUT_SETS, ROUTING_CYCLE, TIMINGS, WARMUP_SETS, GpuBenchmarker,
-                              replay_inputs)
+from searcher.measure.harness import (INPUT_SETS, ROUTING_CYCLE, TIMINGS, WARMUP_SETS,
+                                      GpuBenchmarker, replay_inputs)
 from searcher.measure.measurement import FIDELITIES
 
 

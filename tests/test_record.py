@@ -37,7 +37,8 @@ def test_within_noise_is_the_decision_rule() -> None:
 
 
 def test_reading_results_does_not_import_the_search_loop() -> None:
-    code = ("import sys, searcher.results.winners, searcher.results.report, searcher.results.compare, searcher.tune.view; "
+    code = ("import sys, searcher.results.winners, searcher.results.report, "
+            "searcher.results.compare, searcher.tune.view; "
             "print('searcher.tune.search' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

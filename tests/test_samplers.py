@@ -189,7 +189,8 @@ def test_bad_startup_trials(bad: object) -> None:
 
 
 def test_importing_samplers_does_not_import_optuna() -> None:
-    code = "import sys, searcher.strategies.samplers, searcher.strategies.pruners; print('optuna' in sys.modules)"
+    code = ("import sys, searcher.strategies.samplers, searcher.strategies.pruners; "
+            "print('optuna' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

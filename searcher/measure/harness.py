@@ -29,7 +29,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
-from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status, summarize_samples
+from searcher.measure.measurement import (FIDELITIES, Fidelity, Measurement, Status,
+                                         summarize_samples)
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import LayerCall, Workload

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher.store import record
 from searcher.store.record import (COUNTED_STATUSES, TrialStatus, config_of, status_of,
-                             stored_wall_time, summarize_study, unmeasured_source)
+                                   stored_wall_time, summarize_study, unmeasured_source)
 from searcher.store.storage import load_existing_study, open_storage, study_name
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -182,7 +182,8 @@ class ReportRow:
     default_us: float | None = None
     winner: Config | None = None
     winner_us: float | None = None
-    noise: float | None = None  # the decision rule's noise (relative; searcher/strategies/decide.py)
+    # the decision rule's noise (relative; searcher/strategies/decide.py)
+    noise: float | None = None
     verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
     trials: int = 0
     wall_s: float = 0.0
@@ -549,8 +550,8 @@ def _footnotes(report: Report) -> list[str]:
                  "when the row's own run also timed that config; \"-\" where the dataset "
                  "lacks M; \"not measured\" where no grid of that space was given.")
     notes.append("Speedup = vLLM default us / searcher us; \"(= within noise)\" unless "
-                 "searcher's decision rule (searcher/strategies/decide.py) finds the winner faster or "
-                 "slower in the paired rounds: at least 5 of them, every round faster "
+                 "searcher's decision rule (searcher/strategies/decide.py) finds the winner "
+                 "faster or slower in the paired rounds: at least 5 of them, every round faster "
                  "(slower), the median ratio beyond 1 + max(1%, noise); noise % = the "
                  "standard deviation of the "
                  "log paired ratios default/winner.")

@@ -19,7 +19,8 @@ A trial's attributes: :data:`CONFIG` (the config's dict form), :data:`STATUS` (a
 :data:`DUPLICATE_OF`, and for the grid its visiting :data:`ORDER`. Each trial with a config
 also carries one attribute per config key in vLLM's terms (:func:`config_attrs`:
 ``BLOCK_SIZE_M: 64``), which is what optuna-dashboard can show of a config: Optuna's own
-params are the sampler's encoding (``log2_BLOCK_SIZE_M: 6``, see :class:`searcher.study.space.Param`).
+params are the sampler's encoding (``log2_BLOCK_SIZE_M: 6``, see
+:class:`searcher.study.space.Param`).
 
 Optuna states: a measured trial is COMPLETE (``ok``) or PRUNED (``pruned``, or a failure told
 as a constraint violation); a proposal that was not measured (``invalid``, ``duplicate``,
@@ -210,8 +211,8 @@ def unmeasured_source(attrs: Mapping[str, Any]) -> str | None:
 # -- summaries -------------------------------------------------------------------------
 def paired_verdict(winner_times: Sequence[float] | None,
                    default_times: Sequence[float] | None) -> Verdict | None:
-    """The decision rule's verdict (:func:`searcher.strategies.decide.judge`) on a stored winner's and
-    the default's paired rounds; None when either was not measured."""
+    """The decision rule's verdict (:func:`searcher.strategies.decide.judge`) on a stored
+    winner's and the default's paired rounds; None when either was not measured."""
     if not winner_times or not default_times:
         return None
     return judge(winner_times, default_times)

@@ -501,9 +501,10 @@ def claim(storage: optuna.storages.BaseStorage, kernel: Kernel, what: str) -> bo
     """Claim a piece of work once among all processes on ``storage``.
 
     Every claim is a trial of the storage's one bookkeeping study,
-    :data:`searcher.store.record.CLAIMS_STUDY`, created with its :data:`~searcher.store.record.CLAIM`
-    (``what``) and its holder's host and pid in one write (Optuna inserts a trial and its
-    template's attributes in one transaction, or one journal entry). The process then
+    :data:`searcher.store.record.CLAIMS_STUDY`, created with its
+    :data:`~searcher.store.record.CLAIM` (``what``) and its holder's host and pid in one
+    write (Optuna inserts a trial and its template's attributes in one transaction, or one
+    journal entry). The process then
     reads the other claims of ``what``: it holds the claim (stored COMPLETE, value 0) only
     when none is held or pending, else it withdraws its own (stored PRUNED). Since every
     claimant writes before it reads, of two claimants the later one sees the earlier:

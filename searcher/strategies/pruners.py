@@ -134,7 +134,8 @@ _BestRatioPruner: type | None = None
 
 
 def __getattr__(name: str) -> Any:
-    # ``from searcher.strategies.pruners import BestRatioPruner`` imports optuna only at that moment.
+    # ``from searcher.strategies.pruners import BestRatioPruner`` imports optuna only at that
+    # moment.
     if name == "BestRatioPruner":
         return _best_ratio_pruner_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -170,7 +170,8 @@ class StudySpec:
         return f"searcher {verb} {self.cli_selector}{flag}"
 
     def pruner_options(self) -> dict[str, Any]:
-        """Keyword options for :func:`searcher.strategies.pruners.make_pruner` for this spec's pruner."""
+        """Keyword options for :func:`searcher.strategies.pruners.make_pruner` for this
+        spec's pruner."""
         return {"ratio": self.pruner_ratio} if self.pruner == "ratio" else {}
 
 

@@ -25,9 +25,9 @@ next trial while the main thread stores the last result (issue #13).
 
 When M's budget is spent, its best ``finalists`` configs and vLLM's default config are
 re-measured interleaved at the long fidelity; the fastest of them is M's winner only if
-:func:`searcher.strategies.decide.judge` finds it faster than the default in the paired rounds beyond
-the noise (more rounds while undecided), else the default is; stored on the study with the
-default's time measured side by side and the verdict's reason.
+:func:`searcher.strategies.decide.judge` finds it faster than the default in the paired
+rounds beyond the noise (more rounds while undecided), else the default is; stored on the
+study with the default's time measured side by side and the verdict's reason.
 
 A trial this process asked may be taken over by another: when this process was stopped
 (SIGSTOP, a suspended VM) longer than the heartbeat grace period, another run fails the
@@ -534,9 +534,9 @@ class _Searcher:
                       ) -> Callable[[], list[tuple[Future, int]]]:
         """What starts asking batches of ``sizes`` trials on the asker thread, one after
         another, after the asks in ``before``. The sampler sees the study as read when they
-        start, whatever this thread tells while it asks (:func:`searcher.strategies.samplers.as_of`),
-        and no batch repeats a config of an earlier one still to be measured: seeded runs
-        repeat."""
+        start, whatever this thread tells while it asks
+        (:func:`searcher.strategies.samplers.as_of`), and no batch repeats a config of an
+        earlier one still to be measured: seeded runs repeat."""
         def start() -> list[tuple[Future, int]]:
             seen = study.get_trials(deepcopy=False)
             started: list[tuple[Future, int]] = []
@@ -1118,7 +1118,8 @@ class _Searcher:
                 break
         medians = {c: statistics.median(v) for c, v in times.items()}
         # The default competes too, and wins unless a config is faster than it beyond the
-        # noise (searcher/strategies/decide.py); undecided pairs get more rounds, up to the rule's cap.
+        # noise (searcher/strategies/decide.py); undecided pairs get more rounds, up to the
+        # rule's cap.
         # Where none could still win, the fastest is judged all the same, for the record.
         candidates = (racing + file_to_beat) or [c for c in entries if c != default]
         best = min(candidates, key=lambda c: medians[c]) if candidates else None
