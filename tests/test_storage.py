@@ -46,6 +46,9 @@ def test_a_file_that_is_no_storage_is_refused_by_name(tmp_path: Path) -> None:
     ("sqlite://", "in-memory SQLite database keeps nothing"),
     ("url.db", "for a SQLite file write sqlite:///url.db"),
     ("/data/url.db", "for a SQLite file write sqlite:////data/url.db"),
+    ("sqlite:url.db", "for a SQLite file write sqlite:///url.db"),  # the slashes left out
+    ("sqlite:/data/url.db", "for a SQLite file write sqlite:////data/url.db"),
+    ("sqlite:", "for a SQLite file write sqlite:///searcher.db"),
     ("postgres://u@localhost/x", "write postgresql://u@localhost/x"),
     ("postgres+psycopg://u@localhost/x", "write postgresql+psycopg://u@localhost/x"),
 ])

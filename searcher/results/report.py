@@ -455,6 +455,11 @@ def _info_text(info: dict[str, Any]) -> str:
             f"{get('backend')})")
 
 
+def _rounds(n: Any) -> str:
+    """``n`` interleaved round(s), in words."""
+    return f"{n} interleaved round{'' if n == 1 else 's'}"
+
+
 def _ms(values: Sequence[int]) -> str:
     return ", ".join(map(str, values))
 
@@ -523,12 +528,12 @@ def _footnotes(report: Report) -> list[str]:
             against = f", with the vLLM file {about['against_file']}" if about["against_file"] else ""
             notes.append(
                 f"Times at M = {_ms(about['M'])}: `searcher compare`'s side-by-side "
-                f"re-measurement ({about['rounds']} interleaved rounds at the "
+                f"re-measurement ({_rounds(about['rounds'])} at the "
                 f"{about['fidelity']} fidelity{against}); medians of the rounds.")
         else:
             notes.append(
-                f"Times at M = {_ms(about['M'])}: the search's finalists' run ({about['rounds']} "
-                f"interleaved rounds at the {about['fidelity']} fidelity, vLLM's default "
+                f"Times at M = {_ms(about['M'])}: the search's finalists' run "
+                f"({_rounds(about['rounds'])} at the {about['fidelity']} fidelity, vLLM's default "
                 "among them; no `searcher compare` re-measurement stored); medians of the "
                 "rounds.")
     none = [r.M for r in report.rows if r.source == "none"]

@@ -97,9 +97,11 @@ def check_url(url: str) -> None:
             "connection closes, and searcher opens several); use a file, e.g. "
             "sqlite:///searcher.db, or memory:// (kept for one process only)")
     if "://" not in url and _journal_path(url) is None:
+        # (sqlite:x.db is the file x.db with the slashes left out)
+        path = url[len("sqlite:"):] if url.startswith("sqlite:") else url
         raise StorageError(
             f"--storage {url}: not a storage URL (scheme://...); for a SQLite file write "
-            f"sqlite:///{url}")
+            f"sqlite:///{path or 'searcher.db'}")
     scheme = url.split("://", 1)[0]
     if scheme == "postgres" or scheme.startswith("postgres+"):
         fixed = "postgresql" + url[len("postgres"):]
