@@ -389,6 +389,7 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "speedup": s.speedup, "noise": s.noise,
                 "within_noise": s.within_noise, "decision": s.decision, "cost_s": s.cost_s,
                 "wall_s": s.wall_s, "time_s": time_json(s.time), "finalized": s.finalized,
+                "running": s.running, "unfinished": s.unfinished,
                 "device_info": s.extra.get(DEVICE_INFO),
             })
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
@@ -435,6 +436,15 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         console.print(f"measured on {info.get('name', '?')} (torch {info.get('torch_version', '?')}, "
                       f"triton {info.get('triton_version', '?')}, driver "
                       f"{info.get('driver_version', '?')}, backend {info.get('backend', '?')})")
+    open_trials = [(s.M, s.running, s.unfinished) for s in summaries
+                   if s is not None and (s.running or s.unfinished)]
+    if open_trials:
+        console.print(
+            "trials still RUNNING: " + ", ".join(
+                f"M={M}: {n} being measured, {u} other" for M, n, u in open_trials)
+            + " (a run in progress measures and asks ahead; one that was killed leaves them: "
+              "the next run on this storage fails them as interrupted and queues their "
+              "configs again)")
     held = ("the search loop's time, no GPU held" if sources and None not in sources
             else "on a GPU, the GPU minutes the search held the device")
     finals = {s.extra.get("final_fidelity") for s in summaries

@@ -385,3 +385,41 @@ def test_export_says_when_every_entry_is_the_default(tmp_path, capsys):
     assert main(["export", "--study", "h200-e64-n1408-extended", "--storage",
                  f"sqlite:///{db}", "--out", str(tmp_path)]) == 0
     assert "vLLM's default config: vLLM runs the same" not in capsys.readouterr().err
+
+
+def test_status_counts_trials_left_running_and_the_next_run_says_it_retries_them(
+        capsys, in_tmp):
+    """A run killed at once (a second Ctrl-C, SIGKILL) leaves trials RUNNING: ``status``
+    counts them (the one being measured and the others), and the next run says that it
+    failed them as interrupted and queues their configs again."""
+    import optuna
+
+    from searcher.store import record
+    from searcher.store.storage import open_storage
+
+    args = ["--study", "h100-e64-n1408", "--batch-sizes", "64"]
+    assert main(["run", *args, "--synthetic", "--trials-per-m", "6", "--no-live"]) == 0
+    storage = open_storage("sqlite:///searcher.db")
+    name = next(s.study_name for s in optuna.study.get_all_study_summaries(storage)
+                if s.user_attrs.get("kind") == "search")
+    study = optuna.load_study(study_name=name, storage=storage)
+    gone = {record.HOST: record.worker_identity()[record.HOST], record.PID: 2**22 + 7}
+    measuring = study.ask({"log2_BLOCK_SIZE_M": optuna.distributions.IntDistribution(4, 8)})
+    for key, value in {**gone, record.MEASURING: True}.items():
+        measuring.set_user_attr(key, value)
+    asked = study.ask()
+    for key, value in gone.items():
+        asked.set_user_attr(key, value)
+    capsys.readouterr()
+    assert main(["status", *args, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["batch_sizes"][0]
+    assert (row["running"], row["unfinished"]) == (1, 1)
+    assert main(["status", *args]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "trials still RUNNING: M=64: 1 being measured, 1 other" in text
+    assert main(["run", *args, "--synthetic", "--trials-per-m", "6", "--no-live"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "M=64: 2 trials left running by a process that is gone failed as interrupted" in err
+    assert main(["status", *args, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["batch_sizes"][0]
+    assert (row["running"], row["unfinished"]) == (0, 0)

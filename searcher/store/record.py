@@ -309,6 +309,10 @@ class MSummary:
     wall_s: float = 0.0  # wall time of the search loops and finalist runs
     finalized: bool = False
     running: int = 0  # trials being measured now (by any process; they hold budget)
+    #: Other trials in Optuna's RUNNING state: asked ahead by a run in progress, or left
+    #: by one that was killed (the next run on the storage fails those as interrupted and
+    #: queues their configs again).
+    unfinished: int = 0
     noise: float | None = None  # the decision rule's round-to-round noise (relative)
     verdict: Verdict | None = None  # the decision rule on the winner's and default's rounds
     decision: str | None = None  # why the stored winner was chosen (None: older records)
@@ -352,6 +356,8 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
             s.failed += 1
         elif status is None and t.state == TrialState.RUNNING and t.user_attrs.get(MEASURING):
             s.running += 1
+        elif t.state == TrialState.RUNNING:
+            s.unfinished += 1
     attrs = study.user_attrs
     s.wall_s = stored_wall_time(attrs)
     s.time.wall_s = s.wall_s

@@ -401,7 +401,11 @@ class _Searcher:
         """Open batch size ``M``'s study (failing trials left running by dead processes),
         warm-start it, and with ``ask_first`` ask its first batch."""
         probe = self.study(M)
-        recover_stale_trials(probe)
+        recovered = recover_stale_trials(probe)
+        if recovered:
+            print(f"searcher: M={M}: {recovered} trial{'s' * (recovered > 1)} left running by "
+                  "a process that is gone failed as interrupted; their configs are queued "
+                  "again", file=sys.stderr, flush=True)
         existing = len(probe.get_trials(deepcopy=False))
         study = self.study(M, existing) if existing else probe
         ctx = self.spec.kernel.context(self.spec.shape, M, self.spec.gpu_facts)
