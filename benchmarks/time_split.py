@@ -49,8 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     from searcher.study.spec import find_spec, load_spec
     from searcher.store.storage import iter_studies, open_storage
 
-    spec = load_spec(find_spec(args.study))
-    storage = open_storage(args.storage, read_only=True)
+    from searcher.errors import SearcherError
+
+    try:
+        spec = load_spec(find_spec(args.study))
+        storage = open_storage(args.storage, read_only=True)
+    except SearcherError as exc:  # e.g. a storage kept gzipped, not unzipped yet
+        print(f"time_split.py: {exc}", file=sys.stderr)
+        return 2
     studies = [(M, study) for M, study in iter_studies(storage, "search", spec,
                                                         args.device or spec.gpu,
                                                         spec.batch_sizes) if study is not None]
