@@ -273,3 +273,18 @@ def test_store_on_trial_stores_what_optunas_own_calls_store(tmp_path, kind):
     mine.tell(trial, 38.5)
     with pytest.raises(UpdateFinishedTrialError):
         store_on_trial(mine, trial, {"status": "ok"})
+
+
+def test_a_folder_or_a_journal_url_without_slashes_is_read_as_meant(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """A fresh user's findings: ``status --storage sqlite:///a-folder`` said "no such
+    file"; ``journal:x.journal`` (the slashes left out) made a file named
+    ``journal:x.journal``."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(StorageError, match="runs is a folder, not a storage file"):
+        open_storage("sqlite:///runs", read_only=True)
+    storage = open_storage("journal:x.journal")
+    optuna.create_study(storage=storage, study_name="s")
+    assert (tmp_path / "x.journal").is_file()
+    assert not (tmp_path / "journal:x.journal").exists()

@@ -74,7 +74,8 @@ def _journal_path(url: str) -> str | None:
         if url.startswith(prefix):
             return url[len(prefix):]
     if url.endswith((".log", ".journal")) and "://" not in url:
-        return url
+        # A bare journal file name; "journal:x.journal" (the slashes left out) is x.journal.
+        return url[len("journal:"):] if url.startswith("journal:") else url
     return None
 
 
@@ -239,6 +240,8 @@ def _open_read_only(url: str) -> optuna.storages.BaseStorage:
 
     path = _storage_file(url)
     if path is not None and not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise StorageError(f"--storage {url}: {path} is a folder, not a storage file")
         raise StorageError(f"--storage {url}: no such file {path}")
     if path is not None and url.startswith("sqlite"):
         _check_file(url, path, tables=True)
