@@ -288,3 +288,31 @@ def test_a_folder_or_a_journal_url_without_slashes_is_read_as_meant(tmp_path: Pa
     optuna.create_study(storage=storage, study_name="s")
     assert (tmp_path / "x.journal").is_file()
     assert not (tmp_path / "journal:x.journal").exists()
+
+
+def test_a_stale_trials_retry_carries_its_config_not_its_dead_process(tmp_path: Path) -> None:
+    """The retry of a trial left by a dead process is queued with its params and config but
+    without that process's pid, host, status or measurements: carrying the dead pid, a
+    retry asked by one worker was failed again at once by another's recovery (a CI run of
+    tests/test_workers.py saw it), its new retry naming the first failed trial."""
+    from searcher.store import record
+    from searcher.store.storage import retry_stale_trial
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    trial = study.ask()
+    trial.suggest_int("x", 0, 10)
+    attrs = {record.CONFIG: {"BLOCK_SIZE_M": 16}, record.SOURCE: "sampler",
+             record.HOST: "h", record.PID: 12345, record.STATUS: "interrupted",
+             record.MEASURING: True, record.SHORT: {"median_us": 1.0}}
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    failed = study.trials[0]
+    retry_stale_trial()(study, failed)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1
+    assert waiting[0].user_attrs == {record.CONFIG: {"BLOCK_SIZE_M": 16},
+                                     record.SOURCE: "sampler"}
+    assert waiting[0].system_attrs["failed_trial"] == failed.number
+    assert waiting[0].params == failed.params == {"x": failed.params["x"]}
+    assert failed.user_attrs[record.PID] == 12345  # the failed trial keeps its record

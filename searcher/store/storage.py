@@ -16,11 +16,12 @@ folder), four slashes for an absolute one (``sqlite:////data/s.db``,
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping
 
 from searcher.store import record
 from searcher.errors import StorageError
@@ -45,6 +46,7 @@ __all__ = [
     "GRACE_PERIOD_S",
     "process_alive",
     "claim",
+    "retry_stale_trial",
     "store_on_trial",
 ]
 
@@ -77,6 +79,30 @@ def _journal_path(url: str) -> str | None:
         # A bare journal file name; "journal:x.journal" (the slashes left out) is x.journal.
         return url[len("journal:"):] if url.startswith("journal:") else url
     return None
+
+
+def retry_stale_trial() -> Callable[[optuna.Study, Any], None]:
+    """Optuna's retry of a stale trial (its config queued again, at most :data:`MAX_RETRY`
+    times), without what the process that ran it stored on it: its host and pid, status,
+    measurements and cost.
+
+    Optuna's callback copies the trial's user attributes. The copy carried the dead
+    process's pid: asked by another worker and not yet marked as its own, it was RUNNING
+    with a dead pid, and a third worker's recovery failed it again at once (its new retry
+    then named the first failed trial, and counted a retry more).
+    """
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    own = {*record.worker_identity(), record.STATUS, record.MEASURING, record.SHORT,
+           record.FULL, record.COST_S, record.REASON}
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+    def call(study: optuna.Study, trial: Any) -> None:
+        clean = copy.copy(trial)
+        clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in own}
+        retry(study, clean)
+
+    return call
 
 
 def check_url(url: str) -> None:
@@ -171,9 +197,7 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
     # their POSIX locks on close, and another process could then checkpoint the WAL under
     # them: a test saw a false "malformed" so.)
     path = _storage_file(url)
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    retry = retry_stale_trial()
     if url == "memory://":  # nothing persists: for benchmarks of the search itself
         from optuna.storages import InMemoryStorage
 

@@ -69,11 +69,11 @@ from searcher.store.record import (
 from searcher.tune.stop import Stopped, stop_requested
 from searcher.store.storage import (
     HEARTBEAT_INTERVAL_S,
-    MAX_RETRY,
     claim,
     load_existing_study,
     open_study,
     process_alive,
+    retry_stale_trial,
     store_on_trial,
     study_name,
 )
@@ -210,11 +210,11 @@ def recover_stale_trials(study: optuna.Study) -> int:
     is stale once its heartbeat is older than the grace period (Optuna's mechanism).
     Returns how many trials were recovered.
     """
-    from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+    from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
     me = worker_identity()
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    retry = retry_stale_trial()
     storage = study._storage
     recovered = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
