@@ -635,14 +635,16 @@ class _Searcher:
         try:
             while True:
                 while starting and pending and len(inflight) <= self.opts.measure_ahead:
-                    if carry and inflight and self._first_ready(M, pending) < 0:
+                    ready = self._first_ready(M, pending)
+                    if carry and inflight and ready < 0:
                         # Every trial left is still compiling and the GPU has work: the
                         # next batch's compiled ones go first (issue #13: compile waits).
                         self._deferred, pending = pending, []
                         deferred = True
                         break
                     before = len(inflight)
-                    starting = self._start(study, M, pending, inflight, budget, deadline)
+                    starting = self._start(study, M, pending, max(ready, 0), inflight,
+                                           budget, deadline)
                     started = started or len(inflight) > before
                 # Once the first trial is checked (a batch whose trials all stepped back
                 # asks nothing).
@@ -674,13 +676,12 @@ class _Searcher:
         return statuses
 
     def _start(self, study: optuna.Study, M: int, pending: list[tuple[Any, Config, str]],
-               inflight: collections.deque, budget: int | None,
+               i: int, inflight: collections.deque, budget: int | None,
                deadline: float | None) -> bool:
-        """Mark and check the first pending trial and queue its short measurement; returns
+        """Mark and check pending trial ``i`` and queue its short measurement; returns
         False when no more trials of this batch may start (a stop was asked, the deadline
         passed, or other workers hold the rest of the budget)."""
-        i = self._first_ready(M, pending)
-        trial, config, source = pending[max(i, 0)]
+        trial, config, source = pending[i]
         if stop_requested() or (deadline is not None and self.clock() >= deadline):
             return False
         try:
@@ -689,16 +690,16 @@ class _Searcher:
                 held, twin = self._held_by_others(study, trial, config)
                 if twin is not None:  # another worker took the same config just now
                     self.tell_duplicate(study, trial, twin)
-                    pending.pop(max(i, 0))
+                    pending.pop(i)
                     return True
                 if budget is not None and held >= budget:
                     return False  # other workers hold the rest of the budget
         except _TakenOver as taken:
-            pending.pop(max(i, 0))
+            pending.pop(i)
             self.heartbeat.remove(trial._trial_id)
             _say_taken_over(taken.number, M, "it was not measured here")
             return True
-        pending.pop(max(i, 0))
+        pending.pop(i)
         inflight.append(_InFlight(trial, M, config, source, "short",
                                   self._gpu.submit(self.bencher.measure, M, config, "short")))
         return True
