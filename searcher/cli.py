@@ -21,6 +21,7 @@ from typing import Callable, NoReturn, Sequence
 
 from searcher.errors import ConfigError, NoGPUError, SearcherError
 from searcher.measure.measurement import FIDELITIES
+from searcher.strategies.finalists import SHARE
 
 __all__ = ["main"]
 
@@ -286,6 +287,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    "this shape and GPU): the config it gives each batch size is measured "
                    "first and re-measured among the finalists, so the winner is never "
                    "slower than it side by side")
+    p.add_argument("--finalists-share", type=float, default=SHARE, metavar="FRACTION",
+                   help="the most of a batch size's GPU time the finalists' re-measurement "
+                   "is planned to take: its rounds time fewer layer calls a graph to fit "
+                   f"(default {SHARE}; 1: unbounded)")
     _source_args(p)
     _worker_args(p)
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
@@ -319,6 +324,9 @@ def _run_run(args: argparse.Namespace) -> int:
     spec, storage = _load(args, notes=True)
     if args.trials_per_m is not None and args.trials_per_m < 1:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
+    if not 0.0 < args.finalists_share <= 1.0:
+        raise ConfigError(f"--finalists-share {args.finalists_share:g}: must be above 0 and "
+                          "at most 1 (1: unbounded)")
     _check_limits(args)
     against = _against_configs(spec, args.against)  # a bad file fails before any worker
     code = _spawn_workers(args, storage, extra=["--no-live"])
@@ -335,7 +343,8 @@ def _run_run(args: argparse.Namespace) -> int:
     bencher, device = make_benchmarker(spec, **_source_kwargs(args))
     opts = SearchOptions(device=device, storage_url=storage, batch_sizes=args.batch_sizes,
                          trials_per_m=args.trials_per_m, time_limit_s=args.time_limit,
-                         worker=worker, workers=workers, against=against)
+                         worker=worker, workers=workers, against=against,
+                         finalists_share=args.finalists_share)
     summaries = run_search(spec, bencher, opts, view=make_view(args.live))
     if args.worker is None:
         _print_summaries(spec, device, storage, summaries, args.json)
@@ -452,11 +461,18 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
     if finals:
         replays = sorted(f"{FIDELITIES[f].replays} replays" if f in FIDELITIES else "?"
                          for f in finals)
-        note = ("best us: the search's fastest measurement (20 replays, configs one after "
-                "another); winner us and default us: the finalists' side-by-side "
-                f"re-measurement ({', '.join(replays)}), which picks the "
-                "winner. At large M best us can read several % below: README, \"The phase "
-                "bias\"")
+        calls = sorted({c for s in summaries if s is not None and s.winner is not None
+                        for c in [s.extra.get("final_calls")] if c is not None})
+        of = "" if not calls or calls == [10] else (
+            f" of graphs of {calls[0]}" + (f"-{calls[-1]}" if len(calls) > 1 else "")
+            + (" layer call" if calls == [1] else " layer calls")
+            + ", as many as fit the finalists' budget: README, \"Finalists at a "
+            "bounded cost\"")
+        note = ("best us: the search's fastest measurement (20 replays of graphs of 10 layer "
+                "calls, configs one after another); winner us and default us: the "
+                f"finalists' side-by-side re-measurement ({', '.join(replays)}{of}), which "
+                "picks the winner. At large M best us can read several % below: README, "
+                "\"The phase bias\"")
         console.print(note)
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min ({held})")
     if synthetic:

@@ -8,7 +8,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-__all__ = ["Status", "Fidelity", "Measurement", "FIDELITIES", "summarize_samples"]
+__all__ = ["Status", "Fidelity", "Measurement", "FIDELITIES", "calls_scale",
+           "summarize_samples"]
 
 
 class Status(str, enum.Enum):
@@ -45,6 +46,15 @@ FIDELITIES: dict[str, Fidelity] = {
     "long": Fidelity("long", calls_per_graph=10, warmup=5, replays=100),
 }
 
+
+
+def calls_scale(fidelity: Fidelity) -> float:
+    """``fidelity``'s layer calls a graph over those of the named fidelity it derives from:
+    1.0 for the named ones, below 1 where the finalists' rounds time fewer calls a graph to
+    fit their budget (searcher/strategies/finalists.py). Benchmarkers that cost a
+    measurement by its fidelity's name (replay, synthetic) scale that cost by it."""
+    named = FIDELITIES.get(fidelity.name)
+    return fidelity.calls_per_graph / named.calls_per_graph if named else 1.0
 
 @dataclass(frozen=True)
 class Measurement:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from searcher.errors import SearcherError
 from searcher.kernels import DEFAULT_KERNEL, get_kernel
-from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status
+from searcher.measure.measurement import (
+    FIDELITIES, Fidelity, Measurement, Status, calls_scale)
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel
@@ -250,6 +251,7 @@ class ReplayBenchmarker:
         cost = _finite(record[cost_key], DEFAULT_COSTS[fid.name])
         if fid.name == "long":
             cost *= FIDELITIES["long"].replays / FIDELITIES["full"].replays
+        cost *= calls_scale(fid)
         cost += compile_s
         self.charged_s += cost
         if record["status"] is not Status.OK:
@@ -261,7 +263,8 @@ class ReplayBenchmarker:
         spread = _finite(record["spread_us"], 0.0)
         # The spread is the IQR of per-replay times: per-replay sigma ~ IQR / 1.35, and the
         # median of n replays has a standard error of about 1.25 sigma / sqrt(n).
-        sigma = spread / 1.35 * 1.2533 / math.sqrt(fid.replays)
+        # Fewer layer calls a graph average fewer calls per replay: a wider spread.
+        sigma = spread / 1.35 * 1.2533 / math.sqrt(fid.replays * calls_scale(fid))
         value = median + (self.rng.gauss(0.0, sigma) if self.noise and sigma > 0 else 0.0)
         return Measurement(status=Status.OK, fidelity=fid.name, median_us=max(value, 1e-3),
                            mean_us=max(value, 1e-3), spread_us=spread, samples=fid.replays,

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from searcher.measure.device import KNOWN_GPUS, GpuFacts
 from searcher.kernels import get_kernel
-from searcher.measure.measurement import FIDELITIES, Fidelity, Measurement, Status
+from searcher.measure.measurement import (
+    FIDELITIES, Fidelity, Measurement, Status, calls_scale)
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.kernels.base import Config, Kernel, Problem
@@ -103,7 +104,7 @@ class SyntheticBenchmarker:
         self.calls.append((M, config, fid.name))
         if self.crash_on or self.hang_on:
             self._misbehave(config)
-        cost = self.costs[fid.name]
+        cost = self.costs[fid.name] * calls_scale(fid)
         compile_s = 0.0
         if (M, config) not in self.compiled:
             compile_s = self.costs["compile"]
@@ -116,7 +117,8 @@ class SyntheticBenchmarker:
             status, reason = failure
             return Measurement.failed(status, reason, fid.name, cost_s=compile_s, device=dev)
         true = self.true_time(M, config)
-        sigma = self.noise * math.sqrt(FIDELITIES["full"].replays / fid.replays)
+        sigma = self.noise * math.sqrt(FIDELITIES["full"].replays / fid.replays
+                                       / calls_scale(fid))
         median = true * (1.0 + self.rng.gauss(0.0, sigma))
         return Measurement(status=Status.OK, fidelity=fid.name, median_us=median,
                            mean_us=median, spread_us=true * sigma * 1.35, samples=fid.replays,

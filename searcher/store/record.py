@@ -372,6 +372,9 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         s.against_us = final.get("against_us")
         s.extra["final_cost_s"] = final.get("cost_s", 0.0)
         s.extra["final_fidelity"] = final.get("fidelity")
+        # Layer calls a graph of the finalists' rounds (fewer than the fidelity's where
+        # their budget asked it; absent in records before it: the fidelity's own).
+        s.extra["final_calls"] = final.get("calls_per_graph")
         s.time.finalists_s = final.get("cost_s")  # None: recorded before its cost was
         # The winner's and the default's paired rounds, judged by the decision rule (old
         # records too: their winner stays as stored, only "within noise" is re-judged).

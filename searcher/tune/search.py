@@ -54,7 +54,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Se
 
 from searcher.store import record
 from searcher.strategies.decide import RULE, DecisionRule, Outcome, judge
-from searcher.measure.measurement import Measurement, Status
+from searcher.strategies.finalists import (
+    SHARE, MeasurementCost, finalists_budget, plan_finalists)
+from searcher.measure.measurement import FIDELITIES, Measurement, Status
 from searcher.store.record import (
     COUNTED_STATUSES,
     FAILED_STATUSES,
@@ -122,6 +124,10 @@ class SearchOptions:
     #: How the finalists' run decides whether a config beats vLLM's default (its rounds).
     decision_rule: DecisionRule = RULE
     final_fidelity: str = "full"  # as the search's trials: one scale (README, "The phase bias")
+    #: The most of a batch size's GPU time (its trials' measuring plus the finalists) the
+    #: finalists' run is planned to take; its rounds time fewer layer calls a graph to fit
+    #: (searcher/strategies/finalists.py). None or 1: unbounded.
+    finalists_share: float | None = SHARE
     kind: str = "search"
     warm_start: bool = True  # enqueue vLLM's default and neighbours' winners first
     #: An existing tuned file to beat (e.g. the one vLLM ships for this shape and GPU): M ->
@@ -1068,6 +1074,31 @@ class _Searcher:
                 break
         return out
 
+    def _measurement_costs(self, study: optuna.Study,
+                           configs: Sequence[Config]) -> list[MeasurementCost]:
+        """What one measurement of each of ``configs`` that has a complete trial cost there,
+        scaled from the trials' ``full`` fidelity to the finalists' (compile waits left
+        out: the finalists' configs are compiled)."""
+        from optuna.trial import TrialState
+
+        full, final = FIDELITIES["full"], FIDELITIES[self.opts.final_fidelity]
+        scale = ((final.warmup + final.replays) * final.calls_per_graph
+                 / ((full.warmup + full.replays) * full.calls_per_graph))
+        wanted, out = set(configs), {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            brief = t.user_attrs.get(record.FULL) or {}
+            if brief.get("cost_s") is None:
+                continue
+            config = config_of(self.spec.kernel, t)
+            if config not in wanted or config in out:
+                continue
+            spent = max(0.0, float(brief["cost_s"]) - float(brief.get("compile_s") or 0.0))
+            gpu = brief.get("gpu_s")
+            out[config] = (MeasurementCost(replay_s=spent * scale) if gpu is None else
+                           MeasurementCost(replay_s=float(gpu) * scale,
+                                           other_s=max(0.0, spent - float(gpu))))
+        return list(out.values())
+
     def finalize(self, study: optuna.Study, M: int, against: Config | None = None) -> None:
         """Re-measure the best configs and the default, interleaved, at a longer fidelity,
         and store the real winner (not a lucky sample). ``against``: a config to beat
@@ -1079,13 +1110,23 @@ class _Searcher:
         # isolation, a hang would cost a full timeout per round).
         failed = {config_of(self.spec.kernel, t) for t in study.get_trials(deepcopy=False)
                   if status_of(t) in FAILED_STATUSES}
-        entries = finalists + ([default] if default not in finalists and default not in failed else [])
         # The file to beat competes like the default, also where the space leaves its
         # config out (vLLM's tuner searched another space).
         if self.opts.against is not None:
             against = self.opts.against[M]
-        if against is not None and against not in entries and against not in failed:
-            entries.append(against)
+        # The default and the file are measured in every round; the other finalists race.
+        fixed = list(dict.fromkeys(c for c in (default, against) if c is not None
+                                   and (c in finalists or c not in failed)))
+        racers = [c for c in finalists if c not in fixed]
+        summary = summarize_study(self.spec.kernel, study, M)
+        rule = self.opts.decision_rule
+        plan = plan_finalists(
+            FIDELITIES[self.opts.final_fidelity],
+            self._measurement_costs(study, racers + fixed), len(racers), len(fixed),
+            finalists_budget(summary.time.measuring_s, self.opts.finalists_share), rule)
+        racers = racers[:plan.finalists]
+        entries = ([c for c in finalists if c in racers or c in fixed]
+                   + [c for c in fixed if c not in finalists])
         times: dict[Config, list[float]] = {c: [] for c in entries}
         cost = 0.0
 
@@ -1094,11 +1135,10 @@ class _Searcher:
             # of clocks reaches each alike (the rule pairs round i of two configs).
             nonlocal cost
             for config, m in zip(configs, self.bencher.measure_round(
-                    M, configs, self.opts.final_fidelity)):
+                    M, configs, plan.fidelity)):
                 cost += m.cost_s
                 times[config].append(m.median_us if m.ok else math.inf)
 
-        rule = self.opts.decision_rule
         # The selection is a race: every entry is measured in the first round; after each
         # round the slower half of the candidates drops out, the default and the file stay
         # (they are judged against in every later round). With 4 finalists: 5, 3, then 2
@@ -1172,9 +1212,13 @@ class _Searcher:
         study.set_user_attr(record.FINAL, {
             **_previous(study),
             "fidelity": self.opts.final_fidelity,
+            "calls_per_graph": plan.fidelity.calls_per_graph,
+            "plan": {"finalists": plan.finalists, "measurements": plan.measurements,
+                     "planned_s": plan.planned_s, "budget_s": plan.budget_s,
+                     "share": self.opts.finalists_share},
             "timing": self.bencher.device_info().get(record.TIMING),
             "rounds": max(len(v) for v in times.values()),
-            "trials": summarize_study(self.spec.kernel, study, M).trials,
+            "trials": summary.trials,
             "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
                          "default": c == default, "against": c == against} for c in entries],
             "winner": winner.to_dict(),

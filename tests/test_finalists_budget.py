@@ -1,0 +1,133 @@
+"""The finalists' run at a bounded cost (issue #13): its plan, and a run that keeps to it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import optuna
+import pytest
+
+from searcher.kernels.fused_moe import FUSED_MOE
+from searcher.measure.measurement import FIDELITIES, calls_scale
+from searcher.measure.synthetic import SyntheticBenchmarker
+from searcher.store.record import summarize_study
+from searcher.store.storage import open_storage, study_name
+from searcher.strategies.decide import RULE
+from searcher.strategies.finalists import (
+    MeasurementCost, finalists_budget, plan_finalists, race_measurements)
+from searcher.study.spec import load_spec
+from searcher.tune.search import SearchOptions, run_search
+
+ROOT = Path(__file__).resolve().parent.parent
+H100 = "NVIDIA_H100_80GB_HBM3"
+FULL = FIDELITIES["full"]
+
+
+def test_the_race_counts_every_finalist_once_then_the_faster_half_then_the_rule():
+    # 4 finalists and the default: 5, 3 and 2 measurements in the 3 selection rounds, then
+    # the candidate and the default until the rule's 5 rounds.
+    assert race_measurements(4, 1) == 5 + 3 + 2 + 2 + 2
+    # A file to beat is in every round too.
+    assert race_measurements(4, 2) == 6 + 4 + 3 + 3 + 3
+    assert race_measurements(1, 1) == 5 * 2
+    assert race_measurements(0, 1) == 5
+
+
+def test_the_budget_is_the_share_of_measuring_plus_itself():
+    budget = finalists_budget(6.0, 0.15)
+    assert budget / (6.0 + budget) == pytest.approx(0.15)
+    assert finalists_budget(6.0, 1.0) is None and finalists_budget(6.0, None) is None
+    assert finalists_budget(0.0, 0.15) is None  # nothing measured: nothing to bound by
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="finalists share"):
+            finalists_budget(6.0, bad)
+
+
+def test_the_plan_keeps_the_fidelity_while_it_fits():
+    costs = [MeasurementCost(replay_s=0.01, other_s=0.005)] * 3
+    plan = plan_finalists(FULL, costs, 4, 1, budget_s=10.0)
+    assert plan.fidelity == FULL and plan.finalists == 4 and plan.within_budget
+    assert plan.planned_s == pytest.approx(14 * 0.015)
+    assert plan_finalists(FULL, costs, 4, 1, budget_s=None).fidelity == FULL
+    assert plan_finalists(FULL, [], 4, 1, budget_s=0.001).fidelity == FULL  # no estimate
+
+
+def test_the_plan_times_fewer_calls_a_graph_before_it_drops_finalists():
+    # An H100 at M=1536: 165 ms replaying, 20 ms else, 5.9 s measured by the search.
+    dear = MeasurementCost(replay_s=0.165, other_s=0.020)
+    budget = finalists_budget(5.9)
+    plan = plan_finalists(FULL, [dear, MeasurementCost(0.15, 0.02)], 4, 1, budget)
+    assert plan.finalists == 4 and plan.within_budget
+    calls = plan.fidelity.calls_per_graph
+    assert 1 <= calls < FULL.calls_per_graph
+    assert 14 * dear.at(calls, FULL) <= budget < 14 * dear.at(calls + 1, FULL)
+    # It keeps the warm-ups and the replays (the routings) and the fidelity's name.
+    assert dataclasses.replace(plan.fidelity, calls_per_graph=10) == FULL
+    assert calls_scale(plan.fidelity) == calls / 10
+    # The more budget, the more calls a graph, never more than the fidelity's.
+    seen = [plan_finalists(FULL, [dear], 4, 1, b).fidelity.calls_per_graph
+            for b in (0.5, 1.0, 2.0, 4.0, 100.0)]
+    assert seen == sorted(seen) and seen[-1] == 10
+    # Where one call a graph does not fit the race of 4, fewer finalists race.
+    fewer = plan_finalists(FULL, [dear], 4, 1, 13 * dear.at(1, FULL))
+    assert fewer.fidelity.calls_per_graph == 1 and fewer.finalists < 4
+    assert fewer.within_budget
+    # Where nothing fits, the least the rule needs: one finalist, one call a graph.
+    least = plan_finalists(FULL, [dear], 4, 1, 0.01)
+    assert (least.finalists, least.fidelity.calls_per_graph) == (1, 1)
+    assert not least.within_budget and least.measurements == race_measurements(1, 1)
+
+
+def _final(url, spec, M):
+    study = optuna.load_study(study_name=study_name(FUSED_MOE, "search", spec.shape, H100, M),
+                              storage=open_storage(url))
+    return study, study.user_attrs["final"]
+
+
+@pytest.mark.parametrize("share", [0.15, 0.3])
+def test_a_run_keeps_its_finalists_within_their_share(tmp_path, share):
+    # Full measurements dear beside the search's (as at large M on a GPU), so the budget
+    # binds: the finalists' rounds time fewer layer calls a graph.
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    bencher = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3,
+                                   costs={"full": 1.0})
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    opts = SearchOptions(device=H100, storage_url=url, batch_sizes=[64, 1536],
+                         trials_per_m=16, finalists_share=share)
+    run_search(spec, bencher, opts)
+    for M in (64, 1536):
+        study, final = _final(url, spec, M)
+        measuring = summarize_study(FUSED_MOE, study, M).time.measuring_s
+        assert final["plan"]["budget_s"] == pytest.approx(measuring * share / (1 - share))
+        assert final["plan"]["share"] == share
+        assert final["calls_per_graph"] < FULL.calls_per_graph
+        racing = [e for e in final["entries"] if not e["default"]]
+        assert len(racing) == final["plan"]["finalists"] <= spec.finalists
+        # Within the plan unless the rule asked for rounds beyond its minimum.
+        if final["rounds"] <= RULE.min_rounds:
+            assert final["cost_s"] <= final["plan"]["budget_s"] + 1e-9
+            assert final["cost_s"] / (measuring + final["cost_s"]) <= share + 1e-9
+
+
+def test_an_unbounded_share_measures_at_the_fidelity_of_the_trials(tmp_path):
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    bencher = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3,
+                                   costs={"full": 1.0})
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_search(spec, bencher, SearchOptions(device=H100, storage_url=url, batch_sizes=[64],
+                                            trials_per_m=16, finalists_share=1.0))
+    _, final = _final(url, spec, 64)
+    assert final["calls_per_graph"] == FULL.calls_per_graph
+    assert final["plan"]["budget_s"] is None
+
+
+def test_the_cli_refuses_a_share_outside_0_to_1(tmp_path, capsys):
+    from searcher.cli import main
+
+    code = main(["run", "--study", "h100-e64-n1408", "--synthetic", "--finalists-share",
+                 "1.5", "--storage", f"sqlite:///{tmp_path / 's.db'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--finalists-share 1.5" in err[0] and "at most 1" in err[0]
+    assert not (tmp_path / "s.db").exists()
