@@ -1076,28 +1076,34 @@ class _Searcher:
 
     def _measurement_costs(self, study: optuna.Study,
                            configs: Sequence[Config]) -> list[MeasurementCost]:
-        """What one measurement of each of ``configs`` that has a complete trial cost there,
-        scaled from the trials' ``full`` fidelity to the finalists' (compile waits left
-        out: the finalists' configs are compiled)."""
+        """What one measurement of each of ``configs`` that has a complete trial is
+        expected to cost, scaled from the trials' ``full`` fidelity to the finalists'
+        (compile waits left out: the finalists' configs are compiled). Its replays are its
+        own trial's; the rest (building and capturing the graph, syncing) is the median
+        over the batch size's trials, since a single trial's can read several times higher
+        where the host was busy (an H100 run: 6 ms typically, up to 300 ms)."""
         from optuna.trial import TrialState
 
         full, final = FIDELITIES["full"], FIDELITIES[self.opts.final_fidelity]
         scale = ((final.warmup + final.replays) * final.calls_per_graph
                  / ((full.warmup + full.replays) * full.calls_per_graph))
-        wanted, out = set(configs), {}
+        wanted, replay, other = set(configs), {}, []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             brief = t.user_attrs.get(record.FULL) or {}
             if brief.get("cost_s") is None:
                 continue
-            config = config_of(self.spec.kernel, t)
-            if config not in wanted or config in out:
-                continue
             spent = max(0.0, float(brief["cost_s"]) - float(brief.get("compile_s") or 0.0))
             gpu = brief.get("gpu_s")
-            out[config] = (MeasurementCost(replay_s=spent * scale) if gpu is None else
-                           MeasurementCost(replay_s=float(gpu) * scale,
-                                           other_s=max(0.0, spent - float(gpu))))
-        return list(out.values())
+            # Where the benchmarker did not time its replays apart, all of it scales.
+            gpu = spent if gpu is None else min(spent, float(gpu))
+            other.append(spent - gpu)
+            config = config_of(self.spec.kernel, t)
+            if config in wanted:
+                replay.setdefault(config, gpu * scale)
+        if not other:
+            return []
+        rest = statistics.median(other)
+        return [MeasurementCost(replay_s=r, other_s=rest) for r in replay.values()]
 
     def finalize(self, study: optuna.Study, M: int, against: Config | None = None) -> None:
         """Re-measure the best configs and the default, interleaved, at a longer fidelity,
