@@ -131,3 +131,30 @@ def test_the_cli_refuses_a_share_outside_0_to_1(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert "--finalists-share 1.5" in err[0] and "at most 1" in err[0]
     assert not (tmp_path / "s.db").exists()
+
+
+def test_one_slow_trial_does_not_set_what_every_measurement_costs(tmp_path):
+    # A measurement's replays are its own trial's; the rest (capture, launches, syncs) is the
+    # batch size's median, so one trial that read 300 ms where the host was busy (as on the
+    # lent H100) does not make the plan think every measurement costs that.
+    import time
+
+    from searcher.store import record
+    from searcher.tune.search import NullView, _Searcher
+
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    configs = [spec.kernel.default_config(spec.shape, M) for M in (1, 64, 256, 1024)]
+    assert len(set(configs)) == 4
+    study = optuna.create_study()
+    for i, config in enumerate(configs):
+        other = 0.300 if i == 0 else 0.006
+        study.add_trial(optuna.trial.create_trial(value=100.0 + i, user_attrs={
+            record.CONFIG: config.to_dict(), record.STATUS: "ok",
+            record.FULL: {"cost_s": 0.080 + other + 0.5, "compile_s": 0.5, "gpu_s": 0.080}}))
+    searcher = _Searcher(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100),
+                         SearchOptions(device=H100, storage_url="memory://"), NullView(),
+                         time.perf_counter)
+    costs = searcher._measurement_costs(study, configs[:2])
+    assert len(costs) == 2
+    assert all(c.replay_s == pytest.approx(0.080) for c in costs)
+    assert all(c.other_s == pytest.approx(0.006) for c in costs)
