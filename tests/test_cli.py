@@ -352,8 +352,11 @@ def test_status_marks_the_default_and_says_what_best_us_is(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "M128 N128 K64 G1 w8 s3 (default)" in text  # M=1024 kept vLLM's default
     assert "M16 N64 K128 G1 w4 s3 (default)" not in text  # M=2's winner is not the default
-    assert "best us: the search's fastest measurement (20 replays, configs one after another)" in text
-    assert "side-by-side re-measurement (20 replays)" in text  # this record's finalists' fidelity
+    assert ("best us: the search's fastest measurement (20 replays of graphs of 10 layer "
+            "calls, configs one after another)") in text
+    # This record's finalists' fidelity; it is older than the finalists' budget, so its
+    # graphs are the fidelity's own 10 calls and the note names no other.
+    assert "side-by-side re-measurement (20 replays)" in text
     assert 'At large M best us can read several % below: README, "The phase bias"' in text
     assert "compile s" in text and "host s" in text  # GPU times: the whole split
 

@@ -158,3 +158,21 @@ def test_one_slow_trial_does_not_set_what_every_measurement_costs(tmp_path):
     assert len(costs) == 2
     assert all(c.replay_s == pytest.approx(0.080) for c in costs)
     assert all(c.other_s == pytest.approx(0.006) for c in costs)
+
+
+def test_status_names_the_calls_a_graph_of_the_finalists_rounds(tmp_path, capsys):
+    from searcher.cli import main
+
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    bencher = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3,
+                                   costs={"full": 1.0})
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_search(spec, bencher, SearchOptions(device=H100, storage_url=url,
+                                            batch_sizes=[64, 1536], trials_per_m=16))
+    calls = sorted(_final(url, spec, M)[1]["calls_per_graph"] for M in (64, 1536))
+    assert main(["status", "--study", "h100-e64-n1408", "--storage", url,
+                 "--batch-sizes", "64,1536"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    span = f"{calls[0]}" if calls[0] == calls[1] else f"{calls[0]}-{calls[1]}"
+    assert f"(20 replays of graphs of {span} layer call" in text
+    assert 'as many as fit the finalists\' budget: README, "Finalists at a bounded cost"' in text
