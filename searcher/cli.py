@@ -287,16 +287,27 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    "this shape and GPU): the config it gives each batch size is measured "
                    "first and re-measured among the finalists, so the winner is never "
                    "slower than it side by side")
-    p.add_argument("--finalists-share", type=float, default=SHARE, metavar="FRACTION",
-                   help="the most of a batch size's GPU time the finalists' re-measurement "
-                   "is planned to take: its rounds time fewer layer calls a graph to fit "
-                   f"(default {SHARE}; 1: unbounded)")
+    _finalists_share_arg(p)
     _source_args(p)
     _worker_args(p)
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="live table on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run_run)
+
+
+def _finalists_share_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--finalists-share", type=float, default=SHARE, metavar="FRACTION",
+                   help="the most of a batch size's GPU time (its trials' measuring plus the "
+                   "finalists) the finalists' re-measurement is planned to take, as a "
+                   "fraction: its rounds time fewer layer calls a graph to fit (default "
+                   f"{SHARE}, i.e. {SHARE:.0%}; 1: unbounded)")
+
+
+def _check_finalists_share(args: argparse.Namespace) -> None:
+    if not 0.0 < args.finalists_share <= 1.0:
+        raise ConfigError(f"--finalists-share {args.finalists_share!r}: a fraction above 0 "
+                          "and at most 1 (0.15 is 15%; 1: unbounded)")
 
 
 def _read_against(spec, path: str) -> dict:
@@ -324,9 +335,7 @@ def _run_run(args: argparse.Namespace) -> int:
     spec, storage = _load(args, notes=True)
     if args.trials_per_m is not None and args.trials_per_m < 1:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
-    if not 0.0 < args.finalists_share <= 1.0:
-        raise ConfigError(f"--finalists-share {args.finalists_share:g}: must be above 0 and "
-                          "at most 1 (1: unbounded)")
+    _check_finalists_share(args)
     _check_limits(args)
     against = _against_configs(spec, args.against)  # a bad file fails before any worker
     code = _spawn_workers(args, storage, extra=["--no-live"])
@@ -399,6 +408,7 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "within_noise": s.within_noise, "decision": s.decision, "cost_s": s.cost_s,
                 "wall_s": s.wall_s, "time_s": time_json(s.time), "finalized": s.finalized,
                 "running": s.running, "unfinished": s.unfinished,
+                "finalists_plan": s.extra.get("final_plan"),
                 "device_info": s.extra.get(DEVICE_INFO),
             })
         print(json.dumps({"study": spec.name, "device": device, "storage": storage,
@@ -463,11 +473,18 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                          for f in finals)
         calls = sorted({c for s in summaries if s is not None and s.winner is not None
                         for c in [s.extra.get("final_calls")] if c is not None})
+        plans = {s.M: s.extra["final_plan"] for s in summaries if s is not None
+                 and s.winner is not None and s.extra.get("final_plan")}
+        over = [M for M, p in plans.items() if p.get("within_budget") is False]
+        cut = [M for M, p in plans.items() if p.get("finalists", 0) < p.get("of", 0)]
         of = "" if not calls or calls == [10] else (
             f" of graphs of {calls[0]}" + (f"-{calls[-1]}" if len(calls) > 1 else "")
             + (" layer call" if calls == [1] else " layer calls")
-            + ", as many as fit the finalists' budget: README, \"Finalists at a "
-            "bounded cost\"")
+            + ", as many as fit the finalists' budget"
+            + (f"; fewer finalists raced at M={','.join(map(str, cut))}" if cut else "")
+            + (f"; over the budget at M={','.join(map(str, over))}, even one finalist at "
+               "one call a graph" if over else "")
+            + ": README, \"Finalists at a bounded cost\"")
         note = ("best us: the search's fastest measurement (20 replays of graphs of 10 layer "
                 "calls, configs one after another); winner us and default us: the "
                 f"finalists' side-by-side re-measurement ({', '.join(replays)}{of}), which "
@@ -803,6 +820,7 @@ def _add_decide(sub: argparse._SubParsersAction) -> None:
                    help="a vLLM config file whose configs compete too (default: the one the "
                    "stored record competed against, if any)")
     _source_args(p)
+    _finalists_share_arg(p)
     p.add_argument("--json", action="store_true", help="print the decisions as JSON")
     p.set_defaults(func=_run_decide)
 
@@ -814,6 +832,7 @@ def _run_decide(args: argparse.Namespace) -> int:
 
     spec, storage = _load(args)
     batch_sizes = args.batch_sizes or spec.batch_sizes
+    _check_finalists_share(args)
     if args.stored:
         if args.against or args.replay or args.synthetic:
             raise ConfigError("--stored measures nothing: it takes no --against, --replay "
@@ -848,7 +867,8 @@ def _run_decide(args: argparse.Namespace) -> int:
         here = unmeasured_source({DEVICE_INFO: bencher.device_info()})
         sources |= {here} if here else set()
         opts = SearchOptions(device=device, storage_url=storage,
-                             against=_against_configs(spec, args.against))
+                             against=_against_configs(spec, args.against),
+                             finalists_share=args.finalists_share)
         after = redecide(spec, bencher, opts, list(finished))
     source = ", ".join(sorted(sources)) or None
     rows = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import optuna
@@ -31,7 +32,10 @@ def test_the_race_counts_every_finalist_once_then_the_faster_half_then_the_rule(
     # A file to beat is in every round too.
     assert race_measurements(4, 2) == 6 + 4 + 3 + 3 + 3
     assert race_measurements(1, 1) == 5 * 2
-    assert race_measurements(0, 1) == 5
+    # No finalist but the default: one round of it alone; with a file to beat, the file is
+    # the candidate.
+    assert race_measurements(0, 1) == 1
+    assert race_measurements(0, 2) == 3 * 2 + 2 * 2
 
 
 def test_the_budget_is_the_share_of_measuring_plus_itself():
@@ -39,6 +43,7 @@ def test_the_budget_is_the_share_of_measuring_plus_itself():
     assert budget / (6.0 + budget) == pytest.approx(0.15)
     assert finalists_budget(6.0, 1.0) is None and finalists_budget(6.0, None) is None
     assert finalists_budget(0.0, 0.15) is None  # nothing measured: nothing to bound by
+    assert finalists_budget(float("nan"), 0.15) is None
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="finalists share"):
             finalists_budget(6.0, bad)
@@ -50,7 +55,12 @@ def test_the_plan_keeps_the_fidelity_while_it_fits():
     assert plan.fidelity == FULL and plan.finalists == 4 and plan.within_budget
     assert plan.planned_s == pytest.approx(14 * 0.015)
     assert plan_finalists(FULL, costs, 4, 1, budget_s=None).fidelity == FULL
-    assert plan_finalists(FULL, [], 4, 1, budget_s=0.001).fidelity == FULL  # no estimate
+    # No trial recorded a cost: nothing to plan from, and the record says unbounded.
+    unplanned = plan_finalists(FULL, [], 4, 1, budget_s=0.001)
+    assert unplanned.fidelity == FULL and unplanned.budget_s is None
+    # No finalist beside the default: its one measurement fits at the fidelity's calls.
+    alone = plan_finalists(FULL, costs, 0, 1, budget_s=1.0)
+    assert (alone.fidelity, alone.finalists, alone.measurements) == (FULL, 0, 1)
 
 
 def test_the_plan_times_fewer_calls_a_graph_before_it_drops_finalists():
@@ -85,28 +95,32 @@ def _final(url, spec, M):
     return study, study.user_attrs["final"]
 
 
-@pytest.mark.parametrize("share", [0.15, 0.3])
+@pytest.mark.parametrize("share", [0.15, 0.3, 0.5])
 def test_a_run_keeps_its_finalists_within_their_share(tmp_path, share):
     # Full measurements dear beside the search's (as at large M on a GPU), so the budget
     # binds: the finalists' rounds time fewer layer calls a graph.
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     bencher = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3,
-                                   costs={"full": 1.0})
+                                   costs={"full": 0.5})
     url = f"sqlite:///{tmp_path / 's.db'}"
     opts = SearchOptions(device=H100, storage_url=url, batch_sizes=[64, 1536],
                          trials_per_m=16, finalists_share=share)
     run_search(spec, bencher, opts)
     for M in (64, 1536):
         study, final = _final(url, spec, M)
+        plan = final["plan"]
         measuring = summarize_study(FUSED_MOE, study, M).time.measuring_s
-        assert final["plan"]["budget_s"] == pytest.approx(measuring * share / (1 - share))
-        assert final["plan"]["share"] == share
+        assert plan["budget_s"] == pytest.approx(measuring * share / (1 - share))
+        assert plan["share"] == share
         assert final["calls_per_graph"] < FULL.calls_per_graph
         racing = [e for e in final["entries"] if not e["default"]]
-        assert len(racing) == final["plan"]["finalists"] <= spec.finalists
+        assert len(racing) == plan["finalists"] <= plan["of"] <= spec.finalists
+        if not plan["within_budget"]:  # the least the rule needs
+            assert (final["calls_per_graph"], plan["finalists"]) == (1, 1)
+            assert plan["planned_s"] > plan["budget_s"]
         # Within the plan unless the rule asked for rounds beyond its minimum.
-        if final["rounds"] <= RULE.min_rounds:
-            assert final["cost_s"] <= final["plan"]["budget_s"] + 1e-9
+        elif final["rounds"] <= RULE.min_rounds:
+            assert final["cost_s"] <= plan["planned_s"] + 1e-9 <= plan["budget_s"] + 2e-9
             assert final["cost_s"] / (measuring + final["cost_s"]) <= share + 1e-9
 
 
@@ -130,6 +144,13 @@ def test_the_cli_refuses_a_share_outside_0_to_1(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "--finalists-share 1.5" in err[0] and "at most 1" in err[0]
+    assert not (tmp_path / "s.db").exists()
+    # The value as given (not rounded to one that would pass), and decide takes it too.
+    for command in ("run", "decide"):
+        code = main([command, "--study", "h100-e64-n1408", "--synthetic", "--finalists-share",
+                     "1.0000001", "--storage", f"sqlite:///{tmp_path / 's.db'}"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "--finalists-share 1.0000001" in err[0]
     assert not (tmp_path / "s.db").exists()
 
 
@@ -169,10 +190,27 @@ def test_status_names_the_calls_a_graph_of_the_finalists_rounds(tmp_path, capsys
     url = f"sqlite:///{tmp_path / 's.db'}"
     run_search(spec, bencher, SearchOptions(device=H100, storage_url=url,
                                             batch_sizes=[64, 1536], trials_per_m=16))
-    calls = sorted(_final(url, spec, M)[1]["calls_per_graph"] for M in (64, 1536))
+    finals = {M: _final(url, spec, M)[1] for M in (64, 1536)}
+    calls = sorted(f["calls_per_graph"] for f in finals.values())
     assert main(["status", "--study", "h100-e64-n1408", "--storage", url,
                  "--batch-sizes", "64,1536"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     span = f"{calls[0]}" if calls[0] == calls[1] else f"{calls[0]}-{calls[1]}"
     assert f"(20 replays of graphs of {span} layer call" in text
-    assert 'as many as fit the finalists\' budget: README, "Finalists at a bounded cost"' in text
+    assert "as many as fit the finalists' budget" in text
+    assert 'README, "Finalists at a bounded cost"' in text
+    # It names where fewer finalists raced than were offered, and where even the least
+    # plan was over the budget.
+    cut = [M for M, f in finals.items() if f["plan"]["finalists"] < f["plan"]["of"]]
+    over = [M for M, f in finals.items() if not f["plan"]["within_budget"]]
+    assert (f"fewer finalists raced at M={','.join(map(str, cut))}" in text) == bool(cut)
+    assert (f"over the budget at M={','.join(map(str, over))}" in text) == bool(over)
+    assert cut or over  # this landscape cuts (else the two lines above test nothing)
+    # --json carries the plan of each batch size.
+    assert main(["status", "--study", "h100-e64-n1408", "--storage", url,
+                 "--batch-sizes", "64,1536", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["batch_sizes"]
+    for row in rows:
+        plan = row["finalists_plan"]
+        assert plan["calls_per_graph"] == finals[row["M"]]["calls_per_graph"]
+        assert plan["budget_s"] == finals[row["M"]]["plan"]["budget_s"]

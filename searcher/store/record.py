@@ -375,6 +375,8 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         # Layer calls a graph of the finalists' rounds (fewer than the fidelity's where
         # their budget asked it; absent in records before it: the fidelity's own).
         s.extra["final_calls"] = final.get("calls_per_graph")
+        s.extra["final_plan"] = None if final.get("plan") is None else {
+            **final["plan"], "calls_per_graph": final.get("calls_per_graph")}
         s.time.finalists_s = final.get("cost_s")  # None: recorded before its cost was
         # The winner's and the default's paired rounds, judged by the decision rule (old
         # records too: their winner stays as stored, only "within noise" is re-judged).

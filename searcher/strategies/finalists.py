@@ -30,6 +30,7 @@ call follows other layers' calls, never its own.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -61,8 +62,10 @@ class MeasurementCost:
 @dataclass(frozen=True)
 class FinalistsPlan:
     """What the finalists' run measures: ``finalists`` of the search's best configs, at
-    ``fidelity``; ``planned_s`` is the expected cost of the ``measurements`` the rule needs
-    at least, ``budget_s`` the bound (None: unbounded or nothing to estimate from)."""
+    ``fidelity``; ``planned_s`` is the expected cost in seconds of the ``measurements`` the
+    rule needs at least (compile waits not included: a run's finalists were compiled for
+    their trials, but a resumed run or ``searcher decide`` compiles them again), and
+    ``budget_s`` the bound (None: unbounded, or no trial recorded a cost to plan from)."""
 
     fidelity: Fidelity
     finalists: int
@@ -80,7 +83,10 @@ def race_measurements(finalists: int, fixed: int, rule: DecisionRule = RULE) -> 
     the first round, the faster half of the rest after each) and then the picked candidate
     until ``rule.min_rounds`` paired rounds, with ``fixed`` configs (vLLM's default, a file
     to beat) in every round. A finalist that loses a round to the default leaves earlier,
-    so this is an upper bound for the rounds up to ``min_rounds``."""
+    so this is an upper bound for the rounds up to ``min_rounds``. With no finalist and
+    no file to beat (``fixed`` <= 1), one round of the default alone."""
+    if finalists == 0 and fixed <= 1:
+        return fixed
     selection = max(1, rule.selection_rounds)
     racing, total = finalists, 0
     for round_ in range(selection):
@@ -100,7 +106,7 @@ def finalists_budget(measuring_s: float, share: float | None = SHARE) -> float |
         return None
     if not 0.0 < share <= 1.0:
         raise ValueError(f"finalists share {share}: must be in (0, 1]")
-    if share == 1.0 or measuring_s <= 0.0:
+    if share == 1.0 or not math.isfinite(measuring_s) or measuring_s <= 0.0:
         return None
     return measuring_s * share / (1.0 - share)
 
@@ -108,18 +114,21 @@ def finalists_budget(measuring_s: float, share: float | None = SHARE) -> float |
 def plan_finalists(base: Fidelity, costs: Sequence[MeasurementCost], finalists: int,
                    fixed: int, budget_s: float | None,
                    rule: DecisionRule = RULE) -> FinalistsPlan:
-    """The most layer calls a graph (at most ``base``'s), then the most finalists (at most
-    ``finalists``), whose :func:`race_measurements` fit ``budget_s``, each measurement
-    costed as the dearest of ``costs`` (the entries' trials). Where nothing fits, the
-    cheapest plan: one finalist at one call a graph (``within_budget`` False)."""
+    """The plan that keeps the most finalists (at most ``finalists``) and then, for them,
+    the most layer calls a graph (at most ``base``'s) whose :func:`race_measurements`
+    fit ``budget_s`` (seconds), each measurement costed as the dearest of ``costs`` (one
+    per entry that has a trial: see ``Search._measurement_costs``). So calls are cut to
+    one before a finalist is. Where nothing fits, the cheapest plan: one finalist at one
+    call a graph (``within_budget`` False). Where ``costs`` is empty (no trial recorded
+    its cost), nothing can be planned: ``base``, unbounded (``budget_s`` None)."""
     measurements = race_measurements(finalists, fixed, rule)
     if budget_s is None or not costs:
-        return FinalistsPlan(base, finalists, measurements, budget_s=budget_s)
+        return FinalistsPlan(base, finalists, measurements)
 
     def each(calls: int) -> float:
         return max(c.at(calls, base) for c in costs)
 
-    for k in range(finalists, 0, -1):
+    for k in range(finalists, 0, -1) if finalists > 0 else [0]:
         n = race_measurements(k, fixed, rule)
         for calls in range(base.calls_per_graph, 0, -1):
             if n * each(calls) <= budget_s:

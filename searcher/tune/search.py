@@ -1130,6 +1130,7 @@ class _Searcher:
             FIDELITIES[self.opts.final_fidelity],
             self._measurement_costs(study, racers + fixed), len(racers), len(fixed),
             finalists_budget(summary.time.measuring_s, self.opts.finalists_share), rule)
+        offered = len(racers)
         racers = racers[:plan.finalists]
         entries = ([c for c in finalists if c in racers or c in fixed]
                    + [c for c in fixed if c not in finalists])
@@ -1219,8 +1220,9 @@ class _Searcher:
             **_previous(study),
             "fidelity": self.opts.final_fidelity,
             "calls_per_graph": plan.fidelity.calls_per_graph,
-            "plan": {"finalists": plan.finalists, "measurements": plan.measurements,
-                     "planned_s": plan.planned_s, "budget_s": plan.budget_s,
+            "plan": {"finalists": plan.finalists, "of": offered,
+                     "measurements": plan.measurements, "planned_s": plan.planned_s,
+                     "budget_s": plan.budget_s, "within_budget": plan.within_budget,
                      "share": self.opts.finalists_share},
             "timing": self.bencher.device_info().get(record.TIMING),
             "rounds": max(len(v) for v in times.values()),
