@@ -158,10 +158,8 @@ def test_one_slow_trial_does_not_set_what_every_measurement_costs(tmp_path):
     # A measurement's replays are its own trial's; the rest (capture, launches, syncs) is the
     # batch size's median, so one trial that read 300 ms where the host was busy (as on the
     # lent H100) does not make the plan think every measurement costs that.
-    import time
-
     from searcher.store import record
-    from searcher.tune.search import NullView, _Searcher
+    from searcher.tune.search import measurement_costs
 
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     configs = [spec.kernel.default_config(spec.shape, M) for M in (1, 64, 256, 1024)]
@@ -172,10 +170,7 @@ def test_one_slow_trial_does_not_set_what_every_measurement_costs(tmp_path):
         study.add_trial(optuna.trial.create_trial(value=100.0 + i, user_attrs={
             record.CONFIG: config.to_dict(), record.STATUS: "ok",
             record.FULL: {"cost_s": 0.080 + other + 0.5, "compile_s": 0.5, "gpu_s": 0.080}}))
-    searcher = _Searcher(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100),
-                         SearchOptions(device=H100, storage_url="memory://"), NullView(),
-                         time.perf_counter)
-    costs = searcher._measurement_costs(study, configs[:2])
+    costs = measurement_costs(FUSED_MOE, study, configs[:2])
     assert len(costs) == 2
     assert all(c.replay_s == pytest.approx(0.080) for c in costs)
     assert all(c.other_s == pytest.approx(0.006) for c in costs)
@@ -214,3 +209,32 @@ def test_status_names_the_calls_a_graph_of_the_finalists_rounds(tmp_path, capsys
         plan = row["finalists_plan"]
         assert plan["calls_per_graph"] == finals[row["M"]]["calls_per_graph"]
         assert plan["budget_s"] == finals[row["M"]]["plan"]["budget_s"]
+
+
+def test_the_replanning_benchmark_reads_a_stored_run(tmp_path, capsys):
+    # benchmarks/finalists_plan.py on a run made without a bound: it prints the recorded
+    # finalists (10 calls a graph) and the plan for the same entries within 15%.
+    import importlib.util
+
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_search(spec, SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3),
+               SearchOptions(device=H100, storage_url=url, batch_sizes=[64, 1536],
+                             trials_per_m=24, finalists_share=1.0))
+    loader = importlib.util.spec_from_file_location(
+        "finalists_plan", ROOT / "benchmarks" / "finalists_plan.py")
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    assert module.main(["--study", "h100-e64-n1408", "--storage", url]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r[0]) for r in rows] == [64, 1536]
+    for r in rows:
+        M = int(r[0])
+        _, final = _final(url, spec, M)
+        assert float(r[2]) == pytest.approx(final["cost_s"], abs=0.005)
+        assert int(r[4]) == FULL.calls_per_graph  # recorded unbounded
+        planned_share = r[11].strip()
+        if "(over)" not in planned_share:
+            assert float(planned_share.rstrip("%")) <= 15.0
+    assert module.main(["--study", "h100-e64-n1408", "--storage", url, "--share", "0"]) == 2

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Se
 from searcher.store import record
 from searcher.strategies.decide import RULE, DecisionRule, Outcome, judge
 from searcher.strategies.finalists import (
-    SHARE, MeasurementCost, finalists_budget, plan_finalists)
+    SHARE, FinalistsPlan, MeasurementCost, finalists_budget, plan_finalists)
 from searcher.measure.measurement import FIDELITIES, Measurement, Status
 from searcher.store.record import (
     COUNTED_STATUSES,
@@ -93,6 +93,8 @@ __all__ = [
     "run_search",
     "NullView",
     "recover_stale_trials",
+    "measurement_costs",
+    "finalists_plan",
 ]
 
 #: Consecutive configs the benchmarker cannot measure before a batch size is given up.
@@ -1074,37 +1076,6 @@ class _Searcher:
                 break
         return out
 
-    def _measurement_costs(self, study: optuna.Study,
-                           configs: Sequence[Config]) -> list[MeasurementCost]:
-        """What one measurement of each of ``configs`` that has a complete trial is
-        expected to cost, scaled from the trials' ``full`` fidelity to the finalists'
-        (compile waits left out: the finalists' configs are compiled). Its replays are its
-        own trial's; the rest (building and capturing the graph, syncing) is the median
-        over the batch size's trials, since a single trial's can read several times higher
-        where the host was busy (an H100 run: 6 ms typically, up to 300 ms)."""
-        from optuna.trial import TrialState
-
-        full, final = FIDELITIES["full"], FIDELITIES[self.opts.final_fidelity]
-        scale = ((final.warmup + final.replays) * final.calls_per_graph
-                 / ((full.warmup + full.replays) * full.calls_per_graph))
-        wanted, replay, other = set(configs), {}, []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            brief = t.user_attrs.get(record.FULL) or {}
-            if brief.get("cost_s") is None:
-                continue
-            spent = max(0.0, float(brief["cost_s"]) - float(brief.get("compile_s") or 0.0))
-            gpu = brief.get("gpu_s")
-            # Where the benchmarker did not time its replays apart, all of it scales.
-            gpu = spent if gpu is None else min(spent, float(gpu))
-            other.append(spent - gpu)
-            config = config_of(self.spec.kernel, t)
-            if config in wanted:
-                replay.setdefault(config, gpu * scale)
-        if not other:
-            return []
-        rest = statistics.median(other)
-        return [MeasurementCost(replay_s=r, other_s=rest) for r in replay.values()]
-
     def finalize(self, study: optuna.Study, M: int, against: Config | None = None) -> None:
         """Re-measure the best configs and the default, interleaved, at a longer fidelity,
         and store the real winner (not a lucky sample). ``against``: a config to beat
@@ -1126,10 +1097,9 @@ class _Searcher:
         racers = [c for c in finalists if c not in fixed]
         summary = summarize_study(self.spec.kernel, study, M)
         rule = self.opts.decision_rule
-        plan = plan_finalists(
-            FIDELITIES[self.opts.final_fidelity],
-            self._measurement_costs(study, racers + fixed), len(racers), len(fixed),
-            finalists_budget(summary.time.measuring_s, self.opts.finalists_share), rule)
+        plan = finalists_plan(self.spec.kernel, study, len(racers), racers + fixed, len(fixed),
+                              summary.time.measuring_s, self.opts.final_fidelity,
+                              self.opts.finalists_share, rule)
         offered = len(racers)
         racers = racers[:plan.finalists]
         entries = ([c for c in finalists if c in racers or c in fixed]
@@ -1242,6 +1212,51 @@ class _Searcher:
             "cost_s": cost,
         })
         add_wall_time(study, self.clock() - started)
+
+
+def measurement_costs(kernel: Any, study: optuna.Study, configs: Sequence[Config],
+                      final_fidelity: str = "full") -> list[MeasurementCost]:
+    """What one finalists' measurement of each of ``configs`` that has a complete trial in
+    ``study`` is expected to cost (seconds), scaled from the trials' ``full`` fidelity to
+    ``final_fidelity`` (compile waits left out: in a run the finalists' configs were
+    compiled for their trials). Its replays are its own trial's (``gpu_s``); the rest
+    (building and capturing the graph, syncing) is the median over the batch size's
+    trials, since a single trial's can read several times higher where the host was busy
+    (the lent H100: 6 ms typically, up to 300 ms). Empty where no trial recorded a cost."""
+    from optuna.trial import TrialState
+
+    full, final = FIDELITIES["full"], FIDELITIES[final_fidelity]
+    scale = ((final.warmup + final.replays) * final.calls_per_graph
+             / ((full.warmup + full.replays) * full.calls_per_graph))
+    wanted, replay, other = set(configs), {}, []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        brief = t.user_attrs.get(record.FULL) or {}
+        if brief.get("cost_s") is None:
+            continue
+        spent = max(0.0, float(brief["cost_s"]) - float(brief.get("compile_s") or 0.0))
+        gpu = brief.get("gpu_s")
+        # Where the benchmarker did not time its replays apart, all of it scales.
+        gpu = spent if gpu is None else min(spent, float(gpu))
+        other.append(spent - gpu)
+        config = config_of(kernel, t)
+        if config in wanted:
+            replay.setdefault(config, gpu * scale)
+    if not other:
+        return []
+    rest = statistics.median(other)
+    return [MeasurementCost(replay_s=r, other_s=rest) for r in replay.values()]
+
+
+def finalists_plan(kernel: Any, study: optuna.Study, racers: int, entries: Sequence[Config],
+                   fixed: int, measuring_s: float, final_fidelity: str = "full",
+                   share: float | None = SHARE, rule: DecisionRule = RULE) -> FinalistsPlan:
+    """What the finalists' run of ``study`` measures (:func:`plan_finalists`): ``racers``
+    finalists and ``fixed`` configs in every round (vLLM's default, a file to beat), all
+    of them in ``entries``, within ``share`` of the batch size's GPU time, whose trials
+    measured for ``measuring_s`` seconds (compile waits excluded)."""
+    return plan_finalists(FIDELITIES[final_fidelity],
+                          measurement_costs(kernel, study, entries, final_fidelity),
+                          racers, fixed, finalists_budget(measuring_s, share), rule)
 
 
 def _previous(study: optuna.Study) -> dict[str, Any]:

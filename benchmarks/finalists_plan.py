@@ -1,0 +1,103 @@
+"""The finalists' budget replanned on a GPU run's storage (no GPU needed).
+
+For each batch size of a stored study: what its trials measured (seconds, compile waits
+excluded), what its finalists' run recorded (seconds, share of measuring plus finalists,
+layer calls a graph, measurements, rounds), and what the current plan
+(``searcher/strategies/finalists.py``) gives for the same entries from the same trials:
+the budget, the calls a graph, the finalists raced, the planned seconds and the share
+they would take. The planned seconds count the measurements the decision rule needs at
+least (rounds it adds while undecided, up to 8, come on top), so "planned share" is a
+prediction for the rounds up to the rule's minimum, not a measurement.
+
+    gunzip -k examples/h200-e64-n1408-throughput/eighth-run/*.db.gz
+    python benchmarks/finalists_plan.py --study h200-e64-n1408 \\
+        --storage sqlite:///examples/h200-e64-n1408-throughput/eighth-run/all.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", required=True)
+    ap.add_argument("--storage", required=True)
+    ap.add_argument("--device", default=None, help="vLLM device name (default: the study's)")
+    ap.add_argument("--share", type=float, default=None,
+                    help="the finalists' share to plan for (default: searcher's, 0.15)")
+    args = ap.parse_args(argv)
+
+    from searcher.errors import SearcherError
+    from searcher.measure.measurement import FIDELITIES
+    from searcher.store import record
+    from searcher.store.record import summarize_study
+    from searcher.store.storage import iter_studies, open_storage
+    from searcher.strategies.finalists import SHARE
+    from searcher.study.spec import find_spec, load_spec
+    from searcher.tune.search import finalists_plan
+
+    share = SHARE if args.share is None else args.share
+    if not 0.0 < share <= 1.0:
+        print(f"finalists_plan.py: --share {args.share!r}: a fraction above 0 and at most 1",
+              file=sys.stderr)
+        return 2
+    try:
+        spec = load_spec(find_spec(args.study))
+        storage = open_storage(args.storage, read_only=True)
+    except SearcherError as exc:  # e.g. a storage kept gzipped, not unzipped yet
+        print(f"finalists_plan.py: {exc}", file=sys.stderr)
+        return 2
+    studies = [(M, study) for M, study in iter_studies(
+        storage, "search", spec, args.device or spec.gpu, spec.batch_sizes)
+        if study is not None]
+    info = next((study.user_attrs[record.DEVICE_INFO] for _, study in studies
+                 if study.user_attrs.get(record.DEVICE_INFO)), {})
+    print(f"{spec.name} in {args.storage}, measured on {info.get('name', '?')} (torch "
+          f"{info.get('torch_version', '?')}, triton {info.get('triton_version', '?')}); "
+          f"plan for a share of {share:g}")
+    print()
+    print("| M | measuring s | recorded: finalists s | share | calls | measurements | rounds "
+          "| plan: budget s | calls | finalists | planned s | planned share |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    worst_before = worst_after = 0.0
+    for M, study in studies:
+        final = study.user_attrs.get(record.FINAL)
+        if not final or final.get("cost_s") is None:
+            continue
+        measuring = summarize_study(spec.kernel, study, M).time.measuring_s
+        entries = [spec.kernel.config_from_dict(e["config"]) for e in final["entries"]]
+        fixed = [c for c, e in zip(entries, final["entries"]) if e["default"] or e["against"]]
+        plan = finalists_plan(spec.kernel, study, len(entries) - len(fixed), entries,
+                              len(fixed), measuring, final.get("fidelity") or "full", share)
+        cost = final["cost_s"]
+        before = cost / (measuring + cost) if measuring + cost else 0.0
+        planned = plan.planned_s
+        after = None if planned is None else planned / (measuring + planned)
+        worst_before = max(worst_before, before)
+        worst_after = max(worst_after, after or 0.0)
+        calls = final.get("calls_per_graph") or FIDELITIES[final.get("fidelity") or "full"] \
+            .calls_per_graph
+        measured = sum(len(e["times_us"]) for e in final["entries"])
+        print(f"| {M} | {measuring:.2f} | {cost:.2f} | {100 * before:.0f}% | {calls} "
+              f"| {measured} | {final['rounds']} "
+              f"| {'-' if plan.budget_s is None else f'{plan.budget_s:.2f}'} "
+              f"| {plan.fidelity.calls_per_graph} | {plan.finalists} "
+              f"| {'-' if planned is None else f'{planned:.2f}'} "
+              f"| {'-' if after is None else f'{100 * after:.0f}%'}"
+              f"{'' if plan.within_budget else ' (over)'} |")
+    print()
+    print(f"- recorded: the finalists at most {100 * worst_before:.1f}% of a batch size's "
+          "measuring plus finalists")
+    print(f"- planned: at most {100 * worst_after:.1f}% (the rule's minimum rounds; goal "
+          f"<= {100 * share:g}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
