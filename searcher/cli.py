@@ -384,6 +384,10 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                                            if s is not None and s.extra.get(DEVICE_INFO)})]
     sources = [unmeasured_source({DEVICE_INFO: info}) for info in infos]
     synthetic = "synthetic" in sources
+    replayed = any(src and src.startswith("replay of") for src in sources)
+    # A replay charges the recorded GPU's costs without spending them, so they do not
+    # split the replay's wall time either (they once read as 280% of it).
+    synthetic = synthetic or replayed
 
     def time_json(split) -> dict:
         # The synthetic benchmarker's costs are made up: only the loop's wall time is real
@@ -492,7 +496,10 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
                 "\"The phase bias\"")
         console.print(note)
     console.print(f"wall time stored for these batch sizes: {total / 60:.1f} min ({held})")
-    if synthetic:
+    if replayed:
+        console.print("where the wall time went: not shown, a replay charges the recorded "
+                      "GPU's costs without spending them")
+    elif synthetic:
         console.print("where the wall time went: not shown, the synthetic costs are made up")
     else:
         console.print(_time_note(total_split))

@@ -305,7 +305,7 @@ def test_status_says_where_the_time_went(capsys, in_tmp):
         study = optuna.load_study(study_name=name, storage=storage)
         t = summarize_study(FUSED_MOE, study, row["M"]).time
         assert t.measuring_s + t.compile_s + t.finalists_s + t.host_s == pytest.approx(t.wall_s)
-        # The synthetic benchmarker charges a compile per config and "replays" 80% of the rest.
+        # The synthetic benchmarker charges a compile per config and "replays" 93% of the rest.
         compile_s = sum((tr.user_attrs.get(f) or {}).get("compile_s", 0.0)
                         for tr in study.get_trials() for f in ("short", "full"))
         assert t.compile_s == pytest.approx(compile_s) and compile_s > 0
@@ -426,3 +426,23 @@ def test_status_counts_trials_left_running_and_the_next_run_says_it_retries_them
     assert main(["status", *args, "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["batch_sizes"][0]
     assert (row["running"], row["unfinished"]) == (0, 0)
+
+
+def test_status_of_a_replay_does_not_split_its_wall_time_by_the_recorded_costs(tmp_path,
+                                                                                  capsys):
+    # A replay charges the recorded GPU's costs without spending them: split against the
+    # replay's own wall time they read as 280% of it, with negative host time.
+    data = ROOT / "benchmarks" / "data" / "grid-h200-e64-n1408-vllm432.csv"
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", "--study", "h200-e64-n1408", "--replay", str(data), "--storage", url,
+                 "--batch-sizes", "64", "--trials-per-m", "8", "--no-live"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--study", "h200-e64-n1408", "--storage", url,
+                 "--batch-sizes", "64"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a replay charges the recorded GPU's costs without spending them" in text
+    assert "host s" not in text and "host overhead" not in text
+    assert main(["status", "--study", "h200-e64-n1408", "--storage", url,
+                 "--batch-sizes", "64", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["batch_sizes"][0]
+    assert {k for k, v in row["time_s"].items() if v is not None} == {"wall_s"}

@@ -79,3 +79,37 @@ def test_time_split_parts_add_up_and_unknowns_stay_unknown() -> None:
         (4.5, 15.0, None, None)
     assert total.gpu_s == 1.75  # known in part: the part that is known
     assert (TimeSplit() + TimeSplit()).gpu_s is None
+
+
+def test_a_kept_default_has_the_noise_of_the_pair_the_rule_judged() -> None:
+    # Its rounds against themselves have no noise; status once said 0.0 where the decision
+    # it printed beside said 7.1%.
+    import optuna
+
+    from searcher.kernels.fused_moe import FUSED_MOE
+    from searcher.store.record import FINAL, summarize_study
+
+    default = FUSED_MOE.default_config(_shape(), 64)
+    other = dict(default.to_dict(), num_stages=default.num_stages + 1)
+    cand, dflt = [100.0, 93.0, 110.0, 95.0, 104.0], [101.0, 100.0, 100.0, 101.0, 100.0]
+    verdict = judge(cand, dflt)
+    study = optuna.create_study()
+    study.set_user_attr(FINAL, {
+        "entries": [{"config": other, "times_us": cand, "median_us": 100.0, "default": False,
+                     "against": False},
+                    {"config": default.to_dict(), "times_us": dflt, "median_us": 100.0,
+                     "default": True, "against": False}],
+        "winner": default.to_dict(), "winner_us": 100.0, "default_us": 100.0,
+        "decision": {"outcome": verdict.outcome.value, "noise": verdict.noise,
+                     "reason": "candidate ...: " + verdict.reason()}})
+    s = summarize_study(FUSED_MOE, study, 64)
+    assert verdict.noise > 0.05 and s.noise == verdict.noise
+
+
+def _shape():
+    from pathlib import Path
+
+    from searcher.study.spec import load_spec
+
+    root = Path(__file__).resolve().parent.parent
+    return load_spec(root / "studies" / "h100-e64-n1408.toml").shape

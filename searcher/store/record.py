@@ -388,6 +388,12 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
             s.noise = s.verdict.noise
         if final.get("decision"):
             s.decision = final["decision"]["reason"]
+            # A default kept: its rounds against themselves have no noise; the noise is that
+            # of the pair the rule judged (its decision says it too).
+            if final["winner"] == next((e["config"] for e in final["entries"]
+                                        if e["default"]), None) \
+                    and final["decision"].get("noise") is not None:
+                s.noise = final["decision"]["noise"]
     return s
 
 
