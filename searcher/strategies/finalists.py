@@ -1,12 +1,12 @@
 """How much the finalists' run may measure: a share of its batch size's GPU time.
 
-The finalists' run (:meth:`searcher.tune.search.Search.finalize`) races the search's best
+The finalists' run (``finalize`` in :mod:`searcher.tune.search`) races the search's best
 configs against vLLM's default in interleaved rounds and lets the decision rule
 (:mod:`~searcher.strategies.decide`) judge the fastest. At the ``full`` fidelity each
 config of a round replays a CUDA graph of 10 layer calls 25 times; at large M, where one
-call takes 0.5-1.2 ms, the 14 measurements of a race among 4 finalists cost up to a
-quarter of the search's own measuring (issue #13: 26% of the wall time at M=1536 on an
-H100, 28% on an H200).
+call takes 0.5-1.2 ms, the 14 measurements of a race among 4 finalists took up to a third
+of a batch size's wall time (issue #13: 26-32% at M=1536 on the lent H100, 28% on the
+H200).
 
 :func:`plan_finalists` bounds that cost: the run may spend at most ``share`` of the batch
 size's GPU time (its trials' measuring plus the finalists), that is
@@ -117,7 +117,7 @@ def plan_finalists(base: Fidelity, costs: Sequence[MeasurementCost], finalists: 
     """The plan that keeps the most finalists (at most ``finalists``) and then, for them,
     the most layer calls a graph (at most ``base``'s) whose :func:`race_measurements`
     fit ``budget_s`` (seconds), each measurement costed as the dearest of ``costs`` (one
-    per entry that has a trial: see ``Search._measurement_costs``). So calls are cut to
+    per entry that has a trial: :func:`searcher.tune.search.measurement_costs`). So calls are cut to
     one before a finalist is. Where nothing fits, the cheapest plan: one finalist at one
     call a graph (``within_budget`` False). Where ``costs`` is empty (no trial recorded
     its cost), nothing can be planned: ``base``, unbounded (``budget_s`` None)."""
