@@ -56,11 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     studies = [(M, study) for M, study in iter_studies(
         storage, "search", spec, args.device or spec.gpu, spec.batch_sizes)
         if study is not None]
+    if not studies:
+        print(f"finalists_plan.py: {args.storage} holds no study of {spec.name} on "
+              f"{args.device or spec.gpu} (another GPU's? pass --device)", file=sys.stderr)
+        return 2
     info = next((study.user_attrs[record.DEVICE_INFO] for _, study in studies
                  if study.user_attrs.get(record.DEVICE_INFO)), {})
-    print(f"{spec.name} in {args.storage}, measured on {info.get('name', '?')} (torch "
-          f"{info.get('torch_version', '?')}, triton {info.get('triton_version', '?')}); "
-          f"plan for a share of {share:g}")
+    source = next((src for _, study in studies
+                   if (src := record.unmeasured_source(study.user_attrs))), None)
+    measured = (f"measured on {info.get('name', '?')} (torch {info.get('torch_version', '?')}, "
+                f"triton {info.get('triton_version', '?')})" if source is None
+                else f"not measured on a GPU ({source})")
+    print(f"{spec.name} in {args.storage}, {measured}; plan for a share of {share:g}")
     print()
     print("| M | measuring s | recorded: finalists s | share | calls | measurements | rounds "
           "| plan: budget s | calls | finalists | planned s | planned share |")

@@ -301,7 +301,7 @@ def _finalists_share_arg(p: argparse.ArgumentParser) -> None:
                    help="the most of a batch size's GPU time (its trials' measuring plus the "
                    "finalists) the finalists' re-measurement is planned to take, as a "
                    "fraction: its rounds time fewer layer calls a graph to fit (default "
-                   f"{SHARE}, i.e. {SHARE:.0%}; 1: unbounded)")
+                   f"{SHARE}, i.e. {SHARE * 100:g}%%; 1: unbounded)")
 
 
 def _check_finalists_share(args: argparse.Namespace) -> None:
@@ -486,8 +486,8 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
             + (" layer call" if calls == [1] else " layer calls")
             + ", as many as fit the finalists' budget"
             + (f"; fewer finalists raced at M={','.join(map(str, cut))}" if cut else "")
-            + (f"; over the budget at M={','.join(map(str, over))}, even one finalist at "
-               "one call a graph" if over else "")
+            + (f"; over the budget at M={','.join(map(str, over))}, even at one call a "
+               "graph and at most one finalist" if over else "")
             + ": README, \"Finalists at a bounded cost\"")
         note = ("best us: the search's fastest measurement (20 replays of graphs of 10 layer "
                 "calls, configs one after another); winner us and default us: the "
@@ -841,9 +841,9 @@ def _run_decide(args: argparse.Namespace) -> int:
     batch_sizes = args.batch_sizes or spec.batch_sizes
     _check_finalists_share(args)
     if args.stored:
-        if args.against or args.replay or args.synthetic:
-            raise ConfigError("--stored measures nothing: it takes no --against, --replay "
-                              "or --synthetic")
+        if args.against or args.replay or args.synthetic or args.finalists_share != SHARE:
+            raise ConfigError("--stored measures nothing: it takes no --against, --replay, "
+                              "--synthetic or --finalists-share")
         device = args.device or spec.gpu
     else:
         if args.device:

@@ -244,6 +244,27 @@ def test_help_texts_print_single_percent_signs(capsys):
         assert "%%" not in out and "% of the" in out
 
 
+def test_every_commands_help_prints(capsys):
+    # argparse %-formats help texts: a bare "15%" made `run --help` a traceback.
+    import argparse
+
+    from searcher.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"run", "decide", "status", "export"} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0, command
+        out = capsys.readouterr().out
+        assert out.startswith("usage:") and "%%" not in out, command
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "i.e. 15%; 1: unbounded" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_table_on_a_pipe_keeps_whole_headers(capsys):
     import io
 

@@ -226,7 +226,9 @@ def test_the_replanning_benchmark_reads_a_stored_run(tmp_path, capsys):
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
     assert module.main(["--study", "h100-e64-n1408", "--storage", url]) == 0
-    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    assert "not measured on a GPU (synthetic)" in out.splitlines()[0]
+    rows = [line.split("|")[1:-1] for line in out.splitlines()
             if line.startswith("| ") and line[2].isdigit()]
     assert [int(r[0]) for r in rows] == [64, 1536]
     for r in rows:
@@ -238,3 +240,8 @@ def test_the_replanning_benchmark_reads_a_stored_run(tmp_path, capsys):
         if "(over)" not in planned_share:
             assert float(planned_share.rstrip("%")) <= 15.0
     assert module.main(["--study", "h100-e64-n1408", "--storage", url, "--share", "0"]) == 2
+    # Another study than the storage holds: one line, exit 2 (not an empty table).
+    capsys.readouterr()
+    assert module.main(["--study", "h200-e64-n1408", "--storage", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no study of h200-e64-n1408" in err[0]
