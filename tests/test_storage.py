@@ -31,6 +31,22 @@ def test_a_read_only_storage_reads_and_never_writes(tmp_path: Path) -> None:
     assert optuna.load_study(study_name="x", storage=open_storage(url)).user_attrs == {"a": 1}
 
 
+def test_a_gzipped_storage_is_named_with_the_gunzip_to_run(tmp_path: Path) -> None:
+    # The repository's example storages are kept gzipped: a user passes the .gz, or the
+    # .db before unzipping it.
+    import gzip
+
+    db = tmp_path / "s.db"
+    optuna.create_study(study_name="x", storage=open_storage(f"sqlite:///{db}"))
+    gz = tmp_path / "s.db.gz"
+    gz.write_bytes(gzip.compress(db.read_bytes()))
+    db.unlink()
+    with pytest.raises(StorageError, match=f"no such file {db}; {gz} is there: gunzip -k"):
+        open_storage(f"sqlite:///{db}", read_only=True)
+    with pytest.raises(StorageError, match=f"gzipped\\? gunzip -k it and pass {db}"):
+        open_storage(f"sqlite:///{gz}", read_only=True)
+
+
 def test_a_file_that_is_no_storage_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text("{}")

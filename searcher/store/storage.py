@@ -158,6 +158,8 @@ def _check_file(url: str, path: str, *, tables: bool) -> None:
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return
     what = f"--storage {url}: {path} is not a searcher/Optuna storage or is damaged"
+    if path.endswith(".gz"):  # the repository's example storages are kept gzipped
+        what += f" (gzipped? gunzip -k it and pass {path[:-3]})"
     try:
         connection = sqlite3.connect(path, timeout=60)
         try:
@@ -266,7 +268,9 @@ def _open_read_only(url: str) -> optuna.storages.BaseStorage:
     if path is not None and not os.path.isfile(path):
         if os.path.isdir(path):
             raise StorageError(f"--storage {url}: {path} is a folder, not a storage file")
-        raise StorageError(f"--storage {url}: no such file {path}")
+        beside = f"; {path}.gz is there: gunzip -k it first" \
+            if os.path.isfile(f"{path}.gz") else ""
+        raise StorageError(f"--storage {url}: no such file {path}{beside}")
     if path is not None and url.startswith("sqlite"):
         _check_file(url, path, tables=True)
     if url == "memory://" or "://" not in url or url.startswith("journal:"):
