@@ -385,15 +385,16 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
     sources = [unmeasured_source({DEVICE_INFO: info}) for info in infos]
     synthetic = "synthetic" in sources
     replayed = any(src and src.startswith("replay of") for src in sources)
-    # A replay charges the recorded GPU's costs without spending them, so they do not
-    # split the replay's wall time either (they once read as 280% of it).
-    synthetic = synthetic or replayed
+    # Costs that do not split the wall time: the synthetic ones are made up, and a replay
+    # charges the recorded GPU's costs without spending them (they once read as 280% of
+    # its wall time).
+    unsplit = synthetic or replayed
 
     def time_json(split) -> dict:
-        # The synthetic benchmarker's costs are made up: only the loop's wall time is real
+        # Costs that do not split the wall time (above): only its wall time is real
         # (the table leaves the other columns out; here they are null).
         d = split.to_dict()
-        if not synthetic:
+        if not unsplit:
             return d
         return {k: (v if k == "wall_s" else None) for k, v in d.items()}
 
@@ -422,11 +423,11 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
         return
     from rich.table import Table
 
-    # The synthetic benchmarker's costs are made up: only the loop's wall time is real.
-    time_columns = ("wall s",) if synthetic else TIME_COLUMNS
+    # Costs that do not split the wall time (above): only the wall time is shown.
+    time_columns = ("wall s",) if unsplit else TIME_COLUMNS
 
     def time_cells(split) -> list[str]:
-        return [_seconds(split.wall_s)] if synthetic else _time_cells(split)
+        return [_seconds(split.wall_s)] if unsplit else _time_cells(split)
 
     table = Table(title=f"{spec.name} on {device} ({storage})")
     against = any(s is not None and s.against_us is not None for s in summaries)
