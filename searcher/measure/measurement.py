@@ -47,7 +47,6 @@ FIDELITIES: dict[str, Fidelity] = {
 }
 
 
-
 def calls_scale(fidelity: Fidelity) -> float:
     """``fidelity``'s layer calls a graph over those of the named fidelity it derives from:
     1.0 for the named ones, below 1 where the finalists' rounds time fewer calls a graph to
@@ -55,6 +54,7 @@ def calls_scale(fidelity: Fidelity) -> float:
     measurement by its fidelity's name (replay, synthetic) scale that cost by it."""
     named = FIDELITIES.get(fidelity.name)
     return fidelity.calls_per_graph / named.calls_per_graph if named else 1.0
+
 
 @dataclass(frozen=True)
 class Measurement:
