@@ -84,3 +84,13 @@ def test_failures_and_unpaired_rounds() -> None:
 def test_the_default_against_itself_is_equal() -> None:
     v = judge([100.0, 101.0, 99.0], [100.0, 101.0, 99.0])
     assert v.outcome is Outcome.EQUAL and v.within_noise and v.ratio == 1.0
+
+
+def test_one_round_says_its_noise_was_not_measured():
+    # One paired round gives no noise: the reason said "noise 0.0%" while the record's
+    # noise was null.
+    v = judge([110.0], [100.0])
+    assert v.noise is None and v.outcome is Outcome.EQUAL
+    assert v.reason().endswith("(noise not measured: one round)")
+    two = judge([90.0, 91.0], [100.0, 100.0])
+    assert two.reason().endswith(f"(noise {100 * two.noise:.1f}%)") and two.noise > 0

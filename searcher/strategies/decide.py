@@ -92,8 +92,9 @@ class Verdict:
         facts = (f"median ratio {other}/candidate {self.ratio:.3f} over {self.rounds} paired "
                  f"rounds, {self.rounds_faster} of them faster; needs "
                  f"{f'at least {self.min_rounds} paired rounds, ' if self.rounds < self.min_rounds else ''}"
-                 f"every round faster and a ratio above {1 + self.threshold:.3f} (noise "
-                 f"{100 * (self.noise or 0.0):.1f}%)")
+                 f"every round faster and a ratio above {1 + self.threshold:.3f} ("
+                 + (f"noise {100 * self.noise:.1f}%)" if self.noise is not None
+                    else "noise not measured: one round)"))
         if self.outcome is Outcome.FASTER:
             return f"faster than the {other} beyond noise: {facts}"
         if self.outcome is Outcome.SLOWER:
