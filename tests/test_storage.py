@@ -43,8 +43,9 @@ def test_a_gzipped_storage_is_named_with_the_gunzip_to_run(tmp_path: Path) -> No
     db.unlink()
     with pytest.raises(StorageError, match=f"no such file {db}; {gz} is there: gunzip -k"):
         open_storage(f"sqlite:///{db}", read_only=True)
-    with pytest.raises(StorageError, match=f"gzipped\\? gunzip -k it and pass {db}"):
-        open_storage(f"sqlite:///{gz}", read_only=True)
+    for read_only in (True, False):  # status and the like; run and the like
+        with pytest.raises(StorageError, match=f"gzipped\\? gunzip -k it and pass {db}"):
+            open_storage(f"sqlite:///{gz}", read_only=read_only)
 
 
 def test_a_file_that_is_no_storage_is_refused_by_name(tmp_path: Path) -> None:

@@ -157,9 +157,7 @@ def _check_file(url: str, path: str, *, tables: bool) -> None:
 
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return
-    what = f"--storage {url}: {path} is not a searcher/Optuna storage or is damaged"
-    if path.endswith(".gz"):  # the repository's example storages are kept gzipped
-        what += f" (gzipped? gunzip -k it and pass {path[:-3]})"
+    what = _not_a_storage(url, path)
     try:
         connection = sqlite3.connect(path, timeout=60)
         try:
@@ -175,6 +173,14 @@ def _check_file(url: str, path: str, *, tables: bool) -> None:
         raise StorageError(f"{what} (SQLite's check: {problem})")
     if tables and not {"studies", "trials"} <= names:
         raise StorageError(f"{what} (it holds no Optuna tables)")
+
+
+def _not_a_storage(url: str, path: str) -> str:
+    """The start of the one line that refuses ``path`` as a storage (reading or writing)."""
+    what = f"--storage {url}: {path} is not a searcher/Optuna storage or is damaged"
+    if path.endswith(".gz"):  # the repository's example storages are kept gzipped
+        what += f" (gzipped? gunzip -k it and pass {path[:-3]})"
+    return what
 
 
 def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseStorage:
@@ -244,8 +250,8 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
     except Exception as exc:  # sqlalchemy's errors are many; say which URL and why
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if path is not None and ("malformed" in first or "not a database" in first):
-            raise StorageError(f"--storage {url}: {path} is not a searcher/Optuna storage or is "
-                               f"damaged ({first.split(') ', 1)[-1]})") from None
+            raise StorageError(f"{_not_a_storage(url, path)} "
+                               f"({first.split(') ', 1)[-1]})") from None
         raise StorageError(f"storage {url!r} cannot be opened: {first}") from None
 
 
