@@ -38,14 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     from searcher.store import record
     from searcher.store.record import summarize_study
     from searcher.store.storage import iter_studies, open_storage
-    from searcher.strategies.finalists import SHARE
+    from searcher.strategies.finalists import SHARE, SHARE_RULE, valid_share
     from searcher.study.spec import find_spec, load_spec
     from searcher.tune.search import finalists_plan
 
     share = SHARE if args.share is None else args.share
-    if not 0.0 < share <= 1.0:
-        print(f"finalists_plan.py: --share {args.share!r}: a fraction above 0 and at most 1",
-              file=sys.stderr)
+    if not valid_share(share):
+        print(f"finalists_plan.py: --share {args.share!r}: {SHARE_RULE}", file=sys.stderr)
         return 2
     try:
         spec = load_spec(find_spec(args.study))

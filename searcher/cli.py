@@ -21,7 +21,7 @@ from typing import Callable, NoReturn, Sequence
 
 from searcher.errors import ConfigError, NoGPUError, SearcherError
 from searcher.measure.measurement import FIDELITIES
-from searcher.strategies.finalists import SHARE
+from searcher.strategies.finalists import SHARE, SHARE_RULE, valid_share
 
 __all__ = ["main"]
 
@@ -305,9 +305,8 @@ def _finalists_share_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _check_finalists_share(args: argparse.Namespace) -> None:
-    if not 0.0 < args.finalists_share <= 1.0:
-        raise ConfigError(f"--finalists-share {args.finalists_share!r}: a fraction above 0 "
-                          "and at most 1 (0.15 is 15%; 1: unbounded)")
+    if not valid_share(args.finalists_share):
+        raise ConfigError(f"--finalists-share {args.finalists_share!r}: {SHARE_RULE}")
 
 
 def _read_against(spec, path: str) -> dict:
@@ -476,10 +475,9 @@ def _print_summaries(spec, device: str, storage: str, summaries, as_json: bool) 
     if finals:
         replays = sorted(f"{FIDELITIES[f].replays} replays" if f in FIDELITIES else "?"
                          for f in finals)
-        calls = sorted({c for s in summaries if s is not None and s.winner is not None
-                        for c in [s.extra.get("final_calls")] if c is not None})
         plans = {s.M: s.extra["final_plan"] for s in summaries if s is not None
                  and s.winner is not None and s.extra.get("final_plan")}
+        calls = sorted({p["calls_per_graph"] for p in plans.values()})
         over = [M for M, p in plans.items() if p.get("within_budget") is False]
         cut = [M for M, p in plans.items() if p.get("finalists", 0) < p.get("of", 0)]
         of = "" if not calls or calls == [10] else (

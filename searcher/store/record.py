@@ -372,9 +372,8 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         s.against_us = final.get("against_us")
         s.extra["final_cost_s"] = final.get("cost_s", 0.0)
         s.extra["final_fidelity"] = final.get("fidelity")
-        # Layer calls a graph of the finalists' rounds (fewer than the fidelity's where
-        # their budget asked it; absent in records before it: the fidelity's own).
-        s.extra["final_calls"] = final.get("calls_per_graph")
+        # The finalists' budget and the layer calls a graph of their rounds (fewer than
+        # the fidelity's where the budget asked it); absent in records before it.
         s.extra["final_plan"] = None if final.get("plan") is None else {
             **final["plan"], "calls_per_graph": final.get("calls_per_graph")}
         s.time.finalists_s = final.get("cost_s")  # None: recorded before its cost was

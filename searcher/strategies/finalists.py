@@ -37,11 +37,18 @@ from typing import Sequence
 from searcher.measure.measurement import Fidelity
 from searcher.strategies.decide import RULE, DecisionRule
 
-__all__ = ["SHARE", "MeasurementCost", "FinalistsPlan", "race_measurements",
-           "finalists_budget", "plan_finalists"]
+__all__ = ["SHARE", "SHARE_RULE", "valid_share", "MeasurementCost", "FinalistsPlan",
+           "kept_after_round", "race_measurements", "finalists_budget", "plan_finalists"]
 
 #: The most of a batch size's GPU time the finalists' run is planned to take (issue #13).
 SHARE = 0.15
+#: What a share must be, as the errors that refuse one say it.
+SHARE_RULE = f"a fraction above 0 and at most 1 ({SHARE} is {SHARE * 100:g}%; 1: unbounded)"
+
+
+def valid_share(share: float) -> bool:
+    """Whether ``share`` obeys :data:`SHARE_RULE` (NaN does not)."""
+    return 0.0 < share <= 1.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,12 @@ class FinalistsPlan:
         return self.budget_s is None or (self.planned_s or 0.0) <= self.budget_s
 
 
+def kept_after_round(racing: int) -> int:
+    """Finalists still racing after a selection round that ``racing`` raced (before the
+    last): the faster half, rounded up."""
+    return (racing + 1) // 2
+
+
 def race_measurements(finalists: int, fixed: int, rule: DecisionRule = RULE) -> int:
     """Measurements a finalists' run takes at least: its selection race (every finalist in
     the first round, the faster half of the rest after each) and then the picked candidate
@@ -92,7 +105,7 @@ def race_measurements(finalists: int, fixed: int, rule: DecisionRule = RULE) -> 
     for round_ in range(selection):
         total += racing + fixed
         if round_ + 1 < selection and racing > 1:
-            racing = (racing + 1) // 2
+            racing = kept_after_round(racing)
     return total + max(0, rule.min_rounds - selection) * (min(1, finalists) + fixed)
 
 
@@ -104,8 +117,8 @@ def finalists_budget(measuring_s: float, share: float | None = SHARE) -> float |
     Raises ValueError for a share outside (0, 1]."""
     if share is None:
         return None
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"finalists share {share}: must be in (0, 1]")
+    if not valid_share(share):
+        raise ValueError(f"finalists share {share}: {SHARE_RULE}")
     if share == 1.0 or not math.isfinite(measuring_s) or measuring_s <= 0.0:
         return None
     return measuring_s * share / (1.0 - share)

@@ -55,7 +55,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Se
 from searcher.store import record
 from searcher.strategies.decide import RULE, DecisionRule, Outcome, judge
 from searcher.strategies.finalists import (
-    SHARE, FinalistsPlan, MeasurementCost, finalists_budget, plan_finalists)
+    SHARE, FinalistsPlan, MeasurementCost, finalists_budget, kept_after_round,
+    plan_finalists)
 from searcher.measure.measurement import FIDELITIES, Measurement, Status
 from searcher.store.record import (
     COUNTED_STATUSES,
@@ -1135,7 +1136,7 @@ class _Searcher:
             racing = [c for c in racing if could_win(c)]
             if round_ + 1 < rule.selection_rounds and len(racing) > 1:
                 racing.sort(key=lambda c: statistics.median(times[c]))
-                racing = racing[:(len(racing) + 1) // 2]
+                racing = racing[:kept_after_round(len(racing))]
             if not racing and not any(could_win(c) for c in file_to_beat):
                 break
         medians = {c: statistics.median(v) for c, v in times.items()}
