@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from searcher.errors import SearcherError
     from searcher.measure.measurement import FIDELITIES
+    from searcher.results.winners import stored_studies
     from searcher.store import record
     from searcher.store.record import summarize_study
-    from searcher.store.storage import iter_studies, open_storage
     from searcher.strategies.finalists import SHARE, SHARE_RULE, valid_share
     from searcher.study.spec import find_spec, load_spec
     from searcher.tune.search import finalists_plan
@@ -48,16 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         spec = load_spec(find_spec(args.study))
-        storage = open_storage(args.storage, read_only=True)
+        studies = stored_studies(spec, args.storage, args.device or spec.gpu)
     except SearcherError as exc:  # e.g. a storage kept gzipped, not unzipped yet
         print(f"finalists_plan.py: {exc}", file=sys.stderr)
-        return 2
-    studies = [(M, study) for M, study in iter_studies(
-        storage, "search", spec, args.device or spec.gpu, spec.batch_sizes)
-        if study is not None]
-    if not studies:
-        print(f"finalists_plan.py: {args.storage} holds no study of {spec.name} on "
-              f"{args.device or spec.gpu} (another GPU's? pass --device)", file=sys.stderr)
         return 2
     info = next((study.user_attrs[record.DEVICE_INFO] for _, study in studies
                  if study.user_attrs.get(record.DEVICE_INFO)), {})

@@ -45,21 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="vLLM device name (default: the study's)")
     args = ap.parse_args(argv)
 
+    from searcher.errors import SearcherError
+    from searcher.results.winners import stored_studies
     from searcher.store.record import summarize_study
     from searcher.study.spec import find_spec, load_spec
-    from searcher.store.storage import iter_studies, open_storage
-
-    from searcher.errors import SearcherError
 
     try:
         spec = load_spec(find_spec(args.study))
-        storage = open_storage(args.storage, read_only=True)
+        studies = stored_studies(spec, args.storage, args.device or spec.gpu)
     except SearcherError as exc:  # e.g. a storage kept gzipped, not unzipped yet
         print(f"time_split.py: {exc}", file=sys.stderr)
         return 2
-    studies = [(M, study) for M, study in iter_studies(storage, "search", spec,
-                                                        args.device or spec.gpu,
-                                                        spec.batch_sizes) if study is not None]
     summaries = [summarize_study(spec.kernel, study, M) for M, study in studies]
     for s, (_, study) in zip(summaries, studies):
         s.extra["study"] = study

@@ -750,18 +750,14 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from searcher.results.winners import stored_summaries
-    from searcher.store.storage import open_storage, stored_devices
+    from searcher.results.winners import no_stored_study, stored_summaries
+    from searcher.store.storage import open_storage
 
     spec, storage = _load(args)
     device = args.device or spec.gpu
     summaries = stored_summaries(spec, storage, device, batch_sizes=args.batch_sizes)
     if all(s is None for s in summaries):
-        others = stored_devices(open_storage(storage, read_only=True), spec.kernel, "search",
-                                spec.shape)
-        hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
-        # Nothing to show: an empty table (and exit 0) would read as a run without results.
-        raise ConfigError(f"{storage} holds no study of {spec.name} on {device}{hint}")
+        raise no_stored_study(open_storage(storage, read_only=True), storage, spec, device)
     if args.markdown:
         print(_markdown(spec, device, summaries))
         return 0

@@ -211,7 +211,7 @@ def test_status_names_the_calls_a_graph_of_the_finalists_rounds(tmp_path, capsys
         assert plan["budget_s"] == finals[row["M"]]["plan"]["budget_s"]
 
 
-def test_the_replanning_benchmark_reads_a_stored_run(tmp_path, capsys):
+def test_the_replanning_and_time_split_benchmarks_read_a_stored_run(tmp_path, capsys):
     # benchmarks/finalists_plan.py on a run made without a bound: it prints the recorded
     # finalists (10 calls a graph) and the plan for the same entries within 15%.
     import importlib.util
@@ -245,3 +245,14 @@ def test_the_replanning_benchmark_reads_a_stored_run(tmp_path, capsys):
     assert module.main(["--study", "h200-e64-n1408", "--storage", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds no study of h200-e64-n1408" in err[0]
+    # time_split.py reads the same storage the same way, and refuses the same study.
+    loader = importlib.util.spec_from_file_location(
+        "time_split", ROOT / "benchmarks" / "time_split.py")
+    split = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(split)
+    assert split.main(["--study", "h100-e64-n1408", "--storage", url]) == 0
+    assert [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and line[2].isdigit()] == ["64", "1536"]
+    assert split.main(["--study", "h200-e64-n1408", "--storage", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "time_split.py: " in err[0] and "holds no study" in err[0]

@@ -13,9 +13,11 @@ from searcher.store.record import MSummary, summarize_study
 from searcher.study.spec import StudySpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
     from searcher.kernels.base import Config
 
-__all__ = ["stored_summaries", "winners", "export_study", "Exported", "ALLOW_UNMEASURED"]
+__all__ = ["stored_summaries", "stored_studies", "no_stored_study", "winners", "export_study", "Exported", "ALLOW_UNMEASURED"]
 
 #: The export option that lets synthetic or replayed results be written as a vLLM file.
 ALLOW_UNMEASURED = "--allow-unmeasured"
@@ -41,6 +43,37 @@ def stored_summaries(spec: StudySpec, storage_url: str, device: str, kind: str =
     return [summarize_study(spec.kernel, study, M) if study is not None else None
             for M, study in iter_studies(storage, kind, spec, device,
                                          batch_sizes or spec.batch_sizes)]
+
+
+def stored_studies(spec: StudySpec, storage_url: str, device: str, kind: str = "search",
+                   batch_sizes: Sequence[int] | None = None) -> list[tuple[int, optuna.Study]]:
+    """Each batch size's stored study of ``kind``, for the batch sizes that have one.
+
+    Raises:
+        StorageError: the storage cannot be opened read-only, or it holds no study of
+            ``kind`` of ``spec`` on ``device`` (:func:`no_stored_study`).
+    """
+    from searcher.store.storage import iter_studies, open_storage
+
+    storage = open_storage(storage_url, read_only=True)
+    found = [(M, study) for M, study in iter_studies(storage, kind, spec, device,
+                                                     batch_sizes or spec.batch_sizes)
+             if study is not None]
+    if not found:
+        raise no_stored_study(storage, storage_url, spec, device, kind)
+    return found
+
+
+def no_stored_study(storage: optuna.storages.BaseStorage, storage_url: str, spec: StudySpec,
+                    device: str, kind: str = "search") -> StorageError:
+    """The error for a storage without a study of ``kind`` of ``spec`` on ``device``,
+    naming the devices it holds that study for (another GPU's run: pass --device). An
+    empty table and exit 0 would read as a run without results."""
+    from searcher.store.storage import stored_devices
+
+    others = [d for d in stored_devices(storage, spec.kernel, kind, spec.shape) if d != device]
+    hint = f" (it has some for: {', '.join(others)}; pass --device)" if others else ""
+    return StorageError(f"{storage_url} holds no study of {spec.name} on {device}{hint}")
 
 
 def winners(spec: StudySpec, storage_url: str, device: str,
