@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from searcher.store.record import summarize_study
     from searcher.strategies.finalists import SHARE, SHARE_RULE, valid_share
     from searcher.study.spec import find_spec, load_spec
-    from searcher.tune.search import finalists_plan
+    from searcher.tune.finalists import finalists_plan
 
     share = SHARE if args.share is None else args.share
     if not valid_share(share):

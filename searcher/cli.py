@@ -829,8 +829,9 @@ def _add_decide(sub: argparse._SubParsersAction) -> None:
 
 def _run_decide(args: argparse.Namespace) -> int:
     from searcher.store.record import DEVICE_INFO, FINAL, unmeasured_source
-    from searcher.tune.search import SearchOptions, redecide, redecide_stored
     from searcher.store.storage import iter_studies, open_storage
+    from searcher.tune.decide import redecide, redecide_stored
+    from searcher.tune.search import SearchOptions
 
     spec, storage = _load(args)
     batch_sizes = args.batch_sizes or spec.batch_sizes

@@ -159,7 +159,7 @@ def test_one_slow_trial_does_not_set_what_every_measurement_costs(tmp_path):
     # batch size's median, so one trial that read 300 ms where the host was busy (as on the
     # lent H100) does not make the plan think every measurement costs that.
     from searcher.store import record
-    from searcher.tune.search import measurement_costs
+    from searcher.tune.finalists import measurement_costs
 
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     configs = [spec.kernel.default_config(spec.shape, M) for M in (1, 64, 256, 1024)]

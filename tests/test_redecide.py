@@ -13,7 +13,8 @@ import pytest
 from searcher.store import record
 from searcher.cli import main
 from searcher.kernels.fused_moe import FUSED_MOE
-from searcher.tune.search import SearchOptions, redecide, redecide_stored, run_search
+from searcher.tune.decide import redecide, redecide_stored
+from searcher.tune.search import SearchOptions, run_search
 from searcher.study.spec import load_spec
 from searcher.measure.synthetic import SyntheticBenchmarker
 

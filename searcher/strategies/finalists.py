@@ -130,7 +130,7 @@ def plan_finalists(base: Fidelity, costs: Sequence[MeasurementCost], finalists: 
     """The plan that keeps the most finalists (at most ``finalists``) and then, for them,
     the most layer calls a graph (at most ``base``'s) whose :func:`race_measurements`
     fit ``budget_s`` (seconds), each measurement costed as the dearest of ``costs`` (one
-    per entry that has a trial: :func:`searcher.tune.search.measurement_costs`). So calls are cut to
+    per entry that has a trial: :func:`searcher.tune.finalists.measurement_costs`). So calls are cut to
     one before a finalist is. Where nothing fits, the cheapest plan: one finalist at one
     call a graph (``within_budget`` False). Where ``costs`` is empty (no trial recorded
     its cost), nothing can be planned: ``base``, unbounded (``budget_s`` None)."""

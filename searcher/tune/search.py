@@ -27,7 +27,8 @@ When M's budget is spent, its best ``finalists`` configs and vLLM's default conf
 re-measured interleaved at the long fidelity; the fastest of them is M's winner only if
 :func:`searcher.strategies.decide.judge` finds it faster than the default in the paired
 rounds beyond the noise (more rounds while undecided), else the default is; stored on the
-study with the default's time measured side by side and the verdict's reason.
+study with the default's time measured side by side and the verdict's reason
+(:mod:`searcher.tune.finalists`).
 
 A trial this process asked may be taken over by another: when this process was stopped
 (SIGSTOP, a suspended VM) longer than the heartbeat grace period, another run fails the
@@ -39,28 +40,21 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import math
 import random
-import statistics
 import sys
 import threading
 import time
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
+from searcher.measure.measurement import Measurement, Status
 from searcher.store import record
-from searcher.strategies.decide import RULE, DecisionRule, Outcome, judge
-from searcher.strategies.finalists import (
-    SHARE, FinalistsPlan, MeasurementCost, finalists_budget, kept_after_round,
-    plan_finalists)
-from searcher.measure.measurement import FIDELITIES, Measurement, Status
 from searcher.store.record import (
     COUNTED_STATUSES,
-    FAILED_STATUSES,
     MSummary,
     TrialStatus,
     add_wall_time,
@@ -69,7 +63,6 @@ from searcher.store.record import (
     summarize_study,
     worker_identity,
 )
-from searcher.tune.stop import Stopped, stop_requested
 from searcher.store.storage import (
     HEARTBEAT_INTERVAL_S,
     claim,
@@ -80,6 +73,10 @@ from searcher.store.storage import (
     store_on_trial,
     study_name,
 )
+from searcher.strategies.decide import RULE, DecisionRule
+from searcher.strategies.finalists import SHARE
+from searcher.tune.finalists import finalist_configs, run_finalists
+from searcher.tune.stop import Stopped, stop_requested
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -94,8 +91,6 @@ __all__ = [
     "run_search",
     "NullView",
     "recover_stale_trials",
-    "measurement_costs",
-    "finalists_plan",
 ]
 
 #: Consecutive configs the benchmarker cannot measure before a batch size is given up.
@@ -830,8 +825,6 @@ class _Searcher:
     def neighbour_winners(self, M: int, n: int) -> list[tuple[int, Config]]:
         """Winners of the ``n`` batch sizes nearest to M (in log2) that are finished, in
         this process or in the storage (another worker's, or an earlier run's)."""
-        from searcher.store.storage import load_existing_study
-
         others = set(self.spec.batch_sizes) | set(self.winners)
         others.discard(M)
         found = []
@@ -1059,308 +1052,12 @@ class _Searcher:
 
     # finalists
     def finalists(self, study: optuna.Study) -> list[Config]:
-        """The study's fastest distinct configs, fastest first, at most ``spec.finalists``
-        (at least 1) of them: those the finalists' run re-measures."""
-        from optuna.trial import TrialState
-
-        complete = sorted(
-            (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if status_of(t) is TrialStatus.OK),
-            key=lambda t: t.value,
-        )
-        out: list[Config] = []
-        for t in complete:
-            config = config_of(self.spec.kernel, t)
-            if config not in out:
-                out.append(config)
-            if len(out) == max(1, self.spec.finalists):
-                break
-        return out
+        """The configs the finalists' run of ``study`` re-measures (:func:`finalist_configs`)."""
+        return finalist_configs(self.spec.kernel, study, self.spec.finalists)
 
     def finalize(self, study: optuna.Study, M: int, against: Config | None = None) -> None:
-        """Re-measure the best configs and the default, interleaved, at a longer fidelity,
-        and store the real winner (not a lucky sample). ``against``: a config to beat
-        besides ``opts.against``'s (``searcher decide`` passes the stored one)."""
-        started = self.clock()
-        finalists = self.finalists(study)
-        default = self.spec.kernel.default_config(self.spec.shape, M)
-        # A default that crashed or hung as a trial is not re-measured (with process
-        # isolation, a hang would cost a full timeout per round).
-        failed = {config_of(self.spec.kernel, t) for t in study.get_trials(deepcopy=False)
-                  if status_of(t) in FAILED_STATUSES}
-        # The file to beat competes like the default, also where the space leaves its
-        # config out (vLLM's tuner searched another space).
-        if self.opts.against is not None:
-            against = self.opts.against[M]
-        # The default and the file are measured in every round; the other finalists race.
-        fixed = list(dict.fromkeys(c for c in (default, against) if c is not None
-                                   and (c in finalists or c not in failed)))
-        racers = [c for c in finalists if c not in fixed]
-        summary = summarize_study(self.spec.kernel, study, M)
-        rule = self.opts.decision_rule
-        plan = finalists_plan(self.spec.kernel, study, len(racers), racers + fixed, len(fixed),
-                              summary.time.measuring_s, self.opts.final_fidelity,
-                              self.opts.finalists_share, rule)
-        offered = len(racers)
-        racers = racers[:plan.finalists]
-        entries = ([c for c in finalists if c in racers or c in fixed]
-                   + [c for c in fixed if c not in finalists])
-        times: dict[Config, list[float]] = {c: [] for c in entries}
-        cost = 0.0
-
-        def measure_round(configs: Sequence[Config]) -> None:
-            # One round, side by side: on a GPU their replays interleave, so that a change
-            # of clocks reaches each alike (the rule pairs round i of two configs).
-            nonlocal cost
-            for config, m in zip(configs, self.bencher.measure_round(
-                    M, configs, plan.fidelity)):
-                cost += m.cost_s
-                times[config].append(m.median_us if m.ok else math.inf)
-
-        # The selection is a race: every entry is measured in the first round; after each
-        # round the slower half of the candidates drops out, the default and the file stay
-        # (they are judged against in every later round). With 4 finalists: 5, 3, then 2
-        # measurements a round, instead of 5 in each (issue #13: finalists at a bounded cost).
-        # A config with a round not faster than the default's can no longer beat it (the
-        # rule needs every round faster), nor be exported: it leaves the race too, and the
-        # race ends when none is left that could.
-        racing = [c for c in entries if c != default and c != against]
-        file_to_beat = [c for c in entries if c == against and c != default]
-
-        def could_win(c: Config) -> bool:
-            return default not in times or all(
-                t < d for t, d in zip(times[c], times[default]))
-
-        for round_ in range(max(1, rule.selection_rounds)):
-            measure_round([c for c in entries if c in racing or c == default or c == against])
-            racing = [c for c in racing if could_win(c)]
-            if round_ + 1 < rule.selection_rounds and len(racing) > 1:
-                racing.sort(key=lambda c: statistics.median(times[c]))
-                racing = racing[:kept_after_round(len(racing))]
-            if not racing and not any(could_win(c) for c in file_to_beat):
-                break
-        medians = {c: statistics.median(v) for c, v in times.items()}
-        # The default competes too, and wins unless a config is faster than it beyond the
-        # noise (searcher/strategies/decide.py); undecided pairs get more rounds, up to the
-        # rule's cap.
-        # Where none could still win, the fastest is judged all the same, for the record.
-        candidates = (racing + file_to_beat) or [c for c in entries if c != default]
-        best = min(candidates, key=lambda c: medians[c]) if candidates else None
-        # Configs measured together in every further round, so that each pair the rule
-        # judges stays interleaved round by round (it pairs round i with round i).
-        pool = [c for c in (best, default) if c is not None and c in times]
-        order = [best] if best is not None else []  # the candidates, in the order tried
-        versus_file = None
-        if (best is not None and against is not None and best != against
-                and against in times and against != default):
-            # The file to beat is the incumbent: the search's best replaces it only when
-            # faster than it beyond the noise, by the same rule. If the file's config then
-            # does not beat vLLM's default, the search's best still may.
-            pool.append(against)
-            versus_file = judge(times[best], times[against], rule)
-            while versus_file.outcome is Outcome.UNDECIDED:
-                measure_round(pool)
-                versus_file = judge(times[best], times[against], rule)
-            if versus_file.outcome is not Outcome.FASTER:
-                order = [against, best]
-        verdict = None
-        candidate = order[0] if order else None
-        winner = default
-        if candidate is not None and default not in times:
-            winner = candidate  # the default failed as a trial: nothing to beat
-        elif candidate is not None:
-            for candidate in order:
-                verdict = judge(times[candidate], times[default], rule)
-                while verdict.outcome is Outcome.UNDECIDED:
-                    measure_round(pool)
-                    verdict = judge(times[candidate], times[default], rule)
-                if verdict.outcome is Outcome.FASTER:
-                    winner = candidate
-                    break
-        medians = {c: statistics.median(v) for c, v in times.items()}
-        if not math.isfinite(medians[winner]):
-            return
-        decision = None
-        if verdict is not None:
-            decision = {"outcome": verdict.outcome.value, "candidate": candidate.to_dict(),
-                        "ratio": verdict.ratio, "noise": verdict.noise,
-                        "rounds": verdict.rounds,
-                        "reason": f"candidate {candidate.short()}: {verdict.reason()}",
-                        "rule": asdict(rule)}
-        study.set_user_attr(record.FINAL, {
-            **_previous(study),
-            "fidelity": self.opts.final_fidelity,
-            "calls_per_graph": plan.fidelity.calls_per_graph,
-            "plan": {"finalists": plan.finalists, "of": offered,
-                     "measurements": plan.measurements, "planned_s": plan.planned_s,
-                     "budget_s": plan.budget_s, "within_budget": plan.within_budget,
-                     "share": self.opts.finalists_share},
-            "timing": self.bencher.device_info().get(record.TIMING),
-            "rounds": max(len(v) for v in times.values()),
-            "trials": summary.trials,
-            "entries": [{"config": c.to_dict(), "times_us": times[c], "median_us": medians[c],
-                         "default": c == default, "against": c == against} for c in entries],
-            "winner": winner.to_dict(),
-            "winner_us": medians[winner],
-            "default_us": medians[default] if default in medians and math.isfinite(medians[default])
-            else None,
-            "against_us": medians[against] if against in medians and math.isfinite(medians[against])
-            else None,
-            "decision": decision,
-            "versus_file": None if versus_file is None else {
-                "outcome": versus_file.outcome.value, "ratio": versus_file.ratio,
-                "rounds": versus_file.rounds, "reason": versus_file.reason("file")},
-            "cost_s": cost,
-        })
-        add_wall_time(study, self.clock() - started)
-
-
-def measurement_costs(kernel: Any, study: optuna.Study, configs: Sequence[Config],
-                      final_fidelity: str = "full") -> list[MeasurementCost]:
-    """What one finalists' measurement of each of ``configs`` that has a complete trial in
-    ``study`` is expected to cost (seconds), scaled from the trials' ``full`` fidelity to
-    ``final_fidelity`` (compile waits left out: in a run the finalists' configs were
-    compiled for their trials). Its replays are its own trial's (``gpu_s``); the rest
-    (building and capturing the graph, syncing) is the median over the batch size's
-    trials, since a single trial's can read several times higher where the host was busy
-    (the lent H100: 6 ms typically, up to 300 ms). Empty where no trial recorded a cost."""
-    from optuna.trial import TrialState
-
-    full, final = FIDELITIES["full"], FIDELITIES[final_fidelity]
-    scale = ((final.warmup + final.replays) * final.calls_per_graph
-             / ((full.warmup + full.replays) * full.calls_per_graph))
-    wanted, replay, other = set(configs), {}, []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        brief = t.user_attrs.get(record.FULL) or {}
-        if brief.get("cost_s") is None:
-            continue
-        spent = max(0.0, float(brief["cost_s"]) - float(brief.get("compile_s") or 0.0))
-        gpu = brief.get("gpu_s")
-        # Where the benchmarker did not time its replays apart, all of it scales.
-        gpu = spent if gpu is None else min(spent, float(gpu))
-        other.append(spent - gpu)
-        config = config_of(kernel, t)
-        if config in wanted:
-            replay.setdefault(config, gpu * scale)
-    if not other:
-        return []
-    rest = statistics.median(other)
-    return [MeasurementCost(replay_s=r, other_s=rest) for r in replay.values()]
-
-
-def finalists_plan(kernel: Any, study: optuna.Study, racers: int, entries: Sequence[Config],
-                   fixed: int, measuring_s: float, final_fidelity: str = "full",
-                   share: float | None = SHARE, rule: DecisionRule = RULE) -> FinalistsPlan:
-    """What the finalists' run of ``study`` measures (:func:`plan_finalists`): ``racers``
-    finalists and ``fixed`` configs in every round (vLLM's default, a file to beat), all
-    of them in ``entries``, within ``share`` of the batch size's GPU time, whose trials
-    measured for ``measuring_s`` seconds (compile waits excluded)."""
-    return plan_finalists(FIDELITIES[final_fidelity],
-                          measurement_costs(kernel, study, entries, final_fidelity),
-                          racers, fixed, finalists_budget(measuring_s, share), rule)
-
-
-def _previous(study: optuna.Study) -> dict[str, Any]:
-    """What a new finalists' record keeps of the one it replaces (``searcher decide``)."""
-    old = study.user_attrs.get(record.FINAL)
-    if not old:
-        return {}
-    kept = {k: old.get(k) for k in ("winner", "winner_us", "default_us", "rounds", "decided_from")}
-    kept["decision"] = (old.get("decision") or {}).get("reason")
-    return {"previous": kept}
-
-
-def redecide(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
-             batch_sizes: Sequence[int]) -> dict[int, MSummary | None]:
-    """Decide again, by measuring, what each finished batch size exports (``searcher decide``).
-
-    For every M whose search finished, the finalists (the same best trials the run took),
-    vLLM's default and the file's config (``opts.against``, else the one the stored
-    record competed against, if any) are re-measured interleaved and
-    :func:`searcher.strategies.decide.judge` picks under the current rule, as at the end of a run;
-    the record replaces the stored one and keeps its winner and decision as
-    ``previous``. Batch sizes without a finished search map to None (nothing to decide).
-
-    Raises:
-        ConfigError: the storage holds the study under another device or method
-            (as ``run``).
-    """
-    searcher = _Searcher(spec, bencher, opts, NullView(), time.monotonic)
-    # The finalists, the default and the file are all re-measured here, in this run's
-    # replay order: a study searched in another one (before issue #13's) can be decided.
-    searcher.accept = (record.TIMING,)
-    out: dict[int, MSummary | None] = {}
-    try:
-        studies = {}
-        for M in batch_sizes:
-            name = study_name(spec.kernel, opts.kind, spec.shape, opts.device, M)
-            found = load_existing_study(searcher.storage, name)
-            if found is None or not found.user_attrs.get(record.FINAL):
-                out[M] = None  # nothing searched here: no study is made for it
-                continue
-            # The identity checks of a run, for every batch size before any is measured:
-            # a study made differently refuses the whole decide, not its second half.
-            studies[M] = searcher.study(M)
-        for M, study in studies.items():
-            against = next((e["config"] for e in study.user_attrs[record.FINAL]["entries"]
-                            if e.get("against")), None)
-            searcher.finalize(study, M, against=None if against is None
-                              else spec.kernel.config_from_dict(against))
-            out[M] = summarize_study(spec.kernel, study, M)
-    finally:
-        searcher.heartbeat.close()
-        searcher._asker.shutdown(wait=True)
-    return out
-
-
-def redecide_stored(kernel: Any, study: optuna.Study, M: int,
-                    rule: DecisionRule | None = None) -> MSummary | None:
-    """Decide again from the finalists' rounds stored with ``study``, without measuring
-    (``searcher decide --stored``, for a study whose GPU is not at hand).
-
-    The candidate is the one the finalists' run judged (its stored decision), or, for a
-    record without one, the fastest non-default finalist by median over the selection
-    rounds every finalist had, as the run picks it. It is judged against vLLM's default
-    under ``rule`` (default: searcher's, with no further rounds to measure, so a pair the
-    rule leaves undecided counts as equal); the default is exported unless the candidate
-    is faster beyond the noise. A record the current rule decided stays as it is. The
-    record keeps the previous winner as ``previous``.
-    Returns None when the study holds no finalists' record or its default was not
-    re-measured (nothing to judge against).
-    """
-    final = study.user_attrs.get(record.FINAL)
-    if not final:
-        return None
-    entries = final["entries"]
-    default = next((e for e in entries if e["default"]), None)
-    if default is None:  # the default failed as a trial: nothing to judge against
-        return summarize_study(kernel, study, M)
-    rule = rule or dataclasses.replace(RULE, max_rounds=0)
-    others = [e for e in entries if not e["default"]]
-    judged = (final.get("decision") or {}).get("candidate")
-    candidate = next((e for e in others if e["config"] == judged), None)
-    if candidate is None and others:
-        # As the finalists' run picks: the lowest median of the rounds every entry had.
-        common = min(len(e["times_us"]) for e in entries)
-        candidate = min(others, key=lambda e: statistics.median(e["times_us"][:common]))
-    verdict = judge(candidate["times_us"], default["times_us"], rule) if candidate else None
-    winner = candidate if verdict is not None and verdict.outcome is Outcome.FASTER else default
-    decision = None
-    if verdict is not None:
-        decision = {"outcome": verdict.outcome.value, "candidate": candidate["config"],
-                    "ratio": verdict.ratio, "noise": verdict.noise, "rounds": verdict.rounds,
-                    "reason": f"candidate {kernel.config_from_dict(candidate['config']).short()}: "
-                              f"{verdict.reason()}", "rule": asdict(rule)}
-    old = final.get("decision") or {}
-    if (final["winner"] == winner["config"] and old.get("candidate") == (decision or {}).get(
-            "candidate") and old.get("outcome") == (decision or {}).get("outcome")):
-        return summarize_study(kernel, study, M)  # decided so already: the record stays
-    study.set_user_attr(record.FINAL, {
-        **final, **_previous(study),
-        "winner": winner["config"], "winner_us": winner["median_us"],
-        "decision": decision, "decided_from": "stored rounds",
-    })
-    return summarize_study(kernel, study, M)
+        """The finalists' run of batch size ``M`` (:func:`run_finalists`)."""
+        run_finalists(self.spec, self.bencher, self.opts, study, M, against, self.clock)
 
 
 def run_search(
