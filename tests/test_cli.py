@@ -270,14 +270,14 @@ def test_a_table_on_a_pipe_keeps_whole_headers(capsys):
 
     from rich.table import Table
 
-    from searcher.cli import _console
+    from searcher.cli.common import rich_console
 
     table = Table()
     for i in range(14):
         table.add_column(f"a long header number {i}")
     table.add_row(*[str(i) for i in range(14)])
     stream = io.StringIO()
-    console = _console()
+    console = rich_console()
     console.file = stream
     console.print(table)
     assert "a long header number 13" in stream.getvalue()
