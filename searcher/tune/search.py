@@ -33,7 +33,8 @@ study with the default's time measured side by side and the verdict's reason
 A trial this process asked may be taken over by another: when this process was stopped
 (SIGSTOP, a suspended VM) longer than the heartbeat grace period, another run fails the
 trial as stale and retries it. This process, continuing, finds the trial finished: it
-drops that trial's measurement with one line on stderr and goes on (:class:`_TakenOver`).
+drops that trial's measurement with one line on stderr and goes on
+(:class:`searcher.store.recovery.TakenOver`).
 """
 
 from __future__ import annotations
@@ -43,13 +44,11 @@ import contextlib
 import math
 import random
 import sys
-import threading
 import time
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from searcher.measure.measurement import Measurement, Status
 from searcher.store import record
@@ -64,15 +63,14 @@ from searcher.store.record import (
     worker_identity,
 )
 from searcher.store.storage import (
-    HEARTBEAT_INTERVAL_S,
     claim,
     load_existing_study,
     open_study,
-    process_alive,
-    retry_stale_trial,
     store_on_trial,
     study_name,
 )
+from searcher.store.recovery import (
+    Heartbeat, TakenOver, recover_stale_trials, say_taken_over, unless_taken_over)
 from searcher.strategies.decide import RULE, DecisionRule
 from searcher.strategies.finalists import SHARE
 from searcher.tune.finalists import finalist_configs, run_finalists
@@ -90,7 +88,6 @@ __all__ = [
     "RunView",
     "run_search",
     "NullView",
-    "recover_stale_trials",
 ]
 
 #: Consecutive configs the benchmarker cannot measure before a batch size is given up.
@@ -165,113 +162,6 @@ class NullView:
         pass
 
 
-class _Heartbeat:
-    """Records Optuna heartbeats for every trial this process has asked and not told."""
-
-    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
-        from optuna.storages._heartbeat import is_heartbeat_enabled
-
-        self.storage = storage
-        self.enabled = is_heartbeat_enabled(storage)
-        self.trial_ids: set[int] = set()
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-        if self.enabled:
-            self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
-            self.thread.start()
-
-    def _beat(self) -> None:
-        while not self.stop.wait(min(HEARTBEAT_INTERVAL_S, 5)):
-            with self.lock:
-                ids = list(self.trial_ids)
-            for trial_id in ids:
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # a finished trial or a hiccup: the next beat retries
-                    pass
-
-    def add(self, trial_id: int) -> None:
-        if self.enabled:
-            self.storage.record_heartbeat(trial_id)
-        with self.lock:
-            self.trial_ids.add(trial_id)
-
-    def remove(self, trial_id: int) -> None:
-        with self.lock:
-            self.trial_ids.discard(trial_id)
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-
-def recover_stale_trials(study: optuna.Study) -> int:
-    """Fail and re-enqueue trials left RUNNING by a process that died.
-
-    On this host a trial whose process is gone is stale at once; a trial of another host
-    is stale once its heartbeat is older than the grace period (Optuna's mechanism).
-    Returns how many trials were recovered.
-    """
-    from optuna.storages import fail_stale_trials
-    from optuna.trial import TrialState
-
-    me = worker_identity()
-    retry = retry_stale_trial()
-    storage = study._storage
-    recovered = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, pid = t.user_attrs.get(record.HOST), t.user_attrs.get(record.PID)
-        if host != me[record.HOST] or pid is None or pid == me[record.PID] \
-                or process_alive(pid):
-            continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, record.STATUS,
-                                        TrialStatus.INTERRUPTED.value)
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                retry(study, storage.get_trial(t._trial_id))
-                recovered += 1
-        except Exception:  # another process got there first
-            continue
-    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    fail_stale_trials(study)
-    # Count only trials that were running and are now failed as stale (other workers fail
-    # duplicates and skipped trials all the time: a count of all failures would not do).
-    recovered += sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                     if t._trial_id in running and status_of(t) is None)
-    return recovered
-
-
-class _TakenOver(Exception):
-    """A trial this process holds was finished by another process (see the module doc)."""
-
-    def __init__(self, number: int) -> None:
-        super().__init__(number)
-        self.number = number
-
-
-@contextmanager
-def _unless_taken_over(study: optuna.Study, trial: Any) -> Iterator[None]:
-    """Raise :class:`_TakenOver` where updating ``trial`` failed because it is no longer
-    running (Optuna raises ``UpdateFinishedTrialError`` from an attribute, ``ValueError``
-    from a tell); any other failure, or one of a trial still running, is raised as is."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    try:
-        yield
-    except (UpdateFinishedTrialError, ValueError):
-        if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-            raise
-        raise _TakenOver(trial.number) from None
-
-
-def _say_taken_over(number: int, M: int, what: str) -> None:
-    print(f"searcher: trial {number} (M={M}) was taken over by another process (its "
-          f"heartbeat went stale); {what}", file=sys.stderr, flush=True)
-
-
 @dataclass
 class _InFlight:
     """A trial's measurement handed to the measuring thread."""
@@ -317,7 +207,7 @@ class _Searcher:
         self._gpu = ThreadPoolExecutor(1, thread_name_prefix="searcher-measure")
         self._gpu.submit(bencher.device_info)
         self.storage = open_storage(opts.storage_url)
-        self.heartbeat = _Heartbeat(self.storage)
+        self.heartbeat = Heartbeat(self.storage)
         self.identity = worker_identity()
         self.winners: dict[int, Config] = {}
         self._valid: dict[int, list[tuple[Config, list[int]]]] = {}
@@ -689,7 +579,7 @@ class _Searcher:
         if stop_requested() or (deadline is not None and self.clock() >= deadline):
             return False
         try:
-            with _unless_taken_over(study, trial):
+            with unless_taken_over(study, trial):
                 trial.set_user_attr(record.MEASURING, True)
                 held, twin = self._held_by_others(study, trial, config)
                 if twin is not None:  # another worker took the same config just now
@@ -698,10 +588,10 @@ class _Searcher:
                     return True
                 if budget is not None and held >= budget:
                     return False  # other workers hold the rest of the budget
-        except _TakenOver as taken:
+        except TakenOver as taken:
             pending.pop(i)
             self.heartbeat.remove(trial._trial_id)
-            _say_taken_over(taken.number, M, "it was not measured here")
+            say_taken_over(taken.number, M, "it was not measured here")
             return True
         pending.pop(i)
         inflight.append(_InFlight(trial, M, config, source, "short",
@@ -725,11 +615,11 @@ class _Searcher:
         m = job.future.result()
         job.cost_s += m.cost_s
         try:
-            with _unless_taken_over(study, job.trial):
+            with unless_taken_over(study, job.trial):
                 status = self._tell_measured(study, job, m)
-        except _TakenOver as taken:
+        except TakenOver as taken:
             self.heartbeat.remove(job.trial._trial_id)
-            _say_taken_over(taken.number, job.M, "its measurement is dropped")
+            say_taken_over(taken.number, job.M, "its measurement is dropped")
             return None
         if status is None:
             job.fidelity = "full"
@@ -946,13 +836,13 @@ class _Searcher:
                 break
             trial = study.ask()
             try:
-                with _unless_taken_over(study, trial):
+                with unless_taken_over(study, trial):
                     if not self._classify_asked(study, M, ctx, trial, measured, batch,
                                                 in_batch):
                         break
-            except _TakenOver as taken:  # this process was stopped right after asking
+            except TakenOver as taken:  # this process was stopped right after asking
                 self.heartbeat.remove(trial._trial_id)
-                _say_taken_over(taken.number, M, "it was not measured here")
+                say_taken_over(taken.number, M, "it was not measured here")
                 continue
 
     def _classify_asked(self, study: optuna.Study, M: int, ctx: dict[str, int], trial: Any,
@@ -1022,10 +912,10 @@ class _Searcher:
 
         self.heartbeat.remove(trial._trial_id)
         try:
-            with _unless_taken_over(study, trial):
+            with unless_taken_over(study, trial):
                 trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
                 study.tell(trial, state=TrialState.PRUNED)
-        except _TakenOver:
+        except TakenOver:
             return  # the process that took it over queued its retry
         params = self.spec.space.to_params(config)
         # (Optuna's skip_if_exists would see this very trial and never re-queue.)
