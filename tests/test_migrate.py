@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import optuna
-import pytest
 from optuna.trial import TrialState, create_trial
 
 from searcher.cli import main
-from searcher.kernels.fused_moe import FUSED_MOE
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.study.space import space_from_dict
 from searcher.store.storage import open_storage

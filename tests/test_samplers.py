@@ -198,7 +198,7 @@ def test_importing_samplers_does_not_import_optuna() -> None:
 
 def _with_duplicates(space: Space, duplicate_state: optuna.trial.TrialState) -> optuna.Study:
     """Two measured trials, then two duplicates of the first stored in ``duplicate_state``."""
-    from optuna.trial import TrialState, create_trial
+    from optuna.trial import create_trial
 
     study = optuna.create_study(direction="minimize")
     configs = [KernelConfig(16, 32, 64, 1, 4, 2), KernelConfig(64, 128, 64, 1, 8, 3)]
