@@ -141,6 +141,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         restore()
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
