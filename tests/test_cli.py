@@ -98,6 +98,21 @@ def test_run_status_export_round_trip_and_refusals(capsys, in_tmp):
     assert line.startswith("searcher status: sqlite:///searcher.db holds no study of h200-e64-n1408")
     assert main(["status", *args, "--device", "NVIDIA_H200"]) == 2
     assert "it has some for: NVIDIA_H100_80GB_HBM3; pass --device" in capsys.readouterr().err
+    # A study of the same shape and GPU but another space has the same study names: its
+    # commands refuse these results (another search's), as run refuses to resume them.
+    extended = ["--study", "h100-e64-n1408-extended", "--batch-sizes", "1,64",
+                "--storage", "sqlite:///searcher.db"]
+    for command in (["status"], ["export", "--allow-unmeasured", "--out", str(in_tmp)],
+                    ["report", "--out", str(in_tmp / "report")], ["decide", "--stored"],
+                    ["compare", "--out", str(in_tmp / "cmp")]):
+        assert main([*command, *extended]) == 2, command
+        captured = capsys.readouterr()
+        *notes, line = captured.err.strip().splitlines()
+        assert all(n.startswith("no CUDA GPU") for n in notes), notes  # compare's note
+        assert "searched space 'vllm-432', but study h100-e64-n1408-extended searches " \
+               "space 'extended'" in line, (command, line)
+        assert not captured.out, command
+    assert not list(in_tmp.glob("E=*.json")) and not (in_tmp / "report").exists()
 
     # Synthetic results are no vLLM file unless asked for by name.
     assert main(["export", *args, "--out", str(in_tmp)]) == 2

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from searcher.store import record
 from searcher.store.record import (COUNTED_STATUSES, TrialStatus, config_of, status_of,
                                    stored_wall_time, summarize_study, unmeasured_source)
-from searcher.store.storage import load_existing_study, open_storage, study_name
+from searcher.store.storage import (
+    load_existing_study, load_stored_study, open_storage, study_name)
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -115,7 +116,9 @@ def compare(
     storage = open_storage(storage_url, read_only=bencher is None)
     rows = []
     for M in batch_sizes or spec.batch_sizes:
-        search = load_existing_study(storage, study_name(kernel, "search", spec.shape, device, M))
+        search = load_stored_study(storage, "search", spec, device, M)
+        # The grid is a baseline: one of another space (vLLM's grid against an extended
+        # search) is what the comparison is for.
         grid = load_existing_study(storage, study_name(kernel, "grid", spec.shape, device, M))
         row = CompareRow(M=M)
         row.source = ", ".join(sorted({src for st in (search, grid) if st is not None

@@ -505,11 +505,41 @@ def load_existing_study(storage: optuna.storages.BaseStorage, name: str) -> optu
         return None
 
 
+def load_stored_study(storage: optuna.storages.BaseStorage, kind: str, spec: StudySpec,
+                      device: str, M: int) -> optuna.Study | None:
+    """``spec``'s stored study of ``kind`` at batch size ``M`` on ``device``, or None where
+    the storage has none.
+
+    A study's name leaves out its space, so two studies of one shape and GPU (e.g.
+    ``h200-e64-n1408`` on vLLM's 432 configs and ``h200-e64-n1408-extended``) share
+    names: read as ``spec``'s, the other one's results would be shown and exported as this
+    one's. A stored study of another space is refused, as ``run`` refuses to resume it. One
+    whose space file was edited since (same name, another fingerprint) is read: what it
+    measured is still that study's.
+
+    Raises:
+        StorageError: the stored study searched another space; the message names both.
+    """
+    name = study_name(spec.kernel, kind, spec.shape, device, M)
+    study = load_existing_study(storage, name)
+    stored = None if study is None else study.user_attrs.get(record.SPACE)
+    if stored is not None and stored != spec.space.name:
+        raise StorageError(
+            f"study {name!r} in this storage searched space {stored!r}, but study {spec.name} "
+            f"searches space {spec.space.name!r}: those are another study's results (same "
+            f"shape and GPU). Pass the --study that searches {stored!r}, or another --storage")
+    return study
+
+
 def iter_studies(storage: optuna.storages.BaseStorage, kind: str, spec: StudySpec, device: str,
                  batch_sizes: Iterable[int]) -> Iterable[tuple[int, optuna.Study | None]]:
-    """The stored study of ``kind`` of each batch size (None where nothing is stored)."""
+    """The stored study of ``kind`` of each batch size (None where nothing is stored).
+
+    Raises:
+        StorageError: a stored study searched another space (:func:`load_stored_study`).
+    """
     for M in batch_sizes:
-        yield M, load_existing_study(storage, study_name(spec.kernel, kind, spec.shape, device, M))
+        yield M, load_stored_study(storage, kind, spec, device, M)
 
 
 def stored_devices(storage: optuna.storages.BaseStorage, kernel: Kernel, kind: str,

@@ -150,12 +150,12 @@ def run_grid(
 def stored_grid_summaries(spec: StudySpec, storage_url: str, device: str,
                           batch_sizes: Sequence[int] | None = None) -> list[GridSummary]:
     """The summary of each batch size's stored grid (batch sizes with none are left out)."""
-    from searcher.store.storage import load_existing_study, study_name
+    from searcher.store.storage import load_stored_study
 
     storage = open_storage(storage_url, read_only=True)
     out = []
     for M in batch_sizes or spec.batch_sizes:
-        study = load_existing_study(storage, study_name(spec.kernel, "grid", spec.shape, device, M))
+        study = load_stored_study(storage, "grid", spec, device, M)
         if study is not None:
             out.append(summarize_grid(spec.kernel, study, M, len(grid_order(spec, M))))
     return out
@@ -188,14 +188,14 @@ def write_grid_dataset(spec: StudySpec, storage_url: str, device: str, path: str
     """Write every stored grid measurement of ``spec`` on ``device`` as a replay dataset."""
     from searcher.errors import StorageError
     from searcher.measure.replay import write_dataset
-    from searcher.store.storage import load_existing_study, study_name
+    from searcher.store.storage import load_stored_study
 
     storage = open_storage(storage_url, read_only=True)
     records: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     sizes = {}
     for M in batch_sizes or spec.batch_sizes:
-        study = load_existing_study(storage, study_name(spec.kernel, "grid", spec.shape, device, M))
+        study = load_stored_study(storage, "grid", spec, device, M)
         if study is None:
             continue
         info = info or dict(study.user_attrs.get(record.DEVICE_INFO) or {})
