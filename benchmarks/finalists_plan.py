@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         measuring = summarize_study(spec.kernel, study, M).time.measuring_s
         entries = [spec.kernel.config_from_dict(e["config"]) for e in final["entries"]]
         fixed = [c for c, e in zip(entries, final["entries"]) if e["default"] or e["against"]]
-        plan = finalists_plan(spec.kernel, study, len(entries) - len(fixed), entries,
+        racers = [c for c in entries if c not in fixed]  # fastest first, as recorded
+        plan = finalists_plan(spec.kernel, study, len(racers), racers + fixed,
                               len(fixed), measuring, final.get("fidelity") or "full", share)
         cost = final["cost_s"]
         before = cost / (measuring + cost) if measuring + cost else 0.0

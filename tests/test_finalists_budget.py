@@ -89,6 +89,22 @@ def test_the_plan_times_fewer_calls_a_graph_before_it_drops_finalists():
     assert not least.within_budget and least.measurements == race_measurements(1, 1)
 
 
+def test_a_finalist_left_out_does_not_make_the_others_rounds_dearer():
+    # The lent H100 at M=4096: three finalists offered, the third's replays dearest; two
+    # race. Costed by the third, they raced at 1 call a graph where 4 fitted.
+    cheap, dear = MeasurementCost(0.060, 0.006), MeasurementCost(0.200, 0.006)
+    default = MeasurementCost(0.060, 0.006)
+    budget = race_measurements(2, 1) * cheap.at(4, FULL)
+    plan = plan_finalists(FULL, [cheap, cheap, dear, default], 3, 1, budget)
+    assert plan.finalists == 2 and plan.fidelity.calls_per_graph == 4 and plan.within_budget
+    assert plan.planned_s == pytest.approx(race_measurements(2, 1) * cheap.at(4, FULL))
+    # Costs not one per entry: every measurement as the dearest, as before.
+    blunt = plan_finalists(FULL, [cheap, dear], 3, 1, budget)
+    assert blunt.finalists == 2 and blunt.fidelity.calls_per_graph == 1
+    # A default without a trial (None) is costed as its finalists are.
+    assert plan_finalists(FULL, [cheap, cheap, dear, None], 3, 1, budget) == plan
+
+
 def _final(url, spec, M):
     study = optuna.load_study(study_name=study_name(FUSED_MOE, "search", spec.shape, H100, M),
                               storage=open_storage(url))
@@ -172,6 +188,10 @@ def test_one_slow_trial_does_not_set_what_every_measurement_costs(tmp_path):
             record.FULL: {"cost_s": 0.080 + other + 0.5, "compile_s": 0.5, "gpu_s": 0.080}}))
     costs = measurement_costs(FUSED_MOE, study, configs[:2])
     assert len(costs) == 2
+    # One per config asked, in its order; None for one without a trial.
+    other = dataclasses.replace(configs[0], num_warps=2)
+    assert other not in configs
+    assert measurement_costs(FUSED_MOE, study, [other, configs[1]])[0] is None
     assert all(c.replay_s == pytest.approx(0.080) for c in costs)
     assert all(c.other_s == pytest.approx(0.006) for c in costs)
 

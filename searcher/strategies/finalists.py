@@ -124,32 +124,42 @@ def finalists_budget(measuring_s: float, share: float | None = SHARE) -> float |
     return measuring_s * share / (1.0 - share)
 
 
-def plan_finalists(base: Fidelity, costs: Sequence[MeasurementCost], finalists: int,
+def plan_finalists(base: Fidelity, costs: Sequence[MeasurementCost | None], finalists: int,
                    fixed: int, budget_s: float | None,
                    rule: DecisionRule = RULE) -> FinalistsPlan:
     """The plan that keeps the most finalists (at most ``finalists``) and then, for them,
     the most layer calls a graph (at most ``base``'s) whose :func:`race_measurements`
-    fit ``budget_s`` (seconds), each measurement costed as the dearest of ``costs`` (one
-    per entry that has a trial: :func:`searcher.tune.finalists.measurement_costs`). So calls are cut to
-    one before a finalist is. Where nothing fits, the cheapest plan: one finalist at one
-    call a graph (``within_budget`` False). Where ``costs`` is empty (no trial recorded
-    its cost), nothing can be planned: ``base``, unbounded (``budget_s`` None)."""
-    measurements = race_measurements(finalists, fixed, rule)
-    if budget_s is None or not costs:
-        return FinalistsPlan(base, finalists, measurements)
+    fit ``budget_s`` (seconds). So calls are cut to one before a finalist is. Where
+    nothing fits, the cheapest plan: one finalist at one call a graph (``within_budget``
+    False). Where no cost is known (no trial recorded one), nothing can be planned:
+    ``base``, unbounded (``budget_s`` None).
 
-    def each(calls: int) -> float:
-        return max(c.at(calls, base) for c in costs)
+    ``costs`` gives one per entry, as :func:`searcher.tune.finalists.measurement_costs`
+    does: the finalists' in race order (fastest first), then the ``fixed`` configs' (None
+    where no trial recorded it). A plan of k finalists costs each of its measurements as
+    the dearest of its own entries, the first k finalists' and the fixed ones': a
+    finalist left out does not make the others' rounds dearer (on the lent H100 at
+    M=4096, the third finalist's cost held the two that raced to one call a graph where
+    four fitted). A list of another length costs every measurement as its dearest."""
+    known = [c for c in costs if c is not None]
+    measurements = race_measurements(finalists, fixed, rule)
+    if budget_s is None or not known:
+        return FinalistsPlan(base, finalists, measurements)
+    aligned = len(costs) == finalists + fixed
+
+    def each(k: int, calls: int) -> float:
+        own = [c for c in [*costs[:k], *costs[finalists:]] if c is not None] if aligned else []
+        return max(c.at(calls, base) for c in (own or known))
 
     for k in range(finalists, 0, -1) if finalists > 0 else [0]:
         n = race_measurements(k, fixed, rule)
         for calls in range(base.calls_per_graph, 0, -1):
-            if n * each(calls) <= budget_s:
-                return FinalistsPlan(_with_calls(base, calls), k, n, n * each(calls),
+            if n * each(k, calls) <= budget_s:
+                return FinalistsPlan(_with_calls(base, calls), k, n, n * each(k, calls),
                                      budget_s)
     k = min(1, finalists)
     n = race_measurements(k, fixed, rule)
-    return FinalistsPlan(_with_calls(base, 1), k, n, n * each(1), budget_s)
+    return FinalistsPlan(_with_calls(base, 1), k, n, n * each(k, 1), budget_s)
 
 
 def _with_calls(base: Fidelity, calls: int) -> Fidelity:

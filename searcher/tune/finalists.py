@@ -210,9 +210,10 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
 
 
 def measurement_costs(kernel: Any, study: optuna.Study, configs: Sequence[Config],
-                      final_fidelity: str = "full") -> list[MeasurementCost]:
-    """What one finalists' measurement of each of ``configs`` that has a complete trial in
-    ``study`` is expected to cost (seconds), scaled from the trials' ``full`` fidelity to
+                      final_fidelity: str = "full") -> list[MeasurementCost | None]:
+    """What one finalists' measurement of each of ``configs`` is expected to cost (seconds),
+    in their order, None for one without a complete trial in ``study`` (the default may
+    have none), scaled from the trials' ``full`` fidelity to
     ``final_fidelity`` (compile waits left out: in a run the finalists' configs were
     compiled for their trials). Its replays are its own trial's (``gpu_s``); the rest
     (building and capturing the graph, syncing) is the median over the batch size's
@@ -239,7 +240,8 @@ def measurement_costs(kernel: Any, study: optuna.Study, configs: Sequence[Config
     if not other:
         return []
     rest = statistics.median(other)
-    return [MeasurementCost(replay_s=r, other_s=rest) for r in replay.values()]
+    return [None if c not in replay else MeasurementCost(replay_s=replay[c], other_s=rest)
+            for c in configs]
 
 
 def finalists_plan(kernel: Any, study: optuna.Study, racers: int, entries: Sequence[Config],
@@ -247,8 +249,9 @@ def finalists_plan(kernel: Any, study: optuna.Study, racers: int, entries: Seque
                    share: float | None = SHARE, rule: DecisionRule = RULE) -> FinalistsPlan:
     """What the finalists' run of ``study`` measures (:func:`plan_finalists`): ``racers``
     finalists and ``fixed`` configs in every round (vLLM's default, a file to beat), all
-    of them in ``entries``, within ``share`` of the batch size's GPU time, whose trials
-    measured for ``measuring_s`` seconds (compile waits excluded)."""
+    of them in ``entries`` (the finalists in race order, fastest first, then the fixed
+    ones), within ``share`` of the batch size's GPU time, whose trials measured for
+    ``measuring_s`` seconds (compile waits excluded)."""
     return plan_finalists(FIDELITIES[final_fidelity],
                           measurement_costs(kernel, study, entries, final_fidelity),
                           racers, fixed, finalists_budget(measuring_s, share), rule)
