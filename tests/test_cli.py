@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from searcher.cli import main
+from searcher.study.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,17 @@ def test_run_status_export_round_trip_and_refusals(capsys, in_tmp):
     assert main(["status", *args, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert [r["trials"] for r in status["batch_sizes"]] == [6, 6]
+    # The Markdown table marks vLLM's default as status does, and says no GPU measured.
+    assert main(["status", *args, "--markdown"]) == 0
+    text = capsys.readouterr().out
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    for row in status["batch_sizes"]:
+        line = next(x for x in text.splitlines() if x.startswith(f"| {row['M']} |"))
+        is_default = (spec.kernel.config_from_dict(row["winner"])
+                      == spec.kernel.default_config(spec.shape, row["M"]))
+        assert ("(default)" in line) == is_default, line
+    assert "| wall s |" in text and "GPU s" not in text
+    assert "not measured on a GPU (synthetic): the search loop's time" in text
     # Another study, or another device, than the storage holds: one line, exit 2.
     assert main(["status", "--study", "h200-e64-n1408"]) == 2
     captured = capsys.readouterr()

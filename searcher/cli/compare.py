@@ -91,8 +91,9 @@ def execute(args: argparse.Namespace) -> int:
 
     # Without a recorded grid its columns would be "-" and "0/0": leave them out, say why.
     grid = any(r.grid_trials for r in rows)
-    table = Table(title=f"{spec.name} on {device}: search against "
-                  f"{'the grid' if grid else 'the default'} ({storage}){not_gpu}")
+    baseline = "the grid" if grid else "the default"
+    table = Table(title=f"{spec.name} on {device}: search against {baseline}"
+                  f"{' and the file' if against else ''} ({storage}){not_gpu}")
     cols = ["M", "grid best us", "grid trials", "grid GPU s", "search us", "gap %",
             "search trials", "search GPU s", "to 1%", "to 3%", "default us"]
     grid_cols = {"grid best us", "grid trials", "grid GPU s", "gap %", "to 1%", "to 3%"}

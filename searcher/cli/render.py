@@ -192,31 +192,40 @@ def _speedup_text(s) -> str:
 
 
 def markdown(spec, device: str, summaries) -> str:
-    """The batch sizes' summaries as a Markdown table (``searcher status --markdown``)."""
-    from searcher.store.record import DEVICE_INFO
+    """The batch sizes' summaries as a Markdown table (``searcher status --markdown``); the
+    winner marked "(default)" where it is vLLM's, and the time column the GPU time where
+    a GPU measured, else the search loop's time (synthetic or replayed: no GPU held)."""
+    from searcher.store.record import DEVICE_INFO, unmeasured_source
     from searcher.tune.view import format_us
 
+    shown = [s for s in summaries if s is not None]
+    info = next((s.extra.get(DEVICE_INFO) for s in shown if s.extra.get(DEVICE_INFO)), None)
+    source = unmeasured_source({DEVICE_INFO: info}) if info else None
+    seconds = "GPU s" if source is None else "wall s"
     lines = [
         f"| M | trials | full | pruned | failed | winner ({'/'.join(spec.kernel.config_keys)}) "
-        "| winner us | default us | speedup | noise % | GPU s |",
+        f"| winner us | default us | speedup | noise % | {seconds} |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     total = 0.0
-    info = None
-    for s in summaries:
-        if s is None:
-            continue
+    for s in shown:
         total += s.wall_s
-        info = info or s.extra.get(DEVICE_INFO)
         w = s.winner
         label = "/".join(str(v) for v in w.astuple()) if w else "-"
+        if w is not None and w == spec.kernel.default_config(spec.shape, s.M):
+            label += " (default)"
         lines.append(
             f"| {s.M} | {s.trials} | {s.complete} | {s.pruned} | {s.failed} | {label} | "
             f"{format_us(s.winner_us)} | {format_us(s.default_us)} | {_speedup_text(s)} | "
             f"{f'{100 * s.noise:.1f}' if s.noise is not None else '-'} | {s.wall_s:.0f} |")
     if info:
         lines.append("")
-        lines.append(f"{spec.name} on {info.get('name')} (torch {info.get('torch_version')}, "
-                     f"triton {info.get('triton_version')}, backend {info.get('backend')}); "
-                     f"GPU time {total / 60:.1f} min.")
+        if source is None:
+            lines.append(f"{spec.name} on {info.get('name')} (torch "
+                         f"{info.get('torch_version')}, triton {info.get('triton_version')}, "
+                         f"backend {info.get('backend')}); GPU time {total / 60:.1f} min.")
+        else:
+            lines.append(f"{spec.name} for {info.get('name')}, not measured on a GPU "
+                         f"({source}): the search loop's time {total / 60:.1f} min, no GPU "
+                         "held.")
     return "\n".join(lines)

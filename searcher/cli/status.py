@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None,
                    help="the GPU whose studies to show (default: the spec's GPU)")
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--json", action="store_true",
+                     help="the same per batch size as JSON (with the finalists' plan and "
+                     "decision)")
     fmt.add_argument("--markdown", action="store_true",
                      help="a Markdown table (for a README or a pull request)")
     p.set_defaults(func=execute)

@@ -582,6 +582,10 @@ def _footnotes(report: Report) -> list[str]:
     return [f"{i}. {n}" for i, n in enumerate(notes, start=1)]
 
 
+def _batch_sizes(n: int) -> str:
+    return f"{n} batch size{'s' if n != 1 else ''}"
+
+
 def summary_lines(report: Report) -> list[str]:
     """The report's summary, one line each (Markdown)."""
     def geo(value: float | None) -> str:
@@ -590,9 +594,9 @@ def summary_lines(report: Report) -> list[str]:
     large = [r.M for r in report.rows if r.M >= LARGE_M and r.speedup]
     lines = [
         f"Geomean speedup over vLLM's default: {geo(report.geomean(LARGE_M))} for M >= "
-        f"{LARGE_M} ({len(large)} batch sizes), "
-        f"{geo(report.geomean())} over all M ({sum(1 for r in report.rows if r.speedup)} "
-        "batch sizes).",
+        f"{LARGE_M} ({_batch_sizes(len(large))}), "
+        f"{geo(report.geomean())} over all M "
+        f"({_batch_sizes(sum(1 for r in report.rows if r.speedup))}).",
         f"Batch sizes where searcher's config is slower than the default beyond noise: "
         f"{len(report.slower)}" + (f" (M = {_ms(report.slower)})" if report.slower else "") + ".",
         f"Search {'simulated' if report.synthetic else 'GPU'} time: "

@@ -89,8 +89,9 @@ class Verdict:
         what the candidate was judged against (vLLM's default, or the file to beat)."""
         if self.ratio is None:
             return f"{self.outcome.value}: no paired rounds to compare"
-        facts = (f"median ratio {other}/candidate {self.ratio:.3f} over {self.rounds} paired "
-                 f"rounds, {self.rounds_faster} of them faster; needs "
+        rounds = f"{self.rounds} paired round{'s' if self.rounds != 1 else ''}"
+        facts = (f"median ratio {other}/candidate {self.ratio:.3f} over {rounds}, "
+                 f"{self.rounds_faster} of them faster; needs "
                  f"{f'at least {self.min_rounds} paired rounds, ' if self.rounds < self.min_rounds else ''}"
                  f"every round faster and a ratio above {1 + self.threshold:.3f} ("
                  + (f"noise {100 * self.noise:.1f}%)" if self.noise is not None

@@ -33,7 +33,8 @@ class LineView:
 
     def start(self, batch_sizes: Sequence[int], budget_per_m: int | None) -> None:
         budget = f"{budget_per_m} trials each" if budget_per_m else "time budget"
-        print(f"searching {len(batch_sizes)} batch sizes ({budget})", file=self.stream,
+        n = len(batch_sizes)
+        print(f"searching {n} batch size{'s' if n != 1 else ''} ({budget})", file=self.stream,
               flush=True)
 
     def update(self, summary: MSummary) -> None:
