@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from searcher.kernels.base import Config
 
-__all__ = ["stored_summaries", "stored_studies", "no_stored_study", "winners", "export_study", "Exported", "ALLOW_UNMEASURED"]
+__all__ = ["stored_summaries", "stored_studies", "no_stored_study", "winners", "export_study",
+           "Exported", "ALLOW_UNMEASURED"]
 
 #: The export option that lets synthetic or replayed results be written as a vLLM file.
 ALLOW_UNMEASURED = "--allow-unmeasured"
