@@ -231,11 +231,16 @@ def test_version_names_searcher_torch_triton_and_optuna(capsys):
         assert name in out
 
 
-def test_batch_sizes_with_an_empty_item_are_refused(capsys):
+def test_batch_sizes_with_an_empty_or_repeated_item_are_refused(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["status", "--study", "h100-e64-n1408", "--batch-sizes", "1,,2"])
     assert exit_.value.code == 2
     assert "'1,,2' has an empty item" in capsys.readouterr().err
+    # A batch size named twice is a typo, refused like one.
+    with pytest.raises(SystemExit) as exit_:
+        main(["status", "--study", "h100-e64-n1408", "--batch-sizes", "64,1,64"])
+    assert exit_.value.code == 2
+    assert "'64,1,64' gives 64 more than once" in capsys.readouterr().err
 
 
 def test_a_space_without_a_valid_config_ends_run_and_grid(capsys, in_tmp):

@@ -162,6 +162,11 @@ def _int_list(text: str) -> list[int]:
     if any(v < 1 or v > MAX_BATCH_SIZE for v in values):
         raise argparse.ArgumentTypeError(
             f"{text!r}: batch sizes must be integers from 1 to {MAX_BATCH_SIZE:,} (2**20)")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} gives {', '.join(map(str, twice))} more than once; name each batch "
+            "size once")
     return values
 
 
