@@ -147,6 +147,12 @@ def test_run_status_export_round_trip_and_refusals(capsys, in_tmp):
                  "--allow-unmeasured"]) == 2
     assert "no completed trial" in capsys.readouterr().err
     assert path.read_bytes() == before
+    # compare against that file names it; its seconds are the loop's (no GPU held).
+    assert main(["compare", "--study", "h100-e64-n1408", "--batch-sizes", "1,64",
+                 "--against", str(path), "--out", str(in_tmp / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert f"search against the default and {path.name}" in out
+    assert "search wall s" in out and "GPU s" not in out
 
 
 def test_bad_batch_size_option(capsys):
