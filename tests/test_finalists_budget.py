@@ -140,6 +140,37 @@ def test_a_run_keeps_its_finalists_within_their_share(tmp_path, share):
             assert final["cost_s"] / (measuring + final["cost_s"]) <= share + 1e-9
 
 
+def test_compile_waits_in_the_finalists_rounds_count_as_compile_waits(tmp_path):
+    # A measuring process replaced between the trials and the finalists (or a resumed
+    # run) compiles the finalists again: those seconds are recorded apart and the time
+    # split counts them as compile waits, not as the finalists' re-measurement that the
+    # share bounds. Every round's cost is recorded too.
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+
+    class Forgetful(SyntheticBenchmarker):
+        def measure_round(self, M, configs, fidelity):
+            if fidelity != "short" and len(configs) > 1 and not getattr(self, "forgot", 0):
+                self.compiled.clear()  # a fresh process: its Triton cache is cold
+                self.forgot = 1
+            return super().measure_round(M, configs, fidelity)
+
+    bencher = Forgetful(FUSED_MOE, spec.shape, device=H100, seed=3,
+                        costs={"full": 0.5, "compile": 2.0})
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_search(spec, bencher, SearchOptions(device=H100, storage_url=url, batch_sizes=[64],
+                                            trials_per_m=16))
+    study, final = _final(url, spec, 64)
+    first_round = len(final["entries"])  # every entry is measured in the first round
+    assert final["compile_s"] == pytest.approx(2.0 * first_round)
+    assert len(final["round_s"]) == final["rounds"]
+    assert sum(final["round_s"]) == pytest.approx(final["cost_s"])
+    t = summarize_study(FUSED_MOE, study, 64).time
+    assert t.finalists_s == pytest.approx(final["cost_s"] - final["compile_s"])
+    trials_compile = sum(float((tr.user_attrs.get(f) or {}).get("compile_s") or 0.0)
+                         for tr in study.trials for f in ("short", "full"))
+    assert t.compile_s == pytest.approx(trials_compile + final["compile_s"])
+
+
 def test_an_unbounded_share_measures_at_the_fidelity_of_the_trials(tmp_path):
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     bencher = SyntheticBenchmarker(FUSED_MOE, spec.shape, device=H100, seed=3,

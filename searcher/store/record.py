@@ -230,9 +230,10 @@ class TimeSplit:
     """Where a search's wall time went, in seconds (summed over its processes).
 
     ``measuring_s``: the trials' measurements (short and full) less their compile waits;
-    ``compile_s``: waiting for (or doing) compiles in those measurements (a failed
-    measurement records none apart: its time counts as measuring); ``finalists_s``: the
-    finalists' re-measurement (None where an older record lacks its cost); ``wall_s``:
+    ``compile_s``: waiting for (or doing) compiles in those measurements and in the
+    finalists' rounds (a failed measurement records none apart: its time counts as
+    measuring); ``finalists_s``: the finalists' re-measurement less its compile waits
+    (None where an older record lacks its cost); ``wall_s``:
     the processes' wall time (:func:`stored_wall_time`); ``gpu_s``: of measuring, the GPU
     replaying graphs (None where no trial recorded it: records before it was stored).
     :attr:`host_s` is the rest: asking the sampler, the storage, pruning, Python.
@@ -376,7 +377,12 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         # the fidelity's where the budget asked it); absent in records before it.
         s.extra["final_plan"] = None if final.get("plan") is None else {
             **final["plan"], "calls_per_graph": final.get("calls_per_graph")}
-        s.time.finalists_s = final.get("cost_s")  # None: recorded before its cost was
+        # None: recorded before its cost was. Compile waits inside the finalists' rounds
+        # (recorded apart since they were) count as compile waits, as the trials' do.
+        s.time.finalists_s = final.get("cost_s")
+        if s.time.finalists_s is not None and final.get("compile_s"):
+            s.time.finalists_s -= float(final["compile_s"])
+            s.time.compile_s += float(final["compile_s"])
         # The winner's and the default's paired rounds, judged by the decision rule (old
         # records too: their winner stays as stored, only "within noise" is re-judged).
         winner_times = next((e["times_us"] for e in final["entries"]

@@ -100,15 +100,19 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
     entries = ([c for c in finalists if c in racers or c in fixed]
                + [c for c in fixed if c not in finalists])
     times: dict[Config, list[float]] = {c: [] for c in entries}
-    cost = 0.0
+    cost = compile_s = 0.0
+    round_s: list[float] = []  # each round's cost, compile waits included
 
     def measure_round(configs: Sequence[Config]) -> None:
         # One round, side by side: on a GPU their replays interleave, so that a change
         # of clocks reaches each alike (the rule pairs round i of two configs).
-        nonlocal cost
+        nonlocal cost, compile_s
+        round_s.append(0.0)
         for config, m in zip(configs, bencher.measure_round(
                 M, configs, plan.fidelity)):
             cost += m.cost_s
+            compile_s += m.compile_s or 0.0
+            round_s[-1] += m.cost_s
             times[config].append(m.median_us if m.ok else math.inf)
 
     # The selection is a race: every entry is measured in the first round; after each
@@ -204,7 +208,12 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         "versus_file": None if versus_file is None else {
             "outcome": versus_file.outcome.value, "ratio": versus_file.ratio,
             "rounds": versus_file.rounds, "reason": versus_file.reason("file")},
+        # All the rounds cost, compile waits included (a config compiled again where
+        # the measuring process was replaced since its trial): ``compile_s`` of it, so
+        # that the time split counts them as compile waits, as it does the trials'.
         "cost_s": cost,
+        "compile_s": compile_s,
+        "round_s": round_s,
     })
     add_wall_time(study, clock() - started)
 
