@@ -122,13 +122,17 @@ def print_summaries(spec, device: str, storage: str, summaries, as_json: bool) -
         calls = sorted({p["calls_per_graph"] for p in plans.values()})
         over = [M for M, p in plans.items() if p.get("within_budget") is False]
         cut = [M for M, p in plans.items() if p.get("finalists", 0) < p.get("of", 0)]
-        of = "" if not calls or calls == [10] else (
+        stopped = [M for M, p in plans.items() if p.get("stopped")]
+        of = "" if (not calls or calls == [10]) and not stopped else (
             f" of graphs of {calls[0]}" + (f"-{calls[-1]}" if len(calls) > 1 else "")
             + (" layer call" if calls == [1] else " layer calls")
             + ", as many as fit the finalists' budget"
             + (f"; fewer finalists raced at M={','.join(map(str, cut))}" if cut else "")
             + (f"; over the budget at M={','.join(map(str, over))}, even at one call a "
                "graph and at most one finalist" if over else "")
+            + (f"; the budget ended the rounds of an undecided pair at "
+               f"M={','.join(map(str, stopped))} (the default or the file stayed)"
+               if stopped else "")
             + ": README, \"Finalists at a bounded cost\"")
         note = ("best us: the search's fastest measurement (20 replays of graphs of 10 layer "
                 "calls, configs one after another); winner us and default us: the "

@@ -15,9 +15,11 @@ fewer layer calls per graph, down to one; they keep the warm-ups and the 20 time
 of the fidelity, so every routing of the cycle is still timed (README, "Same routings at
 every fidelity"), and the candidate and the default stay timed alike, round by round.
 Only where one call a graph does not fit either does the race start with fewer finalists.
-The plan counts the rounds the rule needs at least (``min_rounds``); rounds it adds while
-a pair is still undecided (up to ``max_rounds``) come on top, as issue #13 asks ("rounds
-added only while the decision rule is still open").
+The plan counts the rounds the rule needs at least (``min_rounds``). Rounds the rule adds
+while a pair is still undecided (up to ``max_rounds``) run only while one more fits the
+budget left (:func:`searcher.tune.finalists.run_finalists`): issue #13 asks both, "at most
+15%" and "rounds added only while the decision rule is still open". Where the budget ends
+first, the pair is judged as at the rule's cap: the incumbent stays.
 
 Why calls and not replays or rounds: the replays are the routings (fewer would time a
 different sample of them than the search did), and the rounds are what the rule needs to

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from searcher.measure.measurement import FIDELITIES
 from searcher.store import record
 from searcher.store.record import (
     FAILED_STATUSES, TrialStatus, add_wall_time, config_of, status_of, summarize_study)
-from searcher.strategies.decide import RULE, DecisionRule, Outcome, judge
+from searcher.strategies.decide import RULE, DecisionRule, Outcome, Verdict, judge
 from searcher.strategies.finalists import (
     SHARE, FinalistsPlan, MeasurementCost, finalists_budget, kept_after_round,
     plan_finalists)
@@ -102,18 +102,41 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
     times: dict[Config, list[float]] = {c: [] for c in entries}
     cost = compile_s = 0.0
     round_s: list[float] = []  # each round's cost, compile waits included
+    last_s = 0.0  # the last round's, less its compile waits
+    budget_stopped = False
 
     def measure_round(configs: Sequence[Config]) -> None:
         # One round, side by side: on a GPU their replays interleave, so that a change
         # of clocks reaches each alike (the rule pairs round i of two configs).
-        nonlocal cost, compile_s
+        nonlocal cost, compile_s, last_s
         round_s.append(0.0)
+        waits = 0.0
         for config, m in zip(configs, bencher.measure_round(
                 M, configs, plan.fidelity)):
             cost += m.cost_s
-            compile_s += m.compile_s or 0.0
+            waits += m.compile_s or 0.0
             round_s[-1] += m.cost_s
             times[config].append(m.median_us if m.ok else math.inf)
+        compile_s += waits
+        last_s = round_s[-1] - waits
+
+    def settle(candidate: Config, incumbent: Config) -> Verdict:
+        # The rule's verdict on candidate against incumbent, with rounds of the pool added
+        # while it is undecided. Beyond the rule's minimum rounds (the plan's), a round is
+        # added only while one more (costed as the last) fits the budget: the finalists
+        # stay within their share (issue #13). Where it does not, the budget is the cap,
+        # and an undecided pair is judged as at the rule's cap (the incumbent stays).
+        nonlocal budget_stopped
+        verdict = judge(times[candidate], times[incumbent], rule)
+        while verdict.outcome is Outcome.UNDECIDED:
+            if (plan.budget_s is not None and verdict.rounds >= rule.min_rounds
+                    and cost - compile_s + last_s > plan.budget_s):
+                budget_stopped = True
+                return judge(times[candidate], times[incumbent],
+                             replace(rule, max_rounds=verdict.rounds))
+            measure_round(pool)
+            verdict = judge(times[candidate], times[incumbent], rule)
+        return verdict
 
     # The selection is a race: every entry is measured in the first round; after each
     # round the slower half of the candidates drops out, the default and the file stay
@@ -155,10 +178,7 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         # faster than it beyond the noise, by the same rule. If the file's config then
         # does not beat vLLM's default, the search's best still may.
         pool.append(against)
-        versus_file = judge(times[best], times[against], rule)
-        while versus_file.outcome is Outcome.UNDECIDED:
-            measure_round(pool)
-            versus_file = judge(times[best], times[against], rule)
+        versus_file = settle(best, against)
         if versus_file.outcome is not Outcome.FASTER:
             order = [against, best]
     verdict = None
@@ -168,10 +188,7 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         winner = candidate  # the default failed as a trial: nothing to beat
     elif candidate is not None:
         for candidate in order:
-            verdict = judge(times[candidate], times[default], rule)
-            while verdict.outcome is Outcome.UNDECIDED:
-                measure_round(pool)
-                verdict = judge(times[candidate], times[default], rule)
+            verdict = settle(candidate, default)
             if verdict.outcome is Outcome.FASTER:
                 winner = candidate
                 break
@@ -183,7 +200,9 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         decision = {"outcome": verdict.outcome.value, "candidate": candidate.to_dict(),
                     "ratio": verdict.ratio, "noise": verdict.noise,
                     "rounds": verdict.rounds,
-                    "reason": f"candidate {candidate.short()}: {verdict.reason()}",
+                    "reason": f"candidate {candidate.short()}: {verdict.reason()}"
+                              + ("; no further round fitted the finalists' budget"
+                                 if budget_stopped else ""),
                     "rule": asdict(rule)}
     study.set_user_attr(record.FINAL, {
         **previous_record(study),
@@ -192,7 +211,9 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         "plan": {"finalists": plan.finalists, "of": offered,
                  "measurements": plan.measurements, "planned_s": plan.planned_s,
                  "budget_s": plan.budget_s, "within_budget": plan.within_budget,
-                 "share": opts.finalists_share},
+                 "share": opts.finalists_share,
+                 # the rule asked for another round that the budget had no room for
+                 "stopped": budget_stopped},
         "timing": bencher.device_info().get(record.TIMING),
         "rounds": max(len(v) for v in times.values()),
         "trials": summary.trials,
