@@ -128,10 +128,11 @@ def print_summaries(spec, device: str, storage: str, summaries, as_json: bool) -
             + (" layer call" if calls == [1] else " layer calls")
             + ", as many as fit the finalists' budget"
             + (f"; fewer finalists raced at M={','.join(map(str, cut))}" if cut else "")
-            + (f"; over the budget at M={','.join(map(str, over))}, even at one call a "
+            + (f"; planned over the budget at M={','.join(map(str, over))}, even at one call a "
                "graph and at most one finalist" if over else "")
             + (f"; the budget ended the rounds of an undecided pair at "
-               f"M={','.join(map(str, stopped))} (the default or the file stayed)"
+               f"M={','.join(map(str, stopped))} (its incumbent, vLLM's default or the file "
+               "to beat, stayed ahead of its candidate)"
                if stopped else "")
             + ": README, \"Finalists at a bounded cost\"")
         note = ("best us: the search's fastest measurement (20 replays of graphs of 10 layer "

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from searcher.errors import ConfigError, SearcherError, StorageError
+from searcher.measure.measurement import FIDELITIES
 from searcher.store import record
 from searcher.strategies.decide import Verdict
 from searcher.store.record import TimeSplit, paired_verdict, unmeasured_source, within_noise
@@ -329,6 +330,10 @@ def _row(spec: StudySpec, device: str, M: int, attrs: dict[str, Any],
     row.verdict = paired_verdict(roles["winner"]["times_us"],
                                  roles["default"]["times_us"] if "default" in roles else None)
     row.noise = row.verdict.noise if row.verdict is not None else None
+    if source == "finalists" and row.winner == default and summary.noise is not None:
+        # A default kept: its rounds against themselves have no noise; the noise is that
+        # of the pair the rule judged, as `searcher status` reports it.
+        row.noise = summary.noise
     return row, entries, run
 
 
@@ -386,9 +391,11 @@ def _read_storage(spec: StudySpec, storage: Any, storage_url: str, device: str,
             if info:
                 infos.setdefault(json.dumps(info, sort_keys=True), info)
         if run is not None:
-            key = (row.source, run.get("fidelity"), run.get("rounds"), run.get("against_file"))
+            key = (row.source, run.get("fidelity"), run.get("rounds"), run.get("against_file"),
+                   run.get("calls_per_graph"), bool((run.get("plan") or {}).get("stopped")))
             runs.setdefault(key, {"source": key[0], "fidelity": key[1], "rounds": key[2],
-                                  "against_file": key[3], "M": []})["M"].append(M)
+                                  "against_file": key[3], "calls_per_graph": key[4],
+                                  "stopped": key[5], "M": []})["M"].append(M)
         for column in columns:
             g = by_column.get(column)
             if g is None:
@@ -531,11 +538,18 @@ def _footnotes(report: Report) -> list[str]:
                 f"re-measurement ({_rounds(about['rounds'])} at the "
                 f"{about['fidelity']} fidelity{against}); medians of the rounds.")
         else:
+            full = FIDELITIES.get(about["fidelity"])
+            calls = about.get("calls_per_graph")
+            fewer = (f" with graphs of {calls} layer call{'' if calls == 1 else 's'}, as many as "
+                     "fit the finalists' budget" if calls and full is not None
+                     and calls != full.calls_per_graph else "")
+            stopped = ("; the budget ended the rounds of an undecided pair, whose incumbent "
+                       "stayed" if about.get("stopped") else "")
             notes.append(
                 f"Times at M = {_ms(about['M'])}: the search's finalists' run "
-                f"({_rounds(about['rounds'])} at the {about['fidelity']} fidelity, vLLM's default "
-                "among them; no `searcher compare` re-measurement stored); medians of the "
-                "rounds.")
+                f"({_rounds(about['rounds'])} at the {about['fidelity']} fidelity{fewer}, "
+                f"vLLM's default among them{stopped}; no `searcher compare` re-measurement "
+                "stored); medians of the rounds.")
     none = [r.M for r in report.rows if r.source == "none"]
     if none:
         notes.append(f"M = {_ms(none)}: the search has no finalists' run yet (rerun "

@@ -36,6 +36,10 @@ __all__ = ["finalist_configs", "run_finalists", "measurement_costs", "finalists_
            "previous_record"]
 
 
+#: What a verdict's reason adds where the budget ended its pair's rounds.
+BUDGET_STOPPED = "; no further round fitted the finalists' budget"
+
+
 def finalist_configs(kernel: Kernel, study: optuna.Study, n: int) -> list[Config]:
     """The study's fastest distinct configs of its completed trials, fastest first, at
     most ``n`` (at least 1) of them: those the finalists' run re-measures."""
@@ -120,12 +124,13 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         compile_s += waits
         last_s = round_s[-1] - waits
 
-    def settle(candidate: Config, incumbent: Config) -> Verdict:
+    def settle(candidate: Config, incumbent: Config) -> tuple[Verdict, bool]:
         # The rule's verdict on candidate against incumbent, with rounds of the pool added
         # while it is undecided. Beyond the rule's minimum rounds (the plan's), a round is
         # added only while one more (costed as the last) fits the budget: the finalists
         # stay within their share (issue #13). Where it does not, the budget is the cap,
         # and an undecided pair is judged as at the rule's cap (the incumbent stays).
+        # Returns the verdict and whether the budget ended its rounds.
         nonlocal budget_stopped
         verdict = judge(times[candidate], times[incumbent], rule)
         while verdict.outcome is Outcome.UNDECIDED:
@@ -133,10 +138,10 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
                     and cost - compile_s + last_s > plan.budget_s):
                 budget_stopped = True
                 return judge(times[candidate], times[incumbent],
-                             replace(rule, max_rounds=verdict.rounds))
+                             replace(rule, max_rounds=verdict.rounds)), True
             measure_round(pool)
             verdict = judge(times[candidate], times[incumbent], rule)
-        return verdict
+        return verdict, False
 
     # The selection is a race: every entry is measured in the first round; after each
     # round the slower half of the candidates drops out, the default and the file stay
@@ -172,13 +177,14 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
     pool = [c for c in (best, default) if c is not None and c in times]
     order = [best] if best is not None else []  # the candidates, in the order tried
     versus_file = None
+    file_stopped = verdict_stopped = False
     if (best is not None and against is not None and best != against
             and against in times and against != default):
         # The file to beat is the incumbent: the search's best replaces it only when
         # faster than it beyond the noise, by the same rule. If the file's config then
         # does not beat vLLM's default, the search's best still may.
         pool.append(against)
-        versus_file = settle(best, against)
+        versus_file, file_stopped = settle(best, against)
         if versus_file.outcome is not Outcome.FASTER:
             order = [against, best]
     verdict = None
@@ -188,7 +194,7 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         winner = candidate  # the default failed as a trial: nothing to beat
     elif candidate is not None:
         for candidate in order:
-            verdict = settle(candidate, default)
+            verdict, verdict_stopped = settle(candidate, default)
             if verdict.outcome is Outcome.FASTER:
                 winner = candidate
                 break
@@ -201,8 +207,7 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
                     "ratio": verdict.ratio, "noise": verdict.noise,
                     "rounds": verdict.rounds,
                     "reason": f"candidate {candidate.short()}: {verdict.reason()}"
-                              + ("; no further round fitted the finalists' budget"
-                                 if budget_stopped else ""),
+                              + (BUDGET_STOPPED if verdict_stopped else ""),
                     "rule": asdict(rule)}
     study.set_user_attr(record.FINAL, {
         **previous_record(study),
@@ -228,7 +233,8 @@ def run_finalists(spec: StudySpec, bencher: Benchmarker, opts: SearchOptions,
         "decision": decision,
         "versus_file": None if versus_file is None else {
             "outcome": versus_file.outcome.value, "ratio": versus_file.ratio,
-            "rounds": versus_file.rounds, "reason": versus_file.reason("file")},
+            "rounds": versus_file.rounds,
+            "reason": versus_file.reason("file") + (BUDGET_STOPPED if file_stopped else "")},
         # All the rounds cost, compile waits included (a config compiled again where
         # the measuring process was replaced since its trial): ``compile_s`` of it, so
         # that the time split counts them as compile waits, as it does the trials'.
