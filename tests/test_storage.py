@@ -66,6 +66,8 @@ def test_a_file_that_is_no_storage_is_refused_by_name(tmp_path: Path) -> None:
     ("sqlite:url.db", "for a SQLite file write sqlite:///url.db"),  # the slashes left out
     ("sqlite:/data/url.db", "for a SQLite file write sqlite:////data/url.db"),
     ("sqlite:", "for a SQLite file write sqlite:///searcher.db"),
+    ("sqlite://tmp/x.db", "write sqlite:///tmp/x.db (relative to this folder) or "
+                          "sqlite:////tmp/x.db (absolute)"),  # two slashes: a host
     ("postgres://u@localhost/x", "write postgresql://u@localhost/x"),
     ("postgres+psycopg://u@localhost/x", "write postgresql+psycopg://u@localhost/x"),
 ])

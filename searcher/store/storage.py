@@ -123,6 +123,13 @@ def check_url(url: str) -> None:
             f"--storage {url}: an in-memory SQLite database keeps nothing (it is gone when its "
             "connection closes, and searcher opens several); use a file, e.g. "
             "sqlite:///searcher.db, or memory:// (kept for one process only)")
+    if url.startswith("sqlite://") and not url.startswith("sqlite:///"):
+        # SQLAlchemy reads what follows sqlite:// as a host, which SQLite has none of
+        path = url[len("sqlite://"):].split("?", 1)[0]
+        raise StorageError(
+            f"--storage {url}: a SQLite URL has three slashes before a relative path and "
+            f"four before an absolute one; write sqlite:///{path} (relative to this folder) "
+            f"or sqlite:////{path} (absolute)")
     if "://" not in url and _journal_path(url) is None:
         # (sqlite:x.db is the file x.db with the slashes left out)
         path = url[len("sqlite:"):] if url.startswith("sqlite:") else url
