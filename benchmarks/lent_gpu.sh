@@ -175,6 +175,7 @@ h200-throughput)  # issue #13: the search's time split after asking ahead on a t
         --storage sqlite:////tmp/all.db --time-limit "$limit" --no-live > "$out/all-run.log" 2>&1
     python3 -m searcher status --study "$study" --storage sqlite:////tmp/all.db \
         > "$out/all-status.txt" 2>&1
+    pack /tmp/all.db all  # again after the comparison; this one survives a cut run
     mkdir -p /tmp/cmpall
     timeout -s INT "${COMPARE_LIMIT:-150}" python3 -m searcher compare --study "$study" \
         --storage sqlite:////tmp/all.db --rounds "${ROUNDS:-3}" --out /tmp/cmpall \
