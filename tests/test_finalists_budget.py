@@ -280,6 +280,10 @@ def test_the_cli_refuses_a_share_outside_0_to_1(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert "--finalists-share 1.5" in err[0] and "at most 1" in err[0]
     assert not (tmp_path / "s.db").exists()
+    code = main(["run", "--study", "h100-e64-n1408", "--synthetic", "--finalists-share", "0",
+                 "--storage", f"sqlite:///{tmp_path / 's.db'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--finalists-share 0:" in err[0]  # not 0.0
     # The value as given (not rounded to one that would pass), and decide takes it too.
     for command in ("run", "decide"):
         code = main([command, "--study", "h100-e64-n1408", "--synthetic", "--finalists-share",

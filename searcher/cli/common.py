@@ -206,9 +206,24 @@ def load(args: argparse.Namespace, notes: bool = False):
     return spec, args.storage or spec.storage
 
 
+class _Given(float):
+    """A float that remembers how it was written, for errors that name the value as given
+    (``0``, not ``0.0``)."""
+
+    given: str
+
+
+def fraction(text: str) -> _Given:
+    """``text`` as a float that remembers it; ValueError (argparse: "invalid fraction
+    value: 'abc'", one line) where it is no number."""
+    value = _Given(text)
+    value.given = text
+    return value
+
+
 def finalists_share_arg(p: argparse.ArgumentParser) -> None:
     """``--finalists-share`` (:mod:`searcher.strategies.finalists`)."""
-    p.add_argument("--finalists-share", type=float, default=SHARE, metavar="FRACTION",
+    p.add_argument("--finalists-share", type=fraction, default=SHARE, metavar="FRACTION",
                    help="the most of a batch size's GPU time (its trials' measuring plus the "
                    "finalists) the finalists' re-measurement is planned to take, as a "
                    "fraction: its rounds time fewer layer calls a graph to fit (default "
@@ -218,7 +233,8 @@ def finalists_share_arg(p: argparse.ArgumentParser) -> None:
 def check_finalists_share(args: argparse.Namespace) -> None:
     """Raises ConfigError where ``--finalists-share`` breaks its rule (one line)."""
     if not valid_share(args.finalists_share):
-        raise ConfigError(f"--finalists-share {args.finalists_share!r}: {SHARE_RULE}")
+        given = getattr(args.finalists_share, "given", repr(args.finalists_share))
+        raise ConfigError(f"--finalists-share {given}: {SHARE_RULE}")
 
 
 def read_against(spec, path: str) -> dict:
