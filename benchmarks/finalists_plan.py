@@ -5,7 +5,8 @@ excluded), what its finalists' run recorded (seconds, share of measuring plus fi
 layer calls a graph, measurements, rounds), and what the current plan
 (``searcher/strategies/finalists.py``) gives for the same entries from the same trials:
 the budget, the calls a graph, the finalists raced, the planned seconds and the share
-they would take. The planned seconds count the measurements the decision rule needs at
+they would take, and a measurement's cost as recorded and as planned (at the recorded run's
+calls a graph and at the plan's, respectively). The planned seconds count the measurements the decision rule needs at
 least (rounds it adds while undecided, up to 8, come on top), so "planned share" is a
 prediction for the rounds up to the rule's minimum, not a measurement.
 
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{spec.name} in {args.storage}, {measured}; plan for a share of {share:g}")
     print()
     print("| M | measuring s | recorded: finalists s | share | calls | measurements | rounds "
-          "| plan: budget s | calls | finalists | planned s | planned share |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| plan: budget s | calls | finalists | planned s | planned share "
+          "| ms a measurement: recorded | planned |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     worst_before = worst_after = 0.0
     for M, study in studies:
         final = study.user_attrs.get(record.FINAL)
@@ -92,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
               f"| {plan.fidelity.calls_per_graph} | {plan.finalists} "
               f"| {'-' if planned is None else f'{planned:.2f}'} "
               f"| {'-' if after is None else f'{100 * after:.0f}%'}"
-              f"{'' if plan.within_budget else ' (over)'} |")
+              f"{'' if plan.within_budget else ' (over)'} "
+              f"| {1000 * cost / measured:.1f} "
+              f"| {'-' if planned is None else f'{1000 * planned / plan.measurements:.1f}'} |")
     print()
     print(f"- recorded: the finalists at most {100 * worst_before:.1f}% of a batch size's "
           "measuring plus finalists")
