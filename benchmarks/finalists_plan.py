@@ -12,7 +12,7 @@ prediction for the rounds up to the rule's minimum, not a measurement.
 
     gunzip -k examples/h200-e64-n1408-throughput/eighth-run/*.db.gz
     python benchmarks/finalists_plan.py --study h200-e64-n1408 \\
-        --storage sqlite:///examples/h200-e64-n1408-throughput/eighth-run/all.db
+        --storage sqlite:///examples/h200-e64-n1408-throughput/eighth-run/searcher.db
 """
 
 from __future__ import annotations
