@@ -203,6 +203,30 @@ throughput-ab)  # issue #13 on a GPU kind without earlier runs: all batch sizes 
         pack "/tmp/$side.db" "$side"
     done
     ;;
+switch-ab)  # issue #13's experiment: the same batch sizes of STUDY (default the GPU's
+    # e64-n1408 study) with Python's switch interval (0.005 s) and with
+    # SEARCHER_SWITCH_INTERVAL_S (default 0.0005) in the measuring process, one after the
+    # other on one machine, each on a cold Triton cache and a fresh storage of its own; then
+    # each one's time split. Small M first: there the finalists' rounds and the trials are
+    # mostly host work beside the compile threads (README, "Still missed").
+    study=${STUDY:-h100-e64-n1408}
+    nvidia-smi -L | grep -q H200 && study=${STUDY:-h200-e64-n1408}
+    sizes=${BATCH_SIZES:-1,2,4,8,64,1024,4096}
+    nvidia-smi -L | tee "$out/gpus.txt"
+    for side in python short; do
+        interval=
+        [ "$side" = short ] && interval=${SWITCH_S:-0.0005}
+        TRITON_CACHE_DIR=/tmp/triton-$side SEARCHER_SWITCH_INTERVAL_S=$interval \
+            timeout -s INT "$((limit + 60))" python3 -m searcher run --study "$study" \
+            --batch-sizes "$sizes" --storage "sqlite:////tmp/$side.db" --time-limit "$limit" \
+            --no-live > "$out/$side-run.log" 2>&1
+        python3 benchmarks/time_split.py --study "$study" --storage "sqlite:////tmp/$side.db" \
+            > "$out/$side-time-split.md" 2>&1
+        python3 benchmarks/finalists_plan.py --study "$study" \
+            --storage "sqlite:////tmp/$side.db" > "$out/$side-finalists-plan.md" 2>&1
+        pack "/tmp/$side.db" "$side"
+    done
+    ;;
 *)
     echo "unknown step $step" >&2
     exit 2

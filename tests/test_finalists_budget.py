@@ -399,3 +399,4 @@ def test_the_replanning_and_time_split_benchmarks_read_a_stored_run(tmp_path, ca
     assert split.main(["--study", "h200-e64-n1408", "--storage", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "time_split.py: " in err[0] and "holds no study" in err[0]
+

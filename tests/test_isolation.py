@@ -402,3 +402,29 @@ def test_the_parent_knows_which_configs_the_child_compiled_ahead(isolated):
     plain = isolated()  # a benchmarker that compiles nothing ahead: every config is ready
     plain.device_info()
     assert plain.ready(16, GOOD) and plain.ready(64, OTHER)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
+def test_a_bad_switch_interval_is_refused_before_a_gpu_is_looked_for(value, tmp_path, capsys,
+                                                                     monkeypatch):
+    # The experiment's setting (README, "Still missed") is read in the measuring process;
+    # a bad one is refused in the parent, in one line, with exit 2.
+    from searcher.cli import main
+
+    monkeypatch.setenv("SEARCHER_SWITCH_INTERVAL_S", value)
+    code = main(["run", "--study", "h100-e64-n1408", "--storage",
+                 f"sqlite:///{tmp_path / 's.db'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert f"SEARCHER_SWITCH_INTERVAL_S={value}: must be a number of seconds above 0" in err[0]
+
+
+def test_the_switch_interval_is_read_as_seconds(monkeypatch):
+    from searcher.tune.run import switch_interval_from_env
+
+    monkeypatch.delenv("SEARCHER_SWITCH_INTERVAL_S", raising=False)
+    assert switch_interval_from_env() is None
+    monkeypatch.setenv("SEARCHER_SWITCH_INTERVAL_S", "")
+    assert switch_interval_from_env() is None  # lent_gpu.sh's switch-ab sets it empty
+    monkeypatch.setenv("SEARCHER_SWITCH_INTERVAL_S", "0.0005")
+    assert switch_interval_from_env() == 0.0005

@@ -73,6 +73,10 @@ def replay_inputs(fidelity: Fidelity, order: str = "cycle") -> list[int]:
     raise ValueError(f"replay order {order!r}: must be one of {', '.join(TIMINGS)}")
 
 
+#: Python's default ``sys.getswitchinterval()``; a measuring process set otherwise
+#: (``SEARCHER_SWITCH_INTERVAL_S``) records its own in every measurement's device info.
+_PYTHON_SWITCH_INTERVAL_S = 0.005
+
 #: Steps between the input sets of neighbouring configs in one interleaved step
 #: (:func:`round_order`): with 2, no replay follows one of the same input set (which would
 #: find that routing's experts still in L2) for any number of configs, as in a plain
@@ -145,15 +149,31 @@ class GpuBenchmarker:
         compile_threads: CPU threads compiling configs ahead (0 compiles inline).
         order: which inputs each replay gets (:func:`replay_inputs`); only a benchmark of
             the measurement itself picks another than ``cycle``.
+        switch_interval_s: where given, this process's ``sys.setswitchinterval`` (seconds;
+            Python's default 0.005): how long the measuring thread, back from a CUDA sync
+            (which releases the GIL), may wait for compile threads holding it before
+            they are asked to drop it. None leaves Python's own
+            (``benchmarks/gil_convoy.py``; issue #13, an experiment: see README).
+
+    Raises:
+        ValueError: an unknown ``order``, or a ``switch_interval_s`` not above 0.
     """
 
-    def __init__(self, workload: Workload, compile_threads: int = 4, order: str = "cycle") -> None:
+    def __init__(self, workload: Workload, compile_threads: int = 4, order: str = "cycle",
+                 switch_interval_s: float | None = None) -> None:
+        import sys
+
         import torch
 
         from searcher.measure.device import current_device
 
         if order not in TIMINGS:
             raise ValueError(f"replay order {order!r}: must be one of {', '.join(TIMINGS)}")
+        if switch_interval_s is not None:
+            if not switch_interval_s > 0:
+                raise ValueError(f"switch interval {switch_interval_s!r} s: must be above 0")
+            sys.setswitchinterval(switch_interval_s)
+        self.switch_interval_s = sys.getswitchinterval()
         self.order = order
         self.workload = workload
         self.device = current_device()
@@ -171,6 +191,8 @@ class GpuBenchmarker:
         info = self.device.to_dict()
         info.update(self.workload.info())
         info["timing"] = TIMINGS[self.order]
+        if self.switch_interval_s != _PYTHON_SWITCH_INTERVAL_S:
+            info["switch_interval_s"] = self.switch_interval_s  # an experiment's runs say so
         return info
 
     # -- compile ahead ----------------------------------------------------------------
