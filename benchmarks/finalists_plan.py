@@ -71,15 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         final = study.user_attrs.get(record.FINAL)
         if not final or final.get("cost_s") is None:
             continue
-        measuring = summarize_study(spec.kernel, study, M).time.measuring_s
+        split = summarize_study(spec.kernel, study, M).time
+        measuring = split.measuring_s
         entries = [spec.kernel.config_from_dict(e["config"]) for e in final["entries"]]
         fixed = [c for c, e in zip(entries, final["entries"]) if e["default"] or e["against"]]
         racers = [c for c in entries if c not in fixed]  # fastest first, as recorded
         plan = finalists_plan(spec.kernel, study, len(racers), racers + fixed,
                               len(fixed), measuring, final.get("fidelity") or "full", share)
-        # Compile waits in its rounds left out, as the plan leaves them out (recorded
-        # apart since 2026-12-07; the time split counts them as compile waits).
-        cost = final["cost_s"] - float(final.get("compile_s") or 0.0)
+        # The time split's finalists: compile waits in their rounds left out, as the plan
+        # leaves them out (recorded apart since 2026-12-07).
+        cost = split.finalists_s
         before = cost / (measuring + cost) if measuring + cost else 0.0
         planned = plan.planned_s
         after = None if planned is None else planned / (measuring + planned)

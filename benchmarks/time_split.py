@@ -26,14 +26,18 @@ FIRST_TRIALS = 10  # compile waits are counted after this many trials of each M
 def compile_after(study, first: int = FIRST_TRIALS) -> tuple[float, float]:
     """(compile waits, wall seconds) of the trials numbered ``first`` and later, from the
     first of them starting to the last of them finishing, and of the finalists' run that
-    follows them (its compile waits, recorded apart since 2026-12-07, and its cost)."""
+    follows them where its record keeps its compile waits apart (since 2026-12-07): those
+    waits, and its cost."""
     later = [t for t in study.get_trials(deepcopy=False)
              if t.number >= first and t.datetime_start and t.datetime_complete]
-    final = study.user_attrs.get("final") or {}
-    waits = float(final.get("compile_s") or 0.0)
-    span = float(final.get("cost_s") or 0.0) if later else 0.0
     if not later:
         return 0.0, 0.0
+    # The finalists' run counts only where its record keeps its compile waits apart:
+    # an older record's rounds would lengthen the span with their waits unknown.
+    final = study.user_attrs.get("final") or {}
+    waits = span = 0.0
+    if final.get("compile_s") is not None:
+        waits, span = float(final["compile_s"]), float(final.get("cost_s") or 0.0)
     waits += sum(float((t.user_attrs.get(f) or {}).get("compile_s") or 0.0)
                  for t in later for f in ("short", "full"))
     span += (max(t.datetime_complete for t in later)

@@ -380,9 +380,10 @@ def summarize_study(kernel: Kernel, study: optuna.Study, M: int) -> MSummary:
         # None: recorded before its cost was. Compile waits inside the finalists' rounds
         # (recorded apart since they were) count as compile waits, as the trials' do.
         s.time.finalists_s = final.get("cost_s")
-        if s.time.finalists_s is not None and final.get("compile_s"):
-            s.time.finalists_s -= float(final["compile_s"])
-            s.time.compile_s += float(final["compile_s"])
+        if s.time.finalists_s is not None:
+            waits = float(final.get("compile_s") or 0.0)
+            s.time.finalists_s -= waits
+            s.time.compile_s += waits
         # The winner's and the default's paired rounds, judged by the decision rule (old
         # records too: their winner stays as stored, only "within noise" is re-judged).
         winner_times = next((e["times_us"] for e in final["entries"]
