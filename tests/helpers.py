@@ -1,8 +1,10 @@
-"""Helpers of the tests that start real searcher processes: a small study file, and
-waiting for what such a process does."""
+"""Helpers of the tests: for those that start real searcher processes, a small study
+file and waiting for what such a process does; for the finalists' tests, a benchmarker
+whose rounds keep the decision rule undecided."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 import time
 import uuid
@@ -57,3 +59,26 @@ def wait_for(predicate, timeout: float = 120.0, poll_s: float = 0.05):
             return got
         time.sleep(poll_s)
     pytest.fail("timed out waiting")
+
+
+def close_call_benchmarker(kernel, problem, **kwargs):
+    """A synthetic benchmarker (``kwargs`` as :class:`SyntheticBenchmarker` takes them)
+    whose finalists' rounds time every config but vLLM's default 0.1% or 5% faster than
+    the default (100 us), round by round: faster in every round but never beyond the
+    noise, so the decision rule stays undecided until its cap and the default stays."""
+    from searcher.measure.synthetic import SyntheticBenchmarker
+
+    class CloseCall(SyntheticBenchmarker):
+        rounds = 0
+
+        def measure_round(self, M, configs, fidelity):
+            measured = super().measure_round(M, configs, fidelity)
+            if len(configs) < 2:
+                return measured
+            self.rounds += 1
+            default = kernel.default_config(problem, M)
+            ratio = 1.001 if self.rounds % 2 else 1.05
+            return [dataclasses.replace(m, median_us=100.0 if c == default else 100.0 / ratio)
+                    for c, m in zip(configs, measured)]
+
+    return CloseCall(kernel, problem, **kwargs)

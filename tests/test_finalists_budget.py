@@ -20,6 +20,8 @@ from searcher.strategies.finalists import (
 from searcher.study.spec import load_spec
 from searcher.tune.search import SearchOptions, run_search
 
+from helpers import close_call_benchmarker
+
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
 FULL = FIDELITIES["full"]
@@ -174,27 +176,10 @@ def test_compile_waits_in_the_finalists_rounds_count_as_compile_waits(tmp_path):
     assert t.compile_s == pytest.approx(trials_compile + final["compile_s"])
 
 
-class _CloseCall(SyntheticBenchmarker):
-    """In the finalists' rounds, every other config times 0.1% or 5% faster than vLLM's
-    default, round by round: faster in every round but never beyond the noise, so the
-    rule stays undecided until its cap."""
-
-    def measure_round(self, M, configs, fidelity):
-        measured = super().measure_round(M, configs, fidelity)
-        if len(configs) < 2:
-            return measured
-        self.rounds = getattr(self, "rounds", 0) + 1
-        default = FUSED_MOE.default_config(self.default_shape, M)
-        ratio = 1.001 if self.rounds % 2 else 1.05
-        return [dataclasses.replace(m, median_us=100.0 if c == default else 100.0 / ratio)
-                for c, m in zip(configs, measured)]
-
-
 @pytest.mark.parametrize("share", [0.15, 1.0])
 def test_rounds_added_while_undecided_stop_at_the_budget(tmp_path, share, capsys):
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
-    bencher = _CloseCall(FUSED_MOE, spec.shape, device=H100, seed=3)
-    bencher.default_shape = spec.shape
+    bencher = close_call_benchmarker(FUSED_MOE, spec.shape, device=H100, seed=3)
     url = f"sqlite:///{tmp_path / 's.db'}"
     run_search(spec, bencher, SearchOptions(device=H100, storage_url=url, batch_sizes=[64],
                                             trials_per_m=16, finalists_share=share))

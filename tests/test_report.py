@@ -30,6 +30,8 @@ from searcher.store.storage import open_storage, study_name
 from searcher.measure.synthetic import SyntheticBenchmarker
 from searcher.kernels.fused_moe import FUSED_MOE
 
+from helpers import close_call_benchmarker
+
 ROOT = Path(__file__).resolve().parent.parent
 H100 = "NVIDIA_H100_80GB_HBM3"
 OTHER = "NVIDIA_L40S"  # a GPU without peak numbers
@@ -409,23 +411,10 @@ def test_a_default_kept_reports_the_noise_of_the_pair_the_rule_judged(tmp_path):
     # gives the noise of the candidate's pair, as `searcher status` does. Here every
     # finalist times 0.1% or 5% faster than the default, round by round: never beyond
     # the noise, so the default stays after the rule's rounds.
-    import dataclasses
-
     spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
     default = FUSED_MOE.default_config(spec.shape, 64)
-
-    class CloseCall(SyntheticBenchmarker):
-        def measure_round(self, M, configs, fidelity):
-            measured = super().measure_round(M, configs, fidelity)
-            if len(configs) < 2:
-                return measured
-            self.rounds = getattr(self, "rounds", 0) + 1
-            ratio = 1.001 if self.rounds % 2 else 1.05
-            return [dataclasses.replace(m, median_us=100.0 if c == default else 100.0 / ratio)
-                    for c, m in zip(configs, measured)]
-
     url = f"sqlite:///{tmp_path / 's.db'}"
-    run_search(spec, CloseCall(FUSED_MOE, spec.shape, device=H100, seed=0),
+    run_search(spec, close_call_benchmarker(FUSED_MOE, spec.shape, device=H100, seed=0),
                SearchOptions(device=H100, storage_url=url, batch_sizes=[64], trials_per_m=12,
                              finalists_share=1.0))
     row = build_report(spec, url, H100, batch_sizes=[64]).rows[0]
