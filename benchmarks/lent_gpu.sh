@@ -42,14 +42,14 @@ print(spec.kernel.file_name(spec.shape, spec.gpu))' "$1"
 
 case $step in
 h200-grid)  # issue #4: the 432 grid of h200-e64-n1408 at every batch size, 4 GPUs
-    cp examples/h200-e64-n1408-vllm432/searcher.db /tmp/searcher.db
+    gunzip -c examples/h200-e64-n1408-vllm432/searcher.db.gz > /tmp/searcher.db
     nvidia-smi -L | tee "$out/gpus.txt"
     python3 -m searcher grid --study h200-e64-n1408 --storage sqlite:////tmp/searcher.db \
         --workers auto --time-limit "$limit" 2>&1 | tee "$out/grid.log"
     pack /tmp/searcher.db searcher
     ;;
 h200-extended)  # issue #6 on 4 H200s, then issue #4's and #6's side-by-side runs
-    cp examples/h200-e64-n1408-vllm432/searcher.db /tmp/searcher.db
+    gunzip -c examples/h200-e64-n1408-vllm432/searcher.db.gz > /tmp/searcher.db
     nvidia-smi -L | tee "$out/gpus.txt"
     python3 -m searcher run --study h200-e64-n1408-extended --storage sqlite:////tmp/ext.db \
         --workers auto --time-limit "$limit" --no-live 2>&1 | tee "$out/extended-run.log"

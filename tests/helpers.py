@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 VLLM_432 = ROOT / "spaces" / "vllm-432.toml"
 
 
+def gunzipped(gz: Path, folder: Path) -> Path:
+    """A copy of the repository's gzipped example storage ``gz`` (``*.db.gz``), unzipped
+    into ``folder``: the tests read the storage as committed and write nothing beside it."""
+    import gzip
+    import shutil
+
+    db = folder / gz.name.removesuffix(".gz")
+    with gzip.open(gz, "rb") as src, db.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return db
+
+
 def write_study(path: Path, url: str, trials: int, *, space: Path = VLLM_432,
                 batch_sizes=(16, 64), pruner: str = "none", gpu: str | None = None) -> Path:
     """Write an E=64, N=1408 bf16 study to ``path`` and return it.

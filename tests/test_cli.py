@@ -10,6 +10,7 @@ import pytest
 
 from searcher.cli import main
 from searcher.study.spec import load_spec
+from helpers import gunzipped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -392,8 +393,8 @@ def test_status_of_a_gpu_study_says_where_the_time_went(capsys):
     assert "the GPU minutes the search held the device" in text
 
 
-def test_status_of_a_record_without_the_finalists_cost(capsys):
-    db = ROOT / "examples" / "h200-e64-n1408-vllm432" / "searcher.db"
+def test_status_of_a_record_without_the_finalists_cost(capsys, tmp_path):
+    db = gunzipped(ROOT / "examples" / "h200-e64-n1408-vllm432" / "searcher.db.gz", tmp_path)
     assert main(["status", "--study", "h200-e64-n1408", "--storage", f"sqlite:///{db}",
                  "--batch-sizes", "1,4096", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["batch_sizes"]

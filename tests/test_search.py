@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import write_study
+from helpers import gunzipped, write_study
 from searcher.kernels.fused_moe.config import KernelConfig
 from searcher.kernels.fused_moe.default import vllm_default_config
 from searcher.errors import StorageError
@@ -267,11 +267,9 @@ def test_a_noisy_tie_keeps_the_default_after_more_rounds(spec, tmp_path):
 def test_old_final_records_keep_their_stored_winner(tmp_path):
     """Storages written before the decision rule hold two-round final records without a decision: their
     winner is read as stored."""
-    import shutil
-
-    db = ROOT / "examples" / "h200-e64-n1408-vllm432" / "searcher.db"  # written before the rule
-    shutil.copy(db, tmp_path / "old.db")
-    storage = open_storage(f"sqlite:///{tmp_path / 'old.db'}")
+    # written before the rule
+    db = gunzipped(ROOT / "examples" / "h200-e64-n1408-vllm432" / "searcher.db.gz", tmp_path)
+    storage = open_storage(f"sqlite:///{db}")
     for summary in optuna.get_all_study_summaries(storage):
         if summary.user_attrs.get("final") and summary.study_name.startswith("fused_moe:search"):
             final = summary.user_attrs["final"]
