@@ -191,15 +191,23 @@ throughput-ab)  # issue #13 on a GPU kind without earlier runs: all batch sizes 
     # own. The earlier code is carried in .gpu-state/base, made beforehand with
     #   mkdir -p .gpu-state/base && git archive BASE searcher studies spaces pyproject.toml \
     #       | tar -x -C .gpu-state/base
+    # BATCH_SIZES=1,2,...: those batch sizes only. SIDES="base new base2 new2": runs in
+    # that order (a side named base* runs the earlier code). Each side's time split and
+    # finalists' table are written beside its storage (with this tree's scripts).
     study=${STUDY:-h100-e64-n1408}
     nvidia-smi -L | tee "$out/gpus.txt"
-    for side in base new; do
+    for side in ${SIDES:-base new}; do
         dir=$PWD
-        [ "$side" = base ] && dir=$PWD/.gpu-state/base
+        case $side in base*) dir=$PWD/.gpu-state/base ;; esac
         (cd "$dir" && TRITON_CACHE_DIR=/tmp/triton-$side PYTHONPATH="$dir:${PYTHONPATH:-}" \
             timeout -s INT "$((limit + 60))" python3 -m searcher run --study "$study" \
+            ${BATCH_SIZES:+--batch-sizes "$BATCH_SIZES"} \
             --storage "sqlite:////tmp/$side.db" --time-limit "$limit" --no-live) \
             > "$out/$side-run.log" 2>&1
+        python3 benchmarks/time_split.py --study "$study" --storage "sqlite:////tmp/$side.db" \
+            > "$out/$side-time-split.md" 2>&1
+        python3 benchmarks/finalists_plan.py --study "$study" \
+            --storage "sqlite:////tmp/$side.db" > "$out/$side-finalists-plan.md" 2>&1
         pack "/tmp/$side.db" "$side"
     done
     ;;
