@@ -10,6 +10,11 @@ calls a graph and at the plan's, respectively). The planned seconds count the me
 least (rounds it adds while undecided, up to 8, come on top), so "planned share" is a
 prediction for the rounds up to the rule's minimum, not a measurement.
 
+Then, for records that keep each round's seconds (``round_s``, since commit 32789cd), a
+measurement's cost round by round (the round's seconds, compile waits included, over the
+configs it measured), beside the planned cost: where the plan holds in some rounds and
+not in others, the rounds that miss paid for something besides their measurements.
+
     gunzip -k examples/h200-e64-n1408-throughput/eighth-run/*.db.gz
     python benchmarks/finalists_plan.py --study h200-e64-n1408 \\
         --storage sqlite:///examples/h200-e64-n1408-throughput/eighth-run/searcher.db
@@ -67,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
           "| ms a measurement: recorded | planned |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     worst_before = worst_after = 0.0
+    by_round: list[tuple[int, list[int], list[float], float | None]] = []
     for M, study in studies:
         final = study.user_attrs.get(record.FINAL)
         if not final or final.get("cost_s") is None:
@@ -98,11 +104,26 @@ def main(argv: list[str] | None = None) -> int:
               f"{'' if plan.within_budget else ' (over)'} "
               f"| {1000 * cost / measured:.1f} "
               f"| {'-' if planned is None else f'{1000 * planned / plan.measurements:.1f}'} |")
+        if final.get("round_s"):
+            # an entry is measured in every round until it leaves the race
+            counts = [sum(1 for e in final["entries"] if len(e["times_us"]) > r)
+                      for r in range(len(final["round_s"]))]
+            by_round.append((M, counts, final["round_s"],
+                             None if planned is None else planned / plan.measurements))
     print()
     print(f"- recorded: the finalists at most {100 * worst_before:.1f}% of a batch size's "
           "measuring plus finalists")
     print(f"- planned: at most {100 * worst_after:.1f}% (the rule's minimum rounds; goal "
           f"<= {100 * share:g}%)")
+    if by_round:
+        print()
+        print("Round by round: ms a measurement (configs measured in the round)")
+        print()
+        print("| M | planned | rounds |")
+        print("|---|---|---|")
+        for M, counts, seconds, per in by_round:
+            cells = ", ".join(f"{1000 * t / n:.1f} ({n})" for t, n in zip(seconds, counts) if n)
+            print(f"| {M} | {'-' if per is None else f'{1000 * per:.1f}'} | {cells} |")
     return 0
 
 

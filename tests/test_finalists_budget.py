@@ -356,9 +356,21 @@ def test_the_replanning_and_time_split_benchmarks_read_a_stored_run(tmp_path, ca
     assert module.main(["--study", "h100-e64-n1408", "--storage", url]) == 0
     out = capsys.readouterr().out
     assert "not measured on a GPU (synthetic)" in out.splitlines()[0]
-    rows = [line.split("|")[1:-1] for line in out.splitlines()
+    plan_table, round_table = out.split("Round by round")
+    rows = [line.split("|")[1:-1] for line in plan_table.splitlines()
             if line.startswith("| ") and line[2].isdigit()]
     assert [int(r[0]) for r in rows] == [64, 1536]
+    # Round by round: each round's ms a measurement and the configs it measured multiply
+    # back to the round's recorded seconds.
+    by_round = [line.split("|")[1:-1] for line in round_table.splitlines()
+                if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r[0]) for r in by_round] == [64, 1536]
+    for r in by_round:
+        _, final = _final(url, spec, int(r[0]))
+        cells = [c.strip().rstrip(")").split(" (") for c in r[2].split(",")]
+        assert len(cells) == len(final["round_s"]) == final["rounds"]
+        for (ms, n), seconds in zip(cells, final["round_s"]):
+            assert float(ms) * int(n) / 1000 == pytest.approx(seconds, rel=0.01, abs=1e-4)
     for r in rows:
         M = int(r[0])
         _, final = _final(url, spec, M)
