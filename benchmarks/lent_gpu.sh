@@ -192,13 +192,15 @@ throughput-ab)  # issue #13 on a GPU kind without earlier runs: all batch sizes 
     #   mkdir -p .gpu-state/base && git archive BASE searcher studies spaces pyproject.toml \
     #       | tar -x -C .gpu-state/base
     # BATCH_SIZES=1,2,...: those batch sizes only. SIDES="base new base2 new2": runs in
-    # that order (a side named base* runs the earlier code). Each side's time split and
+    # that order; a side named new or newN runs this tree, any other NAME or NAMEN the
+    # code carried in .gpu-state/NAME (made as base is). Each side's time split and
     # finalists' table are written beside its storage (with this tree's scripts).
     study=${STUDY:-h100-e64-n1408}
     nvidia-smi -L | tee "$out/gpus.txt"
     for side in ${SIDES:-base new}; do
+        code=${side%%[0-9]*}
         dir=$PWD
-        case $side in base*) dir=$PWD/.gpu-state/base ;; esac
+        [ "$code" != new ] && dir=$PWD/.gpu-state/$code
         (cd "$dir" && TRITON_CACHE_DIR=/tmp/triton-$side PYTHONPATH="$dir:${PYTHONPATH:-}" \
             timeout -s INT "$((limit + 60))" python3 -m searcher run --study "$study" \
             ${BATCH_SIZES:+--batch-sizes "$BATCH_SIZES"} \

@@ -3,6 +3,7 @@ its process is stored as a failed trial with its reason, and the run goes on."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -356,6 +357,29 @@ class _Faulty:
         if self.how == "measure-raises":
             return 1 / 0
         return self.inner.measure(M, config, fidelity)
+
+
+class _FreezeProbe(_Faulty):
+    """Measures as the synthetic benchmarker does; its reason says how many objects the
+    collector had frozen in the measuring process at the time."""
+
+    def measure(self, M, config, fidelity):
+        import gc
+
+        m = self.inner.measure(M, config, fidelity)
+        return dataclasses.replace(m, reason=f"frozen {gc.get_freeze_count()}")
+
+
+def test_the_measuring_process_keeps_what_it_built_out_of_the_collectors_passes(isolated):
+    """Issue #13: what the child holds once its benchmarker is built (torch, the workload)
+    is frozen, so that the collector's full passes, set off by the compile threads'
+    allocations, do not scan it in the middle of a measurement; the parent is left as is."""
+    import gc
+
+    bencher = isolated(factory=functools.partial(_FreezeProbe, "fine"))
+    frozen = int(bencher.measure(16, GOOD, "short").reason.split()[-1])
+    assert frozen > 1000  # the interpreter and the modules of a spawned child
+    assert gc.get_freeze_count() == 0
 
 
 def _gone(pid: int) -> bool:

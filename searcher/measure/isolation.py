@@ -20,6 +20,7 @@ progress and then stops the child.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import multiprocessing
 import os
@@ -111,6 +112,14 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
     except BaseException as exc:
         conn.send(("error", _portable(exc)))
         return
+    # What this process holds now (torch, triton, the workload: some 10^5 objects) lives as
+    # long as it does: out of the collector's passes. A full pass over it takes 50-100 ms
+    # with the GIL held (about 105 ms on a 2-core CPU, benchmarks/triton_gil.py), and the
+    # compile threads' allocations set off such passes in the middle of a measurement
+    # (issue #13: single finalists' rounds 2-4x their planned cost while the next batch
+    # size compiles).
+    gc.collect()
+    gc.freeze()
     # With every reply (this one too), the configs whose compile ahead has finished
     # (None: this benchmarker compiles nothing ahead), for the parent's ready().
     compiled = getattr(bencher, "compiled_ahead", None)
@@ -141,6 +150,7 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
         close = getattr(bencher, "close", None)
         if close is not None:
             close()
+        gc.unfreeze()  # so that the exit frees them (nanobind reports leaks otherwise)
 
 
 # -- the parent's handle on one child ---------------------------------------------------
