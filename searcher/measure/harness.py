@@ -25,6 +25,7 @@ stored study of another order is not resumed (:func:`searcher.store.storage.open
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -93,6 +94,8 @@ def lower_this_threads_priority(steps: int = COMPILE_NICENESS) -> bool:
     M are mostly host work (graph capture, syncs), and that thread then goes first.
     Issue #13 (README, "Still missed"), an experiment.
     """
+    if not sys.platform.startswith("linux"):
+        return False  # elsewhere a thread's id is no process id that setpriority takes
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + steps)
@@ -186,8 +189,6 @@ class GpuBenchmarker:
 
     def __init__(self, workload: Workload, compile_threads: int = 4, order: str = "cycle",
                  switch_interval_s: float | None = None) -> None:
-        import sys
-
         import torch
 
         from searcher.measure.device import current_device
