@@ -8,7 +8,6 @@ timed, as it does on a GPU.
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import threading
 from collections import Counter
@@ -18,8 +17,8 @@ import optuna
 import pytest
 
 from searcher.errors import StorageError
-from searcher.measure.harness import (COMPILE_NICENESS, INPUT_SETS, ROUTING_CYCLE, TIMINGS,
-                                      WARMUP_SETS, GpuBenchmarker, replay_inputs)
+from searcher.measure.harness import (INPUT_SETS, ROUTING_CYCLE, TIMINGS, WARMUP_SETS,
+                                      GpuBenchmarker, replay_inputs)
 from searcher.measure.measurement import FIDELITIES
 
 
@@ -257,43 +256,3 @@ def test_without_compile_threads_every_config_is_ready(bencher_of) -> None:
     bencher.precompile(2, ["a"])
     assert bencher.ready(2, "a") and bencher.ready(2, "never hinted")
     assert bencher.compiled_ahead() == []
-
-
-class NiceWorkload(FakeWorkload):
-    """Each compile records the nice value of the thread that runs it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.nice: dict[str, int] = {}
-
-    def layer(self, M, config):
-        import os
-
-        workload = self
-
-        class Call:
-            def compile(self) -> None:
-                tid = threading.get_native_id()
-                workload.nice[config] = os.getpriority(os.PRIO_PROCESS, tid)
-
-            def __call__(self) -> None:
-                pass
-
-        return Call()
-
-
-@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="nice values are POSIX")
-def test_configs_compile_ahead_below_the_measuring_thread(bencher_of) -> None:
-    """Issue #13: the compile threads (and the ptxas they start) run COMPILE_NICENESS nice
-    steps below the measuring thread, whose priority stays; a config compiled inline, as
-    measured, compiles at the measuring thread's."""
-    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    bencher, workload = bencher_of(workload=NiceWorkload(), compile_threads=2)
-    bencher.precompile(2, ["ahead"])
-    bencher._pending[(2, "ahead")].result(timeout=10)
-    bencher.measure(2, "inline", "short")
-    bencher.close()
-    lowest = 19  # Linux's nice values end there
-    assert workload.nice["ahead"] == min(lowest, here + COMPILE_NICENESS)
-    assert workload.nice["inline"] == here
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here

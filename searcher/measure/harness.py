@@ -24,8 +24,6 @@ stored study of another order is not resumed (:func:`searcher.store.storage.open
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,31 +76,6 @@ def replay_inputs(fidelity: Fidelity, order: str = "cycle") -> list[int]:
 #: Python's default ``sys.getswitchinterval()``; a measuring process set otherwise
 #: (``SEARCHER_SWITCH_INTERVAL_S``) records its own in every measurement's device info.
 _PYTHON_SWITCH_INTERVAL_S = 0.005
-
-#: How much lower (``nice`` steps) the compile threads run than the measuring thread.
-COMPILE_NICENESS = 10
-
-
-def lower_this_threads_priority(steps: int = COMPILE_NICENESS) -> bool:
-    """Run the calling thread ``steps`` nice steps below where it is (Linux: a thread has a
-    nice value of its own, and the ptxas processes its compiles start inherit it); returns
-    False where the system does not allow it (another OS, or a limit), which changes
-    nothing else.
-
-    The compile threads' pool starts each of its threads with this: on a busy host their
-    compiles (LLVM, ptxas) take CPU time from the measuring thread, whose rounds at small
-    M are mostly host work (graph capture, syncs), and that thread then goes first.
-    Issue #13 (README, "Still missed"), an experiment.
-    """
-    if not sys.platform.startswith("linux"):
-        return False  # elsewhere a thread's id is no process id that setpriority takes
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + steps)
-    except (AttributeError, OSError):
-        return False
-    return True
-
 
 #: Steps between the input sets of neighbouring configs in one interleaved step
 #: (:func:`round_order`): with 2, no replay follows one of the same input set (which would
@@ -173,8 +146,7 @@ class GpuBenchmarker:
 
     Args:
         workload: the kernel's problem on this GPU (inputs, layer calls, per-replay state).
-        compile_threads: CPU threads compiling configs ahead (0 compiles inline), each
-            :data:`COMPILE_NICENESS` nice steps below the measuring thread.
+        compile_threads: CPU threads compiling configs ahead (0 compiles inline).
         order: which inputs each replay gets (:func:`replay_inputs`); only a benchmark of
             the measurement itself picks another than ``cycle``.
         switch_interval_s: where given, this process's ``sys.setswitchinterval`` (seconds;
@@ -189,6 +161,8 @@ class GpuBenchmarker:
 
     def __init__(self, workload: Workload, compile_threads: int = 4, order: str = "cycle",
                  switch_interval_s: float | None = None) -> None:
+        import sys
+
         import torch
 
         from searcher.measure.device import current_device
@@ -204,8 +178,7 @@ class GpuBenchmarker:
         self.workload = workload
         self.device = current_device()
         self._torch = torch
-        self._pool = (ThreadPoolExecutor(compile_threads, initializer=lower_this_threads_priority)
-                      if compile_threads > 0 else None)
+        self._pool = ThreadPoolExecutor(compile_threads) if compile_threads > 0 else None
         self._pending: dict[tuple[int, Any], Future] = {}
         self._layers: dict[tuple[int, Any], LayerCall] = {}
         self._lock = threading.Lock()

@@ -113,11 +113,13 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
         conn.send(("error", _portable(exc)))
         return
     # What this process holds now (torch, triton, the workload: some 10^5 objects) lives as
-    # long as it does: out of the collector's passes. A full pass over it takes 50-100 ms
-    # with the GIL held (about 105 ms on a 2-core CPU, benchmarks/triton_gil.py), and the
-    # compile threads' allocations set off such passes in the middle of a measurement
-    # (issue #13: single finalists' rounds 2-4x their planned cost while the next batch
-    # size compiles).
+    # long as it does: out of the collector's passes. A full pass over it holds the GIL
+    # for 80-120 ms on a 2-core CPU (`python -c "import gc, time, torch, triton;
+    # t = time.perf_counter(); gc.collect(); print(time.perf_counter() - t)"`), and
+    # the compiled kernels of a run's hundreds of configs, piling up in the oldest
+    # generation, can set such passes off in the middle of measurements. Whether that is
+    # part of issue #13's slow finalists' rounds is not measured on a GPU yet; one
+    # compile thread on a CPU set off none in 80 compiles (benchmarks/triton_gil.py).
     gc.collect()
     gc.freeze()
     # With every reply (this one too), the configs whose compile ahead has finished
@@ -147,10 +149,12 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
                 reply = ("error", _portable(exc))
             conn.send(reply + (compiled() if compiled is not None else None,))
     finally:
-        close = getattr(bencher, "close", None)
-        if close is not None:
-            close()
-        gc.unfreeze()  # so that the exit frees them (nanobind reports leaks otherwise)
+        try:
+            close = getattr(bencher, "close", None)
+            if close is not None:
+                close()
+        finally:
+            gc.unfreeze()  # so that the exit frees them (nanobind reports leaks otherwise)
 
 
 # -- the parent's handle on one child ---------------------------------------------------
