@@ -153,7 +153,8 @@ class GpuBenchmarker:
             Python's default 0.005): how long the measuring thread, back from a CUDA sync
             (which releases the GIL), may wait for compile threads holding it before
             they are asked to drop it. None leaves Python's own
-            (``benchmarks/gil_convoy.py``; issue #13, an experiment: see README).
+            (``benchmarks/gil_convoy.py``; issue #13, an experiment that changed nothing
+            on one H100: examples/h100-e64-n1408-switch-interval/).
 
     Raises:
         ValueError: an unknown ``order``, or a ``switch_interval_s`` not above 0.

@@ -49,6 +49,8 @@ def _gpu_benchmarker(kernel: str, problem: Problem, backend: str, seed: int) -> 
 def switch_interval_from_env() -> float | None:
     """``SEARCHER_SWITCH_INTERVAL_S`` (seconds), read where the measuring process starts:
     an experiment of issue #13 (README, "Still missed"); unset, Python's own 0.005 s.
+    On one H100, 0.0005 s changed nothing a run can tell (examples/h100-e64-n1408-switch-interval/);
+    kept so that ``benchmarks/lent_gpu.sh switch-ab`` reproduces that run.
 
     Raises:
         SpecError: a value that is no number above 0, named with the rule.
