@@ -5,10 +5,11 @@ excluded), what its finalists' run recorded (seconds, share of measuring plus fi
 layer calls a graph, measurements, rounds), and what the current plan
 (``searcher/strategies/finalists.py``) gives for the same entries from the same trials:
 the budget, the calls a graph, the finalists raced, the planned seconds and the share
-they would take, and a measurement's cost as recorded and as planned (at the recorded run's
-calls a graph and at the plan's, respectively). The planned seconds count the measurements the decision rule needs at
-least (rounds it adds while undecided, up to 8, come on top), so "planned share" is a
-prediction for the rounds up to the rule's minimum, not a measurement.
+they would take, and a measurement's cost as recorded and as planned (at the recorded
+run's calls a graph and at the plan's, respectively). The planned seconds count the
+measurements the decision rule needs at least (rounds it adds while undecided, up to 8,
+come on top), so "planned share" is a prediction for the rounds up to the rule's minimum,
+not a measurement.
 
 Then, for records that keep each round's seconds (``round_s``, since commit 32789cd), a
 measurement's cost round by round (the round's seconds, compile waits included, over the

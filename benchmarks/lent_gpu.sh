@@ -33,6 +33,14 @@ PY
     gzip -c "$1" > "$out/$2.db.gz"
 }
 
+tables_and_pack() {  # STUDY SIDE: /tmp/SIDE.db's time split and finalists' table, then pack it
+    python3 benchmarks/time_split.py --study "$1" --storage "sqlite:////tmp/$2.db" \
+        > "$out/$2-time-split.md" 2>&1
+    python3 benchmarks/finalists_plan.py --study "$1" --storage "sqlite:////tmp/$2.db" \
+        > "$out/$2-finalists-plan.md" 2>&1
+    pack "/tmp/$2.db" "$2"
+}
+
 shipped_name() {  # the vLLM file name of a study's shape and GPU
     python3 -c 'import sys
 from searcher.study.spec import find_spec, load_spec
@@ -206,11 +214,7 @@ throughput-ab)  # issue #13 on a GPU kind without earlier runs: all batch sizes 
             ${BATCH_SIZES:+--batch-sizes "$BATCH_SIZES"} \
             --storage "sqlite:////tmp/$side.db" --time-limit "$limit" --no-live) \
             > "$out/$side-run.log" 2>&1
-        python3 benchmarks/time_split.py --study "$study" --storage "sqlite:////tmp/$side.db" \
-            > "$out/$side-time-split.md" 2>&1
-        python3 benchmarks/finalists_plan.py --study "$study" \
-            --storage "sqlite:////tmp/$side.db" > "$out/$side-finalists-plan.md" 2>&1
-        pack "/tmp/$side.db" "$side"
+        tables_and_pack "$study" "$side"
     done
     ;;
 switch-ab)  # issue #13's experiment: the same batch sizes of STUDY (default the GPU's
@@ -230,11 +234,7 @@ switch-ab)  # issue #13's experiment: the same batch sizes of STUDY (default the
             timeout -s INT "$((limit + 60))" python3 -m searcher run --study "$study" \
             --batch-sizes "$sizes" --storage "sqlite:////tmp/$side.db" --time-limit "$limit" \
             --no-live > "$out/$side-run.log" 2>&1
-        python3 benchmarks/time_split.py --study "$study" --storage "sqlite:////tmp/$side.db" \
-            > "$out/$side-time-split.md" 2>&1
-        python3 benchmarks/finalists_plan.py --study "$study" \
-            --storage "sqlite:////tmp/$side.db" > "$out/$side-finalists-plan.md" 2>&1
-        pack "/tmp/$side.db" "$side"
+        tables_and_pack "$study" "$side"
     done
     ;;
 *)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
 import math
+import os
 from typing import TYPE_CHECKING, Any, Callable
 
 from searcher.errors import ConfigError, NoGPUError, SpecError
@@ -49,8 +49,9 @@ def _gpu_benchmarker(kernel: str, problem: Problem, backend: str, seed: int) -> 
 def switch_interval_from_env() -> float | None:
     """``SEARCHER_SWITCH_INTERVAL_S`` (seconds), read where the measuring process starts:
     an experiment of issue #13 (README, "Still missed"); unset, Python's own 0.005 s.
-    On one H100, 0.0005 s changed nothing a run can tell (examples/h100-e64-n1408-switch-interval/);
-    kept so that ``benchmarks/lent_gpu.sh switch-ab`` reproduces that run.
+    On one H100, 0.0005 s changed nothing a run can tell
+    (examples/h100-e64-n1408-switch-interval/); kept so that ``benchmarks/lent_gpu.sh
+    switch-ab`` reproduces that run.
 
     Raises:
         SpecError: a value that is no number above 0, named with the rule.
