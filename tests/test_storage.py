@@ -294,6 +294,50 @@ def test_store_on_trial_stores_what_optunas_own_calls_store(tmp_path, kind):
         store_on_trial(mine, trial, {"status": "ok"})
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_tell_finishes_a_trial_as_study_tell_does_without_reading_it_back(tmp_path, kind):
+    """Issue #13: searcher's tell stores what ``Study.tell`` stores (a value, or PRUNED
+    with the last reported value, the sampler told) and refuses what it refuses, in fewer
+    SQL statements: Study.tell reads the finished trial back to return it."""
+    from optuna.trial import TrialState
+    from sqlalchemy import event
+
+    from searcher.store.storage import tell
+
+    url = {"sqlite": f"sqlite:///{tmp_path / 's.db'}",
+           "journal": f"journal:///{tmp_path / 's.journal'}", "memory": "memory://"}[kind]
+    storage = open_storage(url)
+    told: list[tuple[int, TrialState]] = []
+
+    class Sampler(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):
+            told.append((trial.number, state))
+
+    mine = optuna.create_study(storage=storage, study_name="mine", sampler=Sampler())
+    theirs = optuna.create_study(storage=storage, study_name="theirs")
+    statements = {"mine": 0, "theirs": 0}
+    counting = ["mine"]
+    if kind == "sqlite":
+        def count(*_args) -> None:
+            statements[counting[0]] += 1
+        event.listen(storage.engine, "before_cursor_execute", count)
+    for study, finish in ((mine, tell), (theirs, optuna.Study.tell)):
+        counting[0] = study.study_name
+        done, pruned = study.ask(), study.ask()
+        pruned.report(41.0, step=0)
+        finish(study, done, 38.5)
+        finish(study, pruned, state=TrialState.PRUNED)
+        stored = {t.number: (t.state, t.value) for t in study.get_trials()}
+        assert stored == {0: (TrialState.COMPLETE, 38.5), 1: (TrialState.PRUNED, 41.0)}
+        with pytest.raises(ValueError, match="Cannot tell a COMPLETE trial"):
+            finish(study, done, 1.0)
+        with pytest.raises(ValueError, match="Values are required"):
+            finish(study, study.ask(), state=TrialState.COMPLETE)
+    assert told == [(0, TrialState.COMPLETE), (1, TrialState.PRUNED)]
+    if kind == "sqlite":
+        assert 0 < statements["mine"] < statements["theirs"], statements
+
+
 def test_a_folder_or_a_journal_url_without_slashes_is_read_as_meant(tmp_path: Path,
                                                                    monkeypatch) -> None:
     """A fresh user's findings: ``status --storage sqlite:///a-folder`` said "no such

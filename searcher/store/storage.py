@@ -48,6 +48,7 @@ __all__ = [
     "claim",
     "retry_stale_trial",
     "store_on_trial",
+    "tell",
 ]
 
 # searcher drives trials with ask/tell and records heartbeats itself; Optuna's notes that
@@ -500,6 +501,28 @@ def store_on_trial(study: optuna.Study, trial: optuna.Trial, user_attrs: dict[st
         trial.set_constraint("valid", valid)
     if report is not None:
         trial.report(report[1], step=report[0])
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None,
+         state: optuna.trial.TrialState | None = None) -> None:
+    """Finish a running trial: ``study.tell(trial, value, state=state)`` less its last read.
+
+    Optuna's ``Study.tell`` (Optuna 5.0, ``optuna/study/study.py``) tells through
+    ``optuna.study._tell._tell_with_warning``, as its own ``optimize`` loop does, then
+    reads the finished trial back from the storage to return a copy of it: one more
+    transaction of six statements on the search's main thread per trial, a tenth of its
+    storage statements, for a value searcher never used (issue #13, host overhead;
+    ``python benchmarks/host_overhead.py`` prints the main thread's statements per trial).
+    This calls the first part alone: the same checks, warnings, sampler's ``after_trial``
+    and stored state.
+
+    Raises:
+        ValueError: as ``Study.tell``: the trial is finished, or the value and state do not
+            go together (a value with PRUNED, none with COMPLETE).
+    """
+    from optuna.study._tell import _tell_with_warning
+
+    _tell_with_warning(study, trial, value, state)
 
 
 def load_existing_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:

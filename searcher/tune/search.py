@@ -68,6 +68,7 @@ from searcher.store.storage import (
     open_study,
     store_on_trial,
     study_name,
+    tell,
 )
 from searcher.store.recovery import (
     Heartbeat, TakenOver, recover_stale_trials, say_taken_over, unless_taken_over)
@@ -645,11 +646,11 @@ class _Searcher:
                 return None
             store_on_trial(study, trial, {record.STATUS: TrialStatus.PRUNED.value,
                                           record.COST_S: job.cost_s}, valid=0.0)
-            study.tell(trial, state=TrialState.PRUNED)
+            tell(study, trial, state=TrialState.PRUNED)
             return TrialStatus.PRUNED
         store_on_trial(study, trial, {**brief, record.STATUS: TrialStatus.OK.value,
                                       record.COST_S: job.cost_s}, valid=0.0)
-        study.tell(trial, m.median_us)
+        tell(study, trial, m.median_us)
         return TrialStatus.OK
 
     @staticmethod
@@ -684,7 +685,7 @@ class _Searcher:
 
         trial.set_user_attr(record.STATUS, TrialStatus.DUPLICATE.value)
         trial.set_user_attr(record.DUPLICATE_OF, twin)
-        study.tell(trial, state=TrialState.PRUNED)
+        tell(study, trial, state=TrialState.PRUNED)
         self.heartbeat.remove(trial._trial_id)
 
     # warm start
@@ -863,7 +864,7 @@ class _Searcher:
             if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING \
                     and not any(t is trial for t, _, _ in batch):
                 trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
-                study.tell(trial, state=TrialState.PRUNED)
+                tell(study, trial, state=TrialState.PRUNED)
             raise
 
     def _classify(self, study: optuna.Study, M: int, ctx: dict[str, int], trial: Any,
@@ -880,13 +881,13 @@ class _Searcher:
             store_on_trial(study, trial, {**attrs, record.STATUS: TrialStatus.INVALID.value,
                                           record.REASON: "breaks " + ", ".join(broken)},
                            valid=1.0)
-            study.tell(trial, state=TrialState.PRUNED)
+            tell(study, trial, state=TrialState.PRUNED)
         elif config in measured or config in in_batch:
             attrs[record.STATUS] = TrialStatus.DUPLICATE.value
             if config in measured:
                 attrs[record.DUPLICATE_OF] = measured[config].number
             store_on_trial(study, trial, attrs)
-            study.tell(trial, state=TrialState.PRUNED)
+            tell(study, trial, state=TrialState.PRUNED)
         else:
             store_on_trial(study, trial, {**attrs, **self.identity})
             self.heartbeat.add(trial._trial_id)
@@ -914,7 +915,7 @@ class _Searcher:
         try:
             with unless_taken_over(study, trial):
                 trial.set_user_attr(record.STATUS, TrialStatus.NOT_RUN.value)
-                study.tell(trial, state=TrialState.PRUNED)
+                tell(study, trial, state=TrialState.PRUNED)
         except TakenOver:
             return  # the process that took it over queued its retry
         params = self.spec.space.to_params(config)
@@ -937,7 +938,7 @@ class _Searcher:
         store_on_trial(study, trial, {**(more or {}), record.STATUS: status.value,
                                       record.REASON: m.reason, record.COST_S: cost},
                        valid=1.0)
-        study.tell(trial, state=TrialState.PRUNED)
+        tell(study, trial, state=TrialState.PRUNED)
         return status
 
     # finalists
