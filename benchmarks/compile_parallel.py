@@ -2,7 +2,8 @@
 much of Triton's compile holds the GIL (issue #13).
 
 searcher compiles ahead on threads of the measuring process (``GpuBenchmarker(workload,
-compile_threads=12)``; each runs ``layer.compile()``, a Triton ``warmup`` of every kernel
+compile_threads=K)``, K from ``searcher.measure.harness.compile_threads_for``: 12 on the
+lent 16-core host; each runs ``layer.compile()``, a Triton ``warmup`` of every kernel
 of the layer). Here the same ``--configs`` valid configs of the study's space at ``--M``
 (drawn with ``--seed``, vLLM's default left out) compile in each mode: ``threads K`` is one
 worker process with K compile threads, ``processes K`` is K workers of one thread. Each

@@ -256,3 +256,34 @@ def test_without_compile_threads_every_config_is_ready(bencher_of) -> None:
     bencher.precompile(2, ["a"])
     assert bencher.ready(2, "a") and bencher.ready(2, "never hinted")
     assert bencher.compiled_ahead() == []
+
+
+@pytest.mark.parametrize("cores, workers, threads", [
+    (16, 1, 12),  # the lent GPU host: 12, as measured (compile-parallel-*.md)
+    (128, 8, 12),  # an 8-GPU host: 16 cores a worker, at most 12
+    (32, 2, 12),
+    (16, 2, 5),  # two workers on 16 cores: 8 each, 3 left to each search
+    (8, 1, 5),
+    (4, 1, 1),
+    (2, 1, 1),  # never none: a config would compile inside its measurement
+    (1, 4, 1),
+])
+def test_compile_threads_are_each_workers_share_of_the_cores_less_the_searchs(
+        cores: int, workers: int, threads: int) -> None:
+    from searcher.measure.harness import compile_threads_for
+
+    assert compile_threads_for(cores, workers) == threads
+
+
+def test_a_worker_process_sizes_its_compile_threads_by_the_workers_of_its_run() -> None:
+    import argparse
+
+    from searcher.cli.common import source_kwargs
+
+    args = argparse.Namespace(replay=None, synthetic=False, allow_other_gpu=False,
+                              isolation="process", trial_timeout=60.0, worker=None)
+    assert source_kwargs(args)["workers"] == 1
+    args.worker = "2/4"  # as spawn_workers starts the third of four
+    assert source_kwargs(args)["workers"] == 4
+    del args.worker  # decide's and compare's parsers have no workers
+    assert source_kwargs(args)["workers"] == 1

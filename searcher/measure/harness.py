@@ -77,6 +77,38 @@ def replay_inputs(fidelity: Fidelity, order: str = "cycle") -> list[int]:
 #: (``SEARCHER_SWITCH_INTERVAL_S``) records its own in every measurement's device info.
 _PYTHON_SWITCH_INTERVAL_S = 0.005
 
+#: Compile threads of one measuring process at most: on the lent H100 host (16 cores), 12
+#: threads compiled 24 configs 5.0x faster than one, with the GIL held 70% of the time
+#: (benchmarks/results/compile-parallel-NVIDIA_H100_80GB_HBM3.md); more mostly wait for it.
+MAX_COMPILE_THREADS = 12
+
+#: Cores each measuring process leaves to its own search: the main thread (storage,
+#: pruning), the asker thread (sampler) and the measuring thread.
+SEARCH_CORES = 3
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS has one, e.g. under
+    ``taskset`` or a container's cpuset; else ``os.cpu_count()``)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on macOS and Windows
+        return os.cpu_count() or 1
+
+
+def compile_threads_for(cores: int, workers: int = 1) -> int:
+    """Compile threads for each of ``workers`` measuring processes sharing ``cores`` CPU
+    cores: each worker's share of the cores less :data:`SEARCH_CORES`, at least 1 and at
+    most :data:`MAX_COMPILE_THREADS`. Each thread runs Triton's compile and then ptxas (a
+    process of its own) on a core; with more threads than cores, the search's threads and
+    the measuring thread wait for a core (issue #13: compile off the critical path, sized
+    to the machine's cores). 16 cores, one worker: 12; 8 cores: 5; 2 cores: 1; 32 cores,
+    two workers: 12 each; 16 cores, two workers: 5 each."""
+    return max(1, min(MAX_COMPILE_THREADS, cores // max(1, workers) - SEARCH_CORES))
+
+
 #: Steps between the input sets of neighbouring configs in one interleaved step
 #: (:func:`round_order`): with 2, no replay follows one of the same input set (which would
 #: find that routing's experts still in L2) for any number of configs, as in a plain

@@ -37,12 +37,13 @@ def check_gpu(spec: StudySpec, device: str, allow_other_gpu: bool) -> None:
 
 # Module-level factories: picklable, so a measuring child process can build the
 # benchmarker itself (a CUDA context cannot be handed over, nor forked).
-def _gpu_benchmarker(kernel: str, problem: Problem, backend: str, seed: int) -> Any:
+def _gpu_benchmarker(kernel: str, problem: Problem, backend: str, seed: int,
+                     compile_threads: int) -> Any:
     from searcher.measure.harness import GpuBenchmarker
     from searcher.kernels import get_kernel
 
     workload = get_kernel(kernel).workload(problem, backend, seed)
-    return GpuBenchmarker(workload, compile_threads=12,
+    return GpuBenchmarker(workload, compile_threads=compile_threads,
                           switch_interval_s=switch_interval_from_env())
 
 
@@ -84,7 +85,8 @@ def _synthetic_benchmarker(kernel: str, problem: Problem, device: str, seed: int
 
 def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: bool = False,
                      allow_other_gpu: bool = False, seed: int | None = None,
-                     isolation: str = "process", trial_timeout_s: float = DEFAULT_TIMEOUT_S):
+                     isolation: str = "process", trial_timeout_s: float = DEFAULT_TIMEOUT_S,
+                     workers: int = 1):
     """The benchmarker for a run and the device name its studies are stored under.
 
     Args:
@@ -94,6 +96,9 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
             replay, synthetic) is wrapped alike, so CPU runs exercise the same path.
         trial_timeout_s: seconds one measurement, its compile included, may take with
             process isolation (``inf``: no limit).
+        workers: measuring processes of this run on this host (``--workers``); a GPU
+            benchmarker compiles ahead on its share of the cores
+            (:func:`searcher.measure.harness.compile_threads_for`).
 
     Raises:
         ConfigError: an unknown isolation, or a trial timeout that is not positive.
@@ -135,8 +140,10 @@ def make_benchmarker(spec: StudySpec, *, replay: str | None = None, synthetic: b
         device = here.vllm_name
         check_gpu(spec, device, allow_other_gpu)
         spec.kernel.check_device(spec.shape, here.capability)
+        from searcher.measure.harness import compile_threads_for, usable_cores
+
         factory = functools.partial(_gpu_benchmarker, spec.kernel.name, spec.shape, spec.backend,
-                                    seed)
+                                    seed, compile_threads_for(usable_cores(), workers))
     if isolation == "none":
         bencher = factory()
     else:
