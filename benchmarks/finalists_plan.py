@@ -11,6 +11,12 @@ measurements the decision rule needs at least (rounds it adds while undecided, u
 come on top), so "planned share" is a prediction for the rounds up to the rule's minimum,
 not a measurement.
 
+The planned columns are the plan of the code that runs this script: a committed table
+reproduces with the code of the commit that made it (``git worktree add /tmp/at REV``,
+then run this script from /tmp/at). Since the commit after 2d7923b a measurement's rest
+(capture, syncs) is the median of all the batch size's measurements, not of its full
+ones alone, so older tables' planned columns can read a little differently.
+
 Then, for records that keep each round's seconds (``round_s``, since commit 32789cd), a
 measurement's cost round by round (the round's seconds, compile waits included, over the
 configs it measured), beside the planned cost: where the plan holds in some rounds and

@@ -304,6 +304,46 @@ def test_one_slow_trial_does_not_set_what_every_measurement_costs(tmp_path):
     assert all(c.other_s == pytest.approx(0.006) for c in costs)
 
 
+def test_the_rest_of_a_measurement_is_the_median_of_every_measurement_at_the_batch_size():
+    # At large M most trials are pruned at the short fidelity, so 3-5 full measurements
+    # are left; where 3 of 5 read a busy host's 190 ms (the lent H100, three-m.db at
+    # M=4096), their median alone made the plan race one finalist at one call a graph.
+    # The short measurements capture graphs of the same calls: they count too, the
+    # pruned trials' among them; failed ones (no replays timed) do not.
+    from optuna.trial import TrialState
+
+    from searcher.store import record
+    from searcher.tune.finalists import measurement_costs
+
+    spec = load_spec(ROOT / "studies" / "h100-e64-n1408.toml")
+    configs = [spec.kernel.default_config(spec.shape, M) for M in (1, 64, 256, 1024, 4096)]
+    configs = list(dict.fromkeys(configs))[:5]
+    study = optuna.create_study()
+
+    def brief(gpu: float, other: float, status: str = "ok") -> dict:
+        return {"status": status, "cost_s": gpu + other + 0.2, "compile_s": 0.2, "gpu_s": gpu}
+
+    for i, config in enumerate(configs):  # complete: short and full, 3 of 5 full slow
+        study.add_trial(optuna.trial.create_trial(value=100.0 + i, user_attrs={
+            record.CONFIG: config.to_dict(), record.STATUS: "ok",
+            record.SHORT: brief(0.020, 0.007),
+            record.FULL: brief(0.080, 0.190 if i < 3 else 0.010)}))
+    for i in range(12):  # pruned at the short fidelity
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.PRUNED, intermediate_values={0: 200.0 + i}, user_attrs={
+                record.CONFIG: dataclasses.replace(configs[0], num_stages=2 + i).to_dict(),
+                record.STATUS: "pruned", record.SHORT: brief(0.020, 0.006 + 0.001 * (i % 3))}))
+    for i in range(15):  # failed: as many as would pull the median to 6 ms if counted
+        study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, user_attrs={
+            record.CONFIG: dataclasses.replace(configs[0], num_warps=1, num_stages=2 + i)
+            .to_dict(), record.STATUS: "compile_error",
+            record.SHORT: {"status": "compile_error", "cost_s": 1.0, "compile_s": 0.3}}))
+    costs = measurement_costs(FUSED_MOE, study, configs)
+    assert all(c.replay_s == pytest.approx(0.080) for c in costs)  # its own full trial's
+    # 22 measurements: 5 short at 7 ms, 12 short at 6-8 ms, 2 full at 10 ms, 3 at 190 ms.
+    assert all(c.other_s == pytest.approx(0.007) for c in costs)
+
+
 def test_status_names_the_calls_a_graph_of_the_finalists_rounds(tmp_path, capsys):
     from searcher.cli import main
 

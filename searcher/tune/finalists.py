@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from searcher.measure.measurement import FIDELITIES
+from searcher.measure.measurement import FIDELITIES, Status
 from searcher.store import record
 from searcher.store.record import (
     FAILED_STATUSES, TrialStatus, add_wall_time, config_of, status_of, summarize_study)
@@ -253,26 +253,37 @@ def measurement_costs(kernel: Any, study: optuna.Study, configs: Sequence[Config
     ``final_fidelity`` (compile waits left out: in a run the finalists' configs were
     compiled for their trials). Its replays are its own trial's (``gpu_s``); the rest
     (building and capturing the graph, syncing) is the median over the batch size's
-    trials, since a single trial's can read several times higher where the host was busy
-    (the lent H100: 6 ms typically, up to 300 ms). Empty where no trial recorded a cost."""
+    measurements, short and full, pruned trials' too (failed ones timed no replays),
+    since a single one can read several times higher where the host was busy (the lent
+    H100: 4-12 ms typically, up to 400 ms). Over the full ones alone, at large M, where
+    most trials are pruned at the short fidelity, that median had 3-5 values: in
+    examples/h100-e64-n1408-throughput/third-run/three-m.db at M=4096, 3 of 5 read 184-191
+    ms where the short ones read a median 7 ms, and the plan raced 1 of 3 finalists at one
+    call a graph, still "over" its budget, at 214 ms a measurement planned against 32 ms
+    measured. Both fidelities capture graphs of the same calls; a full one's rest read
+    about 3 ms more at M=64 (its 25 timed replays' events against 6). Empty where no trial
+    recorded a cost."""
     from optuna.trial import TrialState
 
     full, final = FIDELITIES["full"], FIDELITIES[final_fidelity]
     scale = ((final.warmup + final.replays) * final.calls_per_graph
              / ((full.warmup + full.replays) * full.calls_per_graph))
     wanted, replay, other = set(configs), {}, []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        brief = t.user_attrs.get(record.FULL) or {}
-        if brief.get("cost_s") is None:
-            continue
-        spent = max(0.0, float(brief["cost_s"]) - float(brief.get("compile_s") or 0.0))
-        gpu = brief.get("gpu_s")
-        # Where the benchmarker did not time its replays apart, all of it scales.
-        gpu = spent if gpu is None else min(spent, float(gpu))
-        other.append(spent - gpu)
-        config = config_of(kernel, t)
-        if config in wanted:
-            replay.setdefault(config, gpu * scale)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        for fidelity in (record.SHORT, record.FULL):
+            brief = t.user_attrs.get(fidelity) or {}
+            if brief.get("cost_s") is None \
+                    or brief.get("status", Status.OK.value) != Status.OK.value:
+                continue
+            spent = max(0.0, float(brief["cost_s"]) - float(brief.get("compile_s") or 0.0))
+            gpu = brief.get("gpu_s")
+            # Where the benchmarker did not time its replays apart, all of it scales.
+            gpu = spent if gpu is None else min(spent, float(gpu))
+            other.append(spent - gpu)
+            if fidelity == record.FULL and t.state == TrialState.COMPLETE:
+                config = config_of(kernel, t)
+                if config in wanted:
+                    replay.setdefault(config, gpu * scale)
     if not other:
         return []
     rest = statistics.median(other)
