@@ -13,7 +13,7 @@ not a measurement.
 
 The planned columns are the plan of the code that runs this script: a committed table
 reproduces with the code of the commit that made it (``git worktree add /tmp/at REV``,
-then run this script from /tmp/at). Since the commit after 2d7923b a measurement's rest
+then run this script from /tmp/at). Since commit 22d73e2 a measurement's rest
 (capture, syncs) is the median of all the batch size's measurements, not of its full
 ones alone, so older tables' planned columns can read a little differently.
 

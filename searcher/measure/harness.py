@@ -89,7 +89,9 @@ SEARCH_CORES = 3
 
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity where the OS has one, e.g. under
-    ``taskset`` or a container's cpuset; else ``os.cpu_count()``)."""
+    ``taskset`` or a container's cpuset; else ``os.cpu_count()``). A CPU quota without a
+    cpuset (Docker's ``--cpus``, a Kubernetes CPU limit) is not seen: a container held to
+    8 CPUs of a 128-core host counts 128."""
     import os
 
     try:

@@ -117,9 +117,11 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
     # for 80-120 ms on a 2-core CPU (`python -c "import gc, time, torch, triton;
     # t = time.perf_counter(); gc.collect(); print(time.perf_counter() - t)"`), and
     # the compiled kernels of a run's hundreds of configs, piling up in the oldest
-    # generation, can set such passes off in the middle of measurements. Whether that is
-    # part of issue #13's slow finalists' rounds is not measured on a GPU yet; one
-    # compile thread on a CPU set off none in 80 compiles (benchmarks/triton_gil.py).
+    # generation, can set such passes off in the middle of measurements. A precaution:
+    # one compile thread on a CPU set off no full pass in 80 compiles
+    # (benchmarks/triton_gil.py), and on one H100 the 18 batch sizes with and without it
+    # read the same time split, with issue #13's slow finalists' rounds in both
+    # (examples/h100-e64-n1408-throughput-ab/cad1439-vs-404ab0c/).
     gc.collect()
     gc.freeze()
     # With every reply (this one too), the configs whose compile ahead has finished

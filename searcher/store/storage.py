@@ -514,14 +514,18 @@ def tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None,
     storage statements, for a value searcher never used (issue #13, host overhead;
     ``python benchmarks/host_overhead.py`` prints the main thread's statements per trial).
     This calls the first part alone: the same checks, warnings, sampler's ``after_trial``
-    and stored state.
+    and stored state. It is private to Optuna (``pyproject.toml`` asks for optuna >= 5
+    only): where an Optuna no longer has it, ``Study.tell`` itself.
 
     Raises:
         ValueError: as ``Study.tell``: the trial is finished, or the value and state do not
             go together (a value with PRUNED, none with COMPLETE).
     """
-    from optuna.study._tell import _tell_with_warning
-
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:  # an Optuna that moved it: its public tell, read-back and all
+        study.tell(trial, value, state=state)
+        return
     _tell_with_warning(study, trial, value, state)
 
 
