@@ -254,6 +254,12 @@ def test_threads_sharing_a_sqlite_storage_take_turns_without_deadlock(tmp_path: 
     assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 60
 
 
+def _storage_url(tmp_path: Path, kind: str) -> str:
+    """A fresh storage of each kind searcher opens: SQL, journal file, in memory."""
+    return {"sqlite": f"sqlite:///{tmp_path / 's.db'}",
+            "journal": f"journal:///{tmp_path / 's.journal'}", "memory": "memory://"}[kind]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
 def test_store_on_trial_stores_what_optunas_own_calls_store(tmp_path, kind):
     """Issue #13: a trial's attributes, its ``valid`` constraint and a reported value go in
@@ -265,8 +271,7 @@ def test_store_on_trial_stores_what_optunas_own_calls_store(tmp_path, kind):
 
     from searcher.store.storage import store_on_trial
 
-    url = {"sqlite": f"sqlite:///{tmp_path / 's.db'}",
-           "journal": f"journal:///{tmp_path / 's.journal'}", "memory": "memory://"}[kind]
+    url = _storage_url(tmp_path, kind)
     storage = open_storage(url)
     mine = optuna.create_study(storage=storage, study_name="mine")
     theirs = optuna.create_study(storage=storage, study_name="theirs")
@@ -304,8 +309,7 @@ def test_tell_finishes_a_trial_as_study_tell_does_without_reading_it_back(tmp_pa
 
     from searcher.store.storage import tell
 
-    url = {"sqlite": f"sqlite:///{tmp_path / 's.db'}",
-           "journal": f"journal:///{tmp_path / 's.journal'}", "memory": "memory://"}[kind]
+    url = _storage_url(tmp_path, kind)
     storage = open_storage(url)
     told: list[tuple[int, TrialState]] = []
 
