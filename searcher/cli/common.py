@@ -111,7 +111,8 @@ def source_kwargs(args: argparse.Namespace) -> dict:
     return {"replay": args.replay, "synthetic": args.synthetic,
             "allow_other_gpu": args.allow_other_gpu, "isolation": args.isolation,
             "trial_timeout_s": args.trial_timeout,
-            "workers": worker_index(args)[1] if getattr(args, "worker", None) else 1}
+            # decide's and compare's parsers have no workers
+            "workers": worker_index(args)[1] if hasattr(args, "worker") else 1}
 
 
 def worker_args(p: argparse.ArgumentParser) -> None:
