@@ -231,6 +231,12 @@ STUDIES_EXPECTED = {
     "h200-jamba-1.5-large-tp8-int8": (
         Shape(16, 3072, 8192, 2, "int8_w8a16"),
         "E=16,N=3072,device_name=NVIDIA_H200,dtype=int8_w8a16.json"),
+    "h100-deepseek-v3-tp16-fp8": (
+        Shape(256, 128, 7168, 8, "fp8_w8a8", block_shape=(128, 128)),
+        "E=256,N=128,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128,128].json"),
+    "h100-mixtral-8x7b-tp2-fp8": (
+        Shape(8, 7168, 4096, 2, "fp8_w8a8"),
+        "E=8,N=7168,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8.json"),
 }
 
 
@@ -239,7 +245,8 @@ def test_quantized_study_shape_and_file_name(name: str) -> None:
     data = tomllib.loads((STUDIES / f"{name}.toml").read_text(encoding="utf-8"))
     shape, file_name = STUDIES_EXPECTED[name]
     assert FUSED_MOE.parse_problem(data["shape"]) == shape
-    assert data["gpu"] == "NVIDIA_H200" and data["kernel"] == "fused_moe"
+    assert data["gpu"] == file_name.split("device_name=")[1].split(",")[0].removesuffix(".json")
+    assert data["kernel"] == "fused_moe"
     assert FUSED_MOE.file_name(shape, data["gpu"]) == file_name
     assert data["search"]["space"] == "extended-quant"
     # At most 15% of the 640 configs vLLM's tuner times per batch size for block fp8.

@@ -53,6 +53,15 @@ def test_init_writes_the_shipped_deepseek_v3_study(in_tmp, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_init_writes_the_shipped_h100_deepseek_v3_tp16_study(in_tmp):
+    assert main(["init", "--model", str(DSV3), "--tp", "16", "--gpu", "NVIDIA_H100_80GB_HBM3"]) == 0
+    written = load_spec(in_tmp / "studies" / "deepseek-v3-tp16-fp8-block128-NVIDIA_H100_80GB_HBM3.toml")
+    shipped = load_spec(ROOT / "studies" / "h100-deepseek-v3-tp16-fp8.toml")
+    for field in _SAME:
+        assert getattr(written, field) == getattr(shipped, field), field
+    assert written.space.fingerprint() == shipped.space.fingerprint()
+
+
 def test_run_model_synthetic_end_to_end_and_resume(in_tmp, capsys):
     argv = ["run", "--model", str(DSV3), "--tp", "8", "--gpu", "NVIDIA_H200", "--synthetic",
             "--batch-sizes", "1,64", "--trials-per-m", "5", "--isolation", "none", "--json"]
