@@ -237,6 +237,9 @@ STUDIES_EXPECTED = {
     "h100-mixtral-8x7b-tp2-fp8": (
         Shape(8, 7168, 4096, 2, "fp8_w8a8"),
         "E=8,N=7168,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8.json"),
+    "h100-jamba-1.5-large-tp8-int8": (
+        Shape(16, 3072, 8192, 2, "int8_w8a16"),
+        "E=16,N=3072,device_name=NVIDIA_H100_80GB_HBM3,dtype=int8_w8a16.json"),
 }
 
 
