@@ -239,6 +239,26 @@ def check_finalists_share(args: argparse.Namespace) -> None:
         raise ConfigError(f"--finalists-share {given}: {SHARE_RULE}")
 
 
+#: ``--against vllm``: the file the installed vLLM would load for the study's layer and GPU.
+AGAINST_INSTALLED = "vllm"
+AGAINST_HELP = ("; or `vllm`: the file the vLLM installed here would load for the study's "
+                "layer and GPU ($VLLM_TUNED_CONFIG_FOLDER, then vLLM's own configs/)")
+
+
+def resolve_against(args: argparse.Namespace, spec) -> None:
+    """Replace ``--against vllm`` by the path of the file the installed vLLM would load
+    (said once on stderr, by the process that is no worker); a path is left as given.
+
+    Raises:
+        ConfigError: vLLM is not installed or has no such file (the kernel's message).
+    """
+    if getattr(args, "against", None) != AGAINST_INSTALLED:
+        return
+    args.against = str(spec.kernel.installed_file(spec.shape, spec.gpu))
+    if getattr(args, "worker", None) is None:
+        rich_console(stderr=True).print(f"--against vllm: {args.against}")
+
+
 def read_against(spec, path: str) -> dict:
     """The configs by M of an ``--against`` file (run and compare), refused when its name
     says another layer than the study's."""

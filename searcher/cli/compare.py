@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from searcher.cli.common import load, read_against, rich_console, study_args
+from searcher.cli.common import (
+    AGAINST_HELP, load, read_against, resolve_against, rich_console, study_args,
+)
 from searcher.errors import ConfigError
 
 
@@ -20,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     study_args(p)
     p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
     p.add_argument("--against", default=None, metavar="FILE.json",
-                   help="an existing vLLM config file to compare with")
+                   help="an existing vLLM config file to compare with" + AGAINST_HELP)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="folder for the CSV and the PNGs, made if missing (default: "
                    "./compare-STUDY)")
@@ -40,6 +42,7 @@ def execute(args: argparse.Namespace) -> int:
 
     spec, storage = load(args)
     device = args.device or spec.gpu
+    resolve_against(args, spec)
     against = read_against(spec, args.against) if args.against else None
     bencher = None
     if args.replay and not args.no_remeasure:

@@ -6,8 +6,8 @@ import argparse
 import json
 
 from searcher.cli.common import (
-    against_configs, check_finalists_share, finalists_share_arg, load, rich_console,
-    source_args, source_kwargs, study_args,
+    AGAINST_HELP, against_configs, check_finalists_share, finalists_share_arg, load,
+    resolve_against, rich_console, source_args, source_kwargs, study_args,
 )
 from searcher.errors import ConfigError, NoGPUError
 from searcher.strategies.finalists import SHARE
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --stored: the GPU whose studies to decide (default: the spec's)")
     p.add_argument("--against", default=None, metavar="FILE.json",
                    help="a vLLM config file whose configs compete too (default: the one the "
-                   "stored record competed against, if any)")
+                   "stored record competed against, if any)" + AGAINST_HELP)
     source_args(p)
     finalists_share_arg(p)
     p.add_argument("--json", action="store_true", help="print the decisions as JSON")
@@ -58,6 +58,7 @@ def execute(args: argparse.Namespace) -> int:
         if args.device:
             raise ConfigError("--device goes with --stored; a measuring decide uses this "
                               "machine's GPU")
+        resolve_against(args, spec)
         from searcher.tune.run import make_benchmarker
 
         try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from searcher.cli.common import (
-    against_configs, check_finalists_share, check_limits, finalists_share_arg, load,
-    source_args, source_kwargs, spawn_workers, stored_device, study_args, worker_args,
-    worker_index,
+    AGAINST_HELP, against_configs, check_finalists_share, check_limits, finalists_share_arg, load,
+    resolve_against, source_args, source_kwargs, spawn_workers, stored_device, study_args,
+    worker_args, worker_index,
 )
 from searcher.cli.render import print_summaries
 from searcher.errors import ConfigError
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="an existing vLLM config file to beat (e.g. the one vLLM ships for "
                    "this shape and GPU): the config it gives each batch size is measured "
                    "first and re-measured among the finalists, so the winner is never "
-                   "slower than it side by side")
+                   "slower than it side by side" + AGAINST_HELP)
     finalists_share_arg(p)
     source_args(p)
     worker_args(p)
@@ -48,6 +48,7 @@ def execute(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
     check_finalists_share(args)
     check_limits(args)
+    resolve_against(args, spec)
     against = against_configs(spec, args.against)  # a bad file fails before any worker
     code = spawn_workers(args, storage, extra=["--no-live"])
     if code is not None:  # the workers are done: show what the storage holds now

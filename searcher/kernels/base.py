@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Hashable, Mapping, Protocol, Sequence
 
-from searcher.errors import SpecError
+from searcher.errors import ConfigError, SpecError
 
 if TYPE_CHECKING:  # pragma: no cover
     from searcher.measure.device import GpuFacts
@@ -214,6 +214,16 @@ class Kernel(ABC):
         Raises:
             ConfigError: the file name names another problem.
         """
+
+    def installed_file(self, problem: Problem, device: str) -> Any:
+        """The path of the tuned-config file for ``problem`` on ``device`` that the kernel's
+        user (vLLM), installed here, would load (``--against vllm``).
+
+        Raises:
+            ConfigError: there is none (by default: the kernel's user ships no files).
+        """
+        raise ConfigError(f"--against vllm: kernel {self.name} has no tuned files of an "
+                          "installed library; give a file's path")
 
     def check_device(self, problem: Problem, capability: str) -> None:
         """Refuse a problem the GPU of compute ``capability`` ("9.0") cannot run (by

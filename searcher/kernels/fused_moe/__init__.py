@@ -172,6 +172,11 @@ class FusedMoE(Kernel):
 
         return read_config_file(path)
 
+    def installed_file(self, problem: Shape, device: str) -> Any:
+        from searcher.kernels.fused_moe.vllm_file import installed_config_file
+
+        return installed_config_file(self.file_name(problem, device))
+
     def check_file_name(self, problem: Shape, path: Any) -> None:
         from searcher.kernels.fused_moe.vllm_file import check_file_name
 

@@ -9,6 +9,8 @@ the same for every kernel's files: :mod:`searcher.results.export`.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -21,6 +23,7 @@ from searcher.errors import ConfigError, ExportError
 
 __all__ = [
     "check_file_name",
+    "installed_config_file",
     "DTYPE_SUFFIXES",
     "config_file_name",
     "render_config_file",
@@ -217,3 +220,52 @@ def read_config_file(path: str | os.PathLike[str]) -> tuple[str | None, dict[int
     if not configs:
         raise ExportError(f"{path}: holds no batch-size keys")
     return triton_version, configs
+
+
+#: The folder of vLLM's package that holds its tuned fused-MoE files (vLLM 0.33.0).
+VLLM_CONFIGS_DIR = ("model_executor", "layers", "fused_moe", "configs")
+#: The environment variable whose folder vLLM 0.33.0 searches before its own.
+TUNED_FOLDER_ENV = "VLLM_TUNED_CONFIG_FOLDER"
+
+
+def installed_config_file(name: str) -> Path:
+    """The tuned file called ``name`` that the vLLM installed here would load, found where
+    vLLM 0.33.0 looks (``get_moe_configs``): first in ``$VLLM_TUNED_CONFIG_FOLDER``, then in
+    its package's ``model_executor/layers/fused_moe/configs/``. vLLM is found without
+    importing it (importing it starts CUDA and takes seconds).
+
+    Raises:
+        ConfigError: neither place has the file (the message names the places searched,
+            and what vLLM does then: its default config, which every search races), or
+            vLLM is not installed and the folder variable names no such file.
+    """
+    searched = []
+    folder = os.environ.get(TUNED_FOLDER_ENV)
+    if folder:
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return candidate
+        searched.append(f"${TUNED_FOLDER_ENV} ({folder})")
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        where = f" nor in {searched[0]}" if searched else ""
+        raise ConfigError(
+            f"--against vllm: vLLM is not installed in this Python{where}, so there is no "
+            f"{name} to compare with; install vLLM, or give the file's path "
+            "(benchmarks/vllm_shipped_configs.sh takes it from vLLM's wheel)")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    try:
+        version = importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        version = "of unknown version"
+    candidate = package.joinpath(*VLLM_CONFIGS_DIR, name)
+    if candidate.is_file():
+        return candidate
+    searched.append(f"{candidate.parent}")
+    raise ConfigError(
+        f"--against vllm: vLLM {version} ships no {name} (searched {' and '.join(searched)}): "
+        "vLLM runs this layer with its default config, which every search already races; "
+        "run without --against")
