@@ -488,6 +488,9 @@ def cases(ws: Workspace, export_s: float) -> list[Case]:
         Case("compare --against a file whose name says another E", [
             "compare", "--study", small, "--no-remeasure", "--against", other_layer, "--out",
             "export"], mentions=("E=128,N=1408", "E=64,N=1408")),
+        Case("compare --against vllm, a layer vLLM ships no file for (or no vLLM here)", [
+            "compare", "--study", small, "--no-remeasure", "--against", "vllm"],
+             mentions=("E=64,N=1408,device_name=NVIDIA_H100_80GB_HBM3.json",)),
         Case("export with a batch size not stored: the hint keeps --storage", [
             "export", "--study", ws.study("small-128", "batch_sizes = [16, 64]",
                                           "batch_sizes = [16, 64, 128]"), "--out", "other"],
