@@ -125,6 +125,7 @@ h200-quant-fresh)  # issue #10, third run: one quantized study ($3) from a fresh
     # the incumbent; resumes .gpu-state/STUDY.db when carried (gunzipped from an earlier
     # OUT). COMPARE=1: then its winners, vLLM's default and that file side by side.
     # TRIALS=N: N trials per batch size instead of the study's (a resumed study goes on).
+    # Any quantized study runs here, the H100 ones too (the name is the H200 run's).
     study=$3
     nvidia-smi -L > "$out/gpus-$study.txt"
     rm -f "/tmp/$study.db"
