@@ -7,7 +7,9 @@ what vLLM's exhaustive grid would cost on the same GPU.
 Reads ``DIR/compare/*.csv`` (written by ``searcher compare --against FILE --out DIR/compare``,
 which re-measures searcher's winner, vLLM's default and the file's config interleaved in
 one process) and ``DIR/searcher.db`` (the study's storage). GPU time of the search: every
-trial's measurement cost (compile waits included) plus the finalists' re-measurement.
+trial's measurement cost (compile waits included) plus the finalists' re-measurement; and
+the wall time the search held the GPU, which adds the host's work between measurements
+(what ``searcher status`` calls wall, and what a user pays for).
 Per M, the decision rule (``searcher/strategies/decide.py``, the one that picks what is exported)
 judges searcher's config against the file's from the paired rounds the comparison stored
 with the study: "slower beyond noise" is what the goal "never slower than the file"
@@ -26,11 +28,15 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def _storage_costs(db: Path) -> dict[int, tuple[float, float, float]]:
+
+def _storage_costs(db: Path) -> dict[int, tuple[float, float, float, float]]:
     """M -> (search GPU seconds, the part of them spent waiting for compiles, median
-    seconds of one full measurement)."""
+    seconds of one full measurement, wall seconds the search held the GPU)."""
     import optuna
+
+    from searcher.store.record import stored_wall_time
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
@@ -49,7 +55,8 @@ def _storage_costs(db: Path) -> dict[int, tuple[float, float, float]]:
         full = [t.user_attrs["full"]["cost_s"] for t in trials
                 if isinstance(t.user_attrs.get("full"), dict)
                 and t.user_attrs["full"].get("status") == "ok"]
-        out[M] = (spent, compiling, statistics.median(full) if full else math.nan)
+        out[M] = (spent, compiling, statistics.median(full) if full else math.nan,
+                  stored_wall_time(study.user_attrs))
     return out
 
 
@@ -101,6 +108,7 @@ def main() -> int:
     spent = sum(c[0] for c in costs.values())
     compiling = sum(c[1] for c in costs.values())
     grid = sum(args.grid_size * c[2] for c in costs.values())
+    wall = sum(c[3] for c in costs.values())
     print()
     print(f"Geometric mean over {len(rows)} batch sizes: {math.exp(sum(logs_d) / len(rows)):.3f}x "
           f"vLLM's default, {math.exp(sum(logs_f) / len(rows)):.3f}x vLLM's file. "
@@ -108,9 +116,11 @@ def main() -> int:
           f"{', '.join(r['M'] for r, lf in zip(rows, logs_f) if lf < math.log(0.99)) or 'none'}; "
           f"slower beyond noise (decision rule): "
           f"{', '.join(str(M) for M, v in sorted(verdicts.items()) if v == 'slower') or 'none'}.")
-    print(f"GPU time of the search: {spent:.0f} s; a {args.grid_size}-config grid at one "
+    print(f"GPU time of the search: {spent:.0f} s measuring (trials and finalists), {wall:.0f} s "
+          f"of wall time holding the GPU; a {args.grid_size}-config grid at one "
           f"full measurement per config: at least {grid:.0f} s (searcher: "
-          f"{100 * spent / grid:.1f}% of it; without its {compiling:.0f} s of compile waits, "
+          f"{100 * wall / grid:.1f}% of it by wall time, {100 * spent / grid:.1f}% by measuring "
+          f"time; without its {compiling:.0f} s of compile waits in measurements, "
           f"which the grid estimate leaves out, {100 * (spent - compiling) / grid:.1f}%).")
     return 0
 

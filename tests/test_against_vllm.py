@@ -74,10 +74,38 @@ def test_a_file_vllm_does_not_ship_names_the_version_and_the_places(vllm_configs
     assert "default config" in message and "without --against" in message
 
 
-def test_no_vllm_installed(no_vllm):
+def test_no_vllm_installed(no_vllm, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="vLLM is not installed") as info:
         installed_config_file(NAME)
     assert NAME in str(info.value) and "vllm_shipped_configs.sh" in str(info.value)
+    # The tuned-config folder alone serves (files copied from the serving machine) ...
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    monkeypatch.setenv("VLLM_TUNED_CONFIG_FOLDER", str(folder))
+    with pytest.raises(ConfigError) as info:
+        installed_config_file(NAME)
+    assert (f"vLLM is not installed in this Python and $VLLM_TUNED_CONFIG_FOLDER ({folder}) "
+            f"holds no {NAME}") in str(info.value)
+    shutil.copy(H100_FILE, folder / NAME)
+    assert installed_config_file(NAME) == folder / NAME
+
+
+def test_a_vllm_folder_without_init_is_not_vllm(tmp_path, monkeypatch):
+    """A folder named vllm on the path (say, a checkout's subfolder) imports as a namespace
+    package; it is not an installed vLLM."""
+    site = tmp_path / "site"
+    (site / "vllm" / "model_executor" / "layers" / "fused_moe" / "configs").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(ConfigError, match="vLLM is not installed"):
+        installed_config_file(NAME)
+
+
+def test_compare_looks_up_the_file_of_the_device_it_compares(vllm_configs, capsys):
+    shutil.copy(H100_FILE, vllm_configs / NAME)
+    assert main(["compare", "--study", "h100-e64-n1408", "--device", "NVIDIA_H200",
+                 "--no-remeasure", "--against", "vllm"]) == 2
+    err = capsys.readouterr().err
+    assert "vLLM 0.33.0 ships no E=64,N=1408,device_name=NVIDIA_H200.json" in err
 
 
 def test_run_against_vllm_races_the_installed_file(vllm_configs, in_tmp, capsys):

@@ -241,20 +241,21 @@ def check_finalists_share(args: argparse.Namespace) -> None:
 
 #: ``--against vllm``: the file the installed vLLM would load for the study's layer and GPU.
 AGAINST_INSTALLED = "vllm"
-AGAINST_HELP = ("; or `vllm`: the file the vLLM installed here would load for the study's "
-                "layer and GPU ($VLLM_TUNED_CONFIG_FOLDER, then vLLM's own configs/)")
+AGAINST_HELP = ("; or `vllm`: the file vLLM would load here for the study's layer and GPU "
+                "(first $VLLM_TUNED_CONFIG_FOLDER, then the installed vLLM's configs/)")
 
 
-def resolve_against(args: argparse.Namespace, spec) -> None:
-    """Replace ``--against vllm`` by the path of the file the installed vLLM would load
-    (said once on stderr, by the process that is no worker); a path is left as given.
+def resolve_against(args: argparse.Namespace, spec, device: str | None = None) -> None:
+    """Replace ``--against vllm`` by the path of the file vLLM would load for the study's
+    layer on ``device`` (default: the study's GPU), said once on stderr by the process that
+    is no worker; a path is left as given.
 
     Raises:
         ConfigError: vLLM is not installed or has no such file (the kernel's message).
     """
     if getattr(args, "against", None) != AGAINST_INSTALLED:
         return
-    args.against = str(spec.kernel.installed_file(spec.shape, spec.gpu))
+    args.against = str(spec.kernel.installed_file(spec.shape, device or spec.gpu))
     if getattr(args, "worker", None) is None:
         rich_console(stderr=True).print(f"--against vllm: {args.against}")
 

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "finalists are re-measured side by side, interleaved.")
     study_args(p)
     p.add_argument("--device", default=None, help="whose results (default: the spec's GPU)")
-    p.add_argument("--against", default=None, metavar="FILE.json",
+    p.add_argument("--against", default=None, metavar="FILE.json|vllm",
                    help="an existing vLLM config file to compare with" + AGAINST_HELP)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="folder for the CSV and the PNGs, made if missing (default: "
@@ -42,7 +42,7 @@ def execute(args: argparse.Namespace) -> int:
 
     spec, storage = load(args)
     device = args.device or spec.gpu
-    resolve_against(args, spec)
+    resolve_against(args, spec, device)
     against = read_against(spec, args.against) if args.against else None
     bencher = None
     if args.replay and not args.no_remeasure:

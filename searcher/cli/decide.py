@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "vLLM's default)")
     p.add_argument("--device", default=None,
                    help="with --stored: the GPU whose studies to decide (default: the spec's)")
-    p.add_argument("--against", default=None, metavar="FILE.json",
+    p.add_argument("--against", default=None, metavar="FILE.json|vllm",
                    help="a vLLM config file whose configs compete too (default: the one the "
                    "stored record competed against, if any)" + AGAINST_HELP)
     source_args(p)
@@ -58,7 +58,6 @@ def execute(args: argparse.Namespace) -> int:
         if args.device:
             raise ConfigError("--device goes with --stored; a measuring decide uses this "
                               "machine's GPU")
-        resolve_against(args, spec)
         from searcher.tune.run import make_benchmarker
 
         try:
@@ -66,6 +65,7 @@ def execute(args: argparse.Namespace) -> int:
         except NoGPUError as exc:  # the CPU route decide has of its own
             raise NoGPUError(f"{exc}; or judge the rounds already stored, measuring "
                              "nothing, with --stored") from exc
+        resolve_against(args, spec, device)  # the file for the GPU that measures
     # What there is to decide, read without writing: a refused decide leaves the storage
     # as it was (a missing storage file is an error naming it, not a new file).
     finished = {M: study for M, study in iter_studies(

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="override the spec's trial budget per batch size")
     p.add_argument("--time-limit", type=float, default=None,
                    help="override the spec's time budget for this run (seconds)")
-    p.add_argument("--against", default=None, metavar="FILE.json",
+    p.add_argument("--against", default=None, metavar="FILE.json|vllm",
                    help="an existing vLLM config file to beat (e.g. the one vLLM ships for "
                    "this shape and GPU): the config it gives each batch size is measured "
                    "first and re-measured among the finalists, so the winner is never "
@@ -48,7 +48,9 @@ def execute(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trials-per-m {args.trials_per_m}: must be at least 1")
     check_finalists_share(args)
     check_limits(args)
-    resolve_against(args, spec)
+    # The file for the GPU the results are stored under: the study's, unless
+    # --allow-other-gpu measures on another (the only case that opens the GPU here).
+    resolve_against(args, spec, stored_device(args, spec) if args.allow_other_gpu else None)
     against = against_configs(spec, args.against)  # a bad file fails before any worker
     code = spawn_workers(args, storage, extra=["--no-live"])
     if code is not None:  # the workers are done: show what the storage holds now

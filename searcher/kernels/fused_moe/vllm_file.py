@@ -229,10 +229,12 @@ TUNED_FOLDER_ENV = "VLLM_TUNED_CONFIG_FOLDER"
 
 
 def installed_config_file(name: str) -> Path:
-    """The tuned file called ``name`` that the vLLM installed here would load, found where
-    vLLM 0.33.0 looks (``get_moe_configs``): first in ``$VLLM_TUNED_CONFIG_FOLDER``, then in
-    its package's ``model_executor/layers/fused_moe/configs/``. vLLM is found without
-    importing it (importing it starts CUDA and takes seconds).
+    """The tuned file called ``name`` that vLLM would load here, found where vLLM 0.33.0
+    looks (``get_moe_configs``): first in ``$VLLM_TUNED_CONFIG_FOLDER`` (used even where
+    vLLM itself is not installed, e.g. a folder of files copied from the serving machine),
+    then in the installed vLLM package's ``model_executor/layers/fused_moe/configs/``. The
+    package is found without importing it (importing vLLM starts CUDA and takes seconds);
+    a ``vllm`` folder without ``__init__.py`` (a namespace package) is not vLLM.
 
     Raises:
         ConfigError: neither place has the file (the message names the places searched,
@@ -250,13 +252,15 @@ def installed_config_file(name: str) -> Path:
         spec = importlib.util.find_spec("vllm")
     except (ImportError, ValueError):
         spec = None
-    if spec is None or not spec.submodule_search_locations:
-        where = f" nor in {searched[0]}" if searched else ""
+    if (spec is None or not spec.submodule_search_locations or spec.origin is None
+            or Path(spec.origin).name != "__init__.py"):
+        where = f" and {searched[0]} holds no {name}" if searched else ""
         raise ConfigError(
             f"--against vllm: vLLM is not installed in this Python{where}, so there is no "
-            f"{name} to compare with; install vLLM, or give the file's path "
-            "(benchmarks/vllm_shipped_configs.sh takes it from vLLM's wheel)")
-    package = Path(next(iter(spec.submodule_search_locations)))
+            f"{name} to compare with; install vLLM, set ${TUNED_FOLDER_ENV} to a folder "
+            "holding the file, or give the file's path (benchmarks/vllm_shipped_configs.sh "
+            "takes it from vLLM's wheel)")
+    package = Path(spec.origin).parent
     try:
         version = importlib.metadata.version("vllm")
     except importlib.metadata.PackageNotFoundError:
