@@ -252,8 +252,9 @@ def installed_config_file(name: str) -> Path:
         spec = importlib.util.find_spec("vllm")
     except (ImportError, ValueError):
         spec = None
-    if (spec is None or not spec.submodule_search_locations or spec.origin is None
-            or Path(spec.origin).name != "__init__.py"):
+    # A regular package's origin is its __init__.py; a namespace package has none, and a
+    # module vllm.py is no package.
+    if spec is None or spec.origin is None or Path(spec.origin).name != "__init__.py":
         where = f" and {searched[0]} holds no {name}" if searched else ""
         raise ConfigError(
             f"--against vllm: vLLM is not installed in this Python{where}, so there is no "
@@ -268,7 +269,7 @@ def installed_config_file(name: str) -> Path:
     candidate = package.joinpath(*VLLM_CONFIGS_DIR, name)
     if candidate.is_file():
         return candidate
-    searched.append(f"{candidate.parent}")
+    searched.append(str(candidate.parent))
     raise ConfigError(
         f"--against vllm: vLLM {version} ships no {name} (searched {' and '.join(searched)}): "
         "vLLM runs this layer with its default config, which every search already races; "
