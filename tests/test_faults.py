@@ -48,6 +48,32 @@ def _trials(url: str, path: Path, M: int = 64) -> list:
         return []
 
 
+def _stop_between_transactions(process: subprocess.Popen, db: Path) -> None:
+    """SIGSTOP ``process`` at a moment it holds no SQLite write lock on ``db``.
+
+    Every transaction of a run begins with ``BEGIN IMMEDIATE`` (see
+    ``searcher.store.storage``), so a process stopped inside one holds the file's write
+    lock until it is continued: no other process can take its trial over, and the second
+    run meets a storage that stops answering (tests/test_outage.py covers that case). This
+    test is about a process stopped between two storage calls or while measuring.
+    """
+    import sqlite3
+
+    for _ in range(200):
+        process.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(db, timeout=0.2, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError(f"{db} stayed locked each time the run was stopped")
+
+
 def _measured(trials) -> list:
     return [t for t in trials if t.user_attrs.get("status") in COUNTED_STATUSES]
 
@@ -67,7 +93,7 @@ def test_a_stopped_run_whose_trial_was_taken_over_drops_it_and_goes_on(tmp_path)
         wait_for(lambda: [t for t in _trials(url, path)
                            if t.state == optuna.trial.TrialState.RUNNING
                            and t.user_attrs.get("measuring")], poll_s=0.1)
-        first.send_signal(signal.SIGSTOP)
+        _stop_between_transactions(first, tmp_path / "f.db")
         time.sleep(5)  # the stopped run's heartbeats go stale
         second = subprocess.run([sys.executable, "-m", "searcher", "run", "--study", str(path),
                                  "--synthetic", "--no-live"], cwd=tmp_path, text=True,
