@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -54,11 +55,11 @@ def _stop_between_transactions(process: subprocess.Popen, db: Path) -> None:
     Every transaction of a run begins with ``BEGIN IMMEDIATE`` (see
     ``searcher.store.storage``), so a process stopped inside one holds the file's write
     lock until it is continued: no other process can take its trial over, and the second
-    run meets a storage that stops answering (tests/test_outage.py covers that case). This
-    test is about a process stopped between two storage calls or while measuring.
+    run meets a storage that stops answering ("database is locked"), which
+    searcher/store/outage.py waits out and then stops on (the outage tests: below, and
+    tests/test_outage.py). This test is about a process stopped between two storage calls
+    or while measuring.
     """
-    import sqlite3
-
     for _ in range(200):
         process.send_signal(signal.SIGSTOP)
         probe = sqlite3.connect(db, timeout=0.2, isolation_level=None)
